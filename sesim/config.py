@@ -1,0 +1,222 @@
+"""Typed training configuration: one dataclass per concern, presets from TOML, saved whole as JSON.
+
+Every field name is unique across sections, so each maps to one command-line flag
+(``patch_size`` -> ``--patch-size``); the help text lives next to the field. Resolution order:
+dataclass defaults (the paper's single-modal settings), then each ``--preset`` in order
+(``sesim/presets/<name>.toml``), then explicit flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DataConfig:
+    data: str | None = _f(None, "dataset root holding trainA/ and trainB/ (and testA/, testB/)")
+    dir_a: str | None = _f(None, "explicit folder of domain-A (source) training images")
+    dir_b: str | None = _f(None, "explicit folder of domain-B (target) training images")
+    direction: str = _f("AtoB", "AtoB translates A into B; BtoA swaps the domains", choices=("AtoB", "BtoA"))
+    size: int = _f(256, "training crop size in pixels (a multiple of 4)")
+    load_size: int | None = _f(None, "resize before cropping (default: size * 286 / 256)")
+    preprocess: str = _f("resize_and_crop", "resize_and_crop | scale_shortside_and_crop | crop | resize",
+                         choices=("resize_and_crop", "scale_shortside_and_crop", "crop", "resize"))
+    flip: bool = _f(True, "random horizontal flips")
+    channels: int = _f(3, "image channels: 3 (RGB) or 1 (greyscale model)", choices=(1, 3))
+    workers: int = _f(-1, "data-loading worker processes (-1: one per spare CPU core, at most 4)")
+    skip_unreadable: bool = _f(False, "drop unreadable image files (with a warning) instead of stopping")
+
+
+@dataclass
+class ModelConfig:
+    ngf: int = _f(64, "generator base channels")
+    n_blocks: int = _f(9, "generator residual blocks (9 for 256 px, 6 for smaller images)")
+    ndf: int = _f(64, "discriminator base channels")
+    n_layers_d: int = _f(3, "PatchGAN conv layers (3 = 70x70 receptive field)")
+    norm: str = _f("instance", "normalisation layers of G and D", choices=("instance", "batch", "none"))
+    init: str = _f("normal", "weight initialisation", choices=("normal", "xavier", "kaiming", "orthogonal"))
+    init_gain: float = _f(0.02, "std / gain of the weight initialisation")
+
+
+@dataclass
+class LossConfig:
+    structure: str = _f("fsesim", "structure loss: fsesim (fixed VGG16) or lsesim (learned heads)",
+                        choices=("fsesim", "lsesim"))
+    layers: tuple[str, ...] = _f(("relu3_1", "relu4_1"), "VGG16 layers, comma-separated")
+    vgg_weights: str | None = _f("imagenet", "imagenet | auto | random | path to a VGG16 state dict")
+    num_queries: int = _f(256, "query locations per layer (N_s)")
+    sampling: str = _f("random", "query sampling", choices=("random", "grid"))
+    patch_size: int | None = _f(32, "local window side in feature positions; none = global maps")
+    feature_norm: str = _f("l2", "feature normalisation before self-similarity",
+                           choices=("l2", "centered_l2", "tanh"))
+    distance: str = _f("cos", "map distance: cos (1 - cosine) or l1", choices=("cos", "l1"))
+    mask_keep: float | None = _f(None, "public-code masking: keep this top fraction of each map (e.g. 0.25)")
+    tanh_scale: float = _f(10.0, "divisor inside tanh for --feature-norm tanh")
+    temperature: float = _f(0.07, "LSeSim InfoNCE temperature")
+    augment: str = _f("color", "LSeSim positives: color (colour jitter, public code) or color_blur (adds blur+noise)",
+                      choices=("color", "color_blur"))
+    head_on_translation: bool = _f(False, "LSeSim: also use (source, translation) as a positive pair (public code)")
+    lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")
+    lambda_gan: float = _f(1.0, "weight of the adversarial loss")
+    lambda_identity: float = _f(0.0, "weight of L1(G(b), b) (identity loss)")
+    lambda_structure_identity: float = _f(0.0, "weight of the structure loss between b and G(b)")
+    gan_mode: str = _f("lsgan", "adversarial loss", choices=("lsgan", "vanilla", "nonsaturating", "hinge"))
+    pool_size: int = _f(50, "image pool size for D (0 disables)")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _f(1e-4, "Adam learning rate of G and D")
+    lr_head: float | None = _f(None, "Adam learning rate of the LSeSim heads (default: --lr)")
+    beta1: float = _f(0.5, "Adam beta1")
+    beta2: float = _f(0.999, "Adam beta2")
+    decay_start: float = _f(0.5, "fraction of the steps after which the LR decays linearly to 0")
+
+
+@dataclass
+class RunConfig:
+    steps: int = _f(10000, "total training steps (one step = one batch)")
+    batch_size: int = _f(1, "images per step")
+    seed: int = _f(0, "random seed (data order, crops, initialisation, query sampling)")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    runs: str = _f("runs", "parent folder of run folders")
+    name: str | None = _f(None, "run folder name (default: a numbered name from the data folder)")
+    checkpoint_every: int = _f(500, "steps between resumable checkpoints")
+    sample_every: int = _f(500, "steps between sample grids")
+    log_every: int = _f(25, "steps between log lines (jsonl + TensorBoard)")
+    num_samples: int = _f(6, "test images shown in each sample grid")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "run": RunConfig,
+}
+
+
+@dataclass
+class TrainConfig:
+    """The whole resolved configuration of a run (written to ``config.json`` in the run folder)."""
+
+    method: str = "sesim"
+    presets: list[str] = field(default_factory=list)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    # -- derived values ------------------------------------------------------------------
+    @property
+    def load_size(self) -> int:
+        d = self.data
+        return d.load_size if d.load_size is not None else round(d.size * 286 / 256)
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        cfg = cls(method=d.get("method", "sesim"), presets=list(d.get("presets", [])))
+        for section in SECTIONS:
+            cfg.update(section, d.get(section, {}))
+        return cfg
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def update(self, section: str, values: dict[str, Any]) -> None:
+        """Set fields of one section, converting and validating values; unknown keys are errors."""
+        obj = getattr(self, section)
+        known = {f.name: f for f in dataclasses.fields(obj)}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"unknown {section} option {key!r}; known: {', '.join(known)}")
+            setattr(obj, key, convert(value, known[key]))
+
+    def set_flat(self, key: str, value: Any) -> None:
+        """Set a field by its flat (flag) name, e.g. ``set_flat("patch_size", 16)``."""
+        self.update(FIELD_SECTION[key], {key: value})
+
+    def apply_preset(self, name_or_path: str) -> None:
+        """Apply a TOML preset: a name from ``sesim/presets`` or a path to a ``.toml`` file."""
+        text = load_preset_text(name_or_path)
+        data = tomllib.loads(text)
+        for section, values in data.items():
+            if section == "method":
+                self.method = values
+            elif section in SECTIONS:
+                self.update(section, values)
+            elif section != "description":
+                raise ValueError(f"preset {name_or_path}: unknown section [{section}]")
+        self.presets.append(name_or_path)
+
+
+FIELD_SECTION: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+assert len(FIELD_SECTION) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "field names must be unique"
+
+
+def convert(value: Any, f: dataclasses.Field) -> Any:
+    """Convert a value from TOML/JSON/the command line to the field's type and check choices."""
+    hint = typing.get_type_hints(_owner(f))[f.name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if not optional:
+            raise ValueError(f"option {f.name} cannot be empty")
+        return None
+    origin = typing.get_origin(base)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        value = tuple(str(v).strip() for v in items if str(v).strip())
+    elif base is bool:
+        if isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(f"option {f.name} expects true/false, got {value!r}")
+            value = value.lower() in ("1", "true", "yes")
+        value = bool(value)
+    elif base in (int, float, str):
+        try:
+            value = base(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"option {f.name} expects {base.__name__}, got {value!r}") from None
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ValueError(f"option {f.name}: {value!r} is not one of {choices}")
+    return value
+
+
+def _owner(f: dataclasses.Field) -> type:
+    return SECTIONS[FIELD_SECTION[f.name]]
+
+
+def available_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("sesim.presets").iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset_text(name_or_path: str) -> str:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        return path.read_text()
+    res = resources.files("sesim.presets") / f"{name_or_path}.toml"
+    if not res.is_file():
+        raise ValueError(f"unknown preset {name_or_path!r}; available: {', '.join(available_presets())} "
+                         "(or a path to a .toml file)")
+    return res.read_text()

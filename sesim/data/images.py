@@ -1,0 +1,431 @@
+"""Image files: discovery, robust decoding, and tensor conversion.
+
+Everything the training code sees is a float32 tensor of shape ``(C, H, W)``
+with values in ``[-1, 1]`` (the range of the generator's ``tanh`` output),
+where ``C`` is 3 (RGB) or 1 (greyscale).  This module turns arbitrary image
+files into exactly that, with every colour-mode conversion made explicit:
+
+* EXIF orientation is applied.
+* Transparency (``RGBA``, ``LA``, ``PA``, ``P``/``L``/``RGB`` with a
+  ``transparency`` key) is alpha-composited over **white**.
+* ``P`` (palette) is expanded through its palette; ``1`` (bilevel) becomes
+  ``L`` with values 0/255; ``L`` becomes RGB by replicating the channel;
+  RGB becomes ``L`` by ITU-R 601 luma (``PIL.Image.convert("L")``).
+* 16-bit greyscale (``I;16*``, and ``I`` holding values in 0..65535) is
+  scaled to 8 bit by dividing by 257 (65535 -> 255); ``I`` data outside that
+  range and ``F`` (float) data are min-max scaled to 0..255.
+* ``CMYK``, ``YCbCr``, ``LAB`` and ``HSV`` are converted to RGB.
+
+Any failure to read a file raises :class:`ImageError` whose message names the
+file and the reason.  The Pillow decompression-bomb limit can be changed with
+the ``SESIM_MAX_IMAGE_PIXELS`` environment variable (an integer pixel count,
+or ``none`` to disable the check).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageError",
+    "EmptyFolderError",
+    "list_images",
+    "load_image",
+    "pil_to_tensor",
+    "tensor_to_pil",
+    "save_image",
+]
+
+PathLike = Union[str, os.PathLike]
+
+#: Lower-case file suffixes treated as images (matching is case-insensitive).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".gif",
+    }
+)
+
+_EXT_HINT = "(" + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
+
+#: Environment variable overriding ``PIL.Image.MAX_IMAGE_PIXELS``.
+MAX_PIXELS_ENV = "SESIM_MAX_IMAGE_PIXELS"
+
+# Modes with an alpha channel that we composite over white.
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+# Colour spaces converted straight to RGB by Pillow.
+_COLOUR_MODES = frozenset({"CMYK", "YCbCr", "LAB", "HSV", "RGBX"})
+# EXIF orientations that swap width and height.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+class ImageError(ValueError):
+    """An image file could not be read or decoded (message names the file)."""
+
+
+class EmptyFolderError(ValueError):
+    """A folder holds no image files (message says what it holds instead)."""
+
+
+# --------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
+    """Return the image files under ``folder``, sorted by relative path.
+
+    Files are recognised by suffix (see :data:`IMAGE_EXTENSIONS`, matched
+    case-insensitively).  Hidden files and hidden sub-folders (name starting
+    with ``.``) are ignored.  With ``recursive=True`` sub-folders are searched
+    too (symlinked folders are followed, loops are skipped).  The order is
+    deterministic: sorted by the relative path's components.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        NotADirectoryError: ``folder`` is a file.
+        EmptyFolderError: no image files were found; the message says what
+            the folder does hold.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise FileNotFoundError(
+            f"image folder {root} does not exist (resolved: {root.absolute()}); "
+            "check the path"
+        )
+    if not root.is_dir():
+        raise NotADirectoryError(
+            f"{root} is a file, not a folder; pass the folder that contains the images"
+        )
+
+    found: list[tuple[tuple[str, ...], Path]] = []
+    others: Counter[str] = Counter()  # suffixes of non-image, non-hidden files
+    n_hidden = 0
+    n_subdirs = 0
+
+    if recursive:
+        seen_dirs: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen_dirs:  # symlink loop
+                dirnames[:] = []
+                continue
+            seen_dirs.add(real)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            base = Path(dirpath)
+            for name in filenames:
+                if name.startswith("."):
+                    n_hidden += 1
+                    continue
+                path = base / name
+                if _is_image_name(name) and path.is_file():
+                    found.append((path.relative_to(root).parts, path))
+                else:
+                    others[Path(name).suffix.lower() or "(no extension)"] += 1
+    else:
+        for path in root.iterdir():
+            name = path.name
+            if name.startswith("."):
+                n_hidden += 1
+                continue
+            if path.is_dir():
+                n_subdirs += 1
+                continue
+            if _is_image_name(name) and path.is_file():
+                found.append(((name,), path))
+            else:
+                others[path.suffix.lower() or "(no extension)"] += 1
+
+    if not found:
+        n_other = sum(others.values())
+        if n_other == 0:
+            what = "is empty"
+            if n_hidden:
+                what += f" (apart from {n_hidden} hidden file(s), which are ignored)"
+        else:
+            kinds = ", ".join(f"{ext} x{cnt}" for ext, cnt in others.most_common(5))
+            what = (
+                f"holds {n_other} file(s) but none has an image extension {_EXT_HINT}; "
+                f"found: {kinds}"
+            )
+        hint = "put the training images (e.g. .png/.jpg) in it"
+        if not recursive and n_subdirs:
+            hint += f", or search its {n_subdirs} sub-folder(s) with recursive=True"
+        raise EmptyFolderError(f"image folder {root} {what}; {hint}")
+
+    found.sort(key=lambda item: item[0])
+    return [path for _, path in found]
+
+
+# --------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------
+
+
+def _apply_pixel_limit_from_env() -> None:
+    """Honour ``SESIM_MAX_IMAGE_PIXELS`` by setting ``PIL.Image.MAX_IMAGE_PIXELS``."""
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None or raw.strip() == "":
+        return
+    value = raw.strip().lower()
+    if value in {"none", "off", "0", "-1", "unlimited"}:
+        Image.MAX_IMAGE_PIXELS = None
+        return
+    try:
+        limit = int(float(value))
+    except ValueError:
+        raise ValueError(
+            f"environment variable {MAX_PIXELS_ENV}={raw!r} is not a pixel count; "
+            "set it to an integer (e.g. 400000000) or 'none' to disable the limit"
+        ) from None
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+def _minmax_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Linearly map the finite range of ``arr`` onto 0..255 (NaN -> 0)."""
+    a = arr.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape, dtype=np.uint8)
+    lo = float(a[finite].min())
+    hi = float(a[finite].max())
+    a = np.where(finite, a, lo)
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.uint8)
+    out = np.rint((a - lo) * (255.0 / (hi - lo)))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """Convert 'I;16*', 'I' or 'F' greyscale to an 8-bit 'L' image."""
+    arr = np.asarray(img)
+    if arr.ndim != 2:  # pragma: no cover - defensive
+        raise ValueError(f"unexpected array shape {arr.shape} for mode {img.mode}")
+    mode = img.mode
+    if mode.startswith("I;16") and arr.dtype.kind == "u":
+        out = np.rint(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    elif mode.startswith("I"):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo >= 0 and hi <= 65535:
+            out = np.rint(arr.astype(np.float64) / 257.0).astype(np.uint8)
+        else:
+            out = _minmax_to_uint8(arr)
+    else:  # 'F' and anything float-like
+        out = _minmax_to_uint8(arr)
+    return Image.fromarray(np.ascontiguousarray(out), mode="L")
+
+
+def _composite_over_white(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_target_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Deliberately convert a decoded image to 'RGB' (channels=3) or 'L' (1)."""
+    target = "RGB" if channels == 3 else "L"
+    mode = img.mode
+    has_key = "transparency" in img.info and mode in {"P", "L", "RGB"}
+
+    if mode in _ALPHA_MODES or has_key:
+        if mode == "La":  # premultiplied LA: Pillow only converts it to LA
+            img = img.convert("LA")
+        out = _composite_over_white(img)
+    elif mode == "P":
+        out = img.convert("RGB")
+    elif mode == "1":
+        out = img.convert("L")
+    elif mode.startswith("I") or mode == "F":
+        out = _high_depth_to_l(img)
+    elif mode in _COLOUR_MODES:
+        out = img.convert("RGB")
+    elif mode in {"L", "RGB"}:
+        out = img
+    else:
+        # Unusual modes (e.g. 'RGB;16' variants): let Pillow try.
+        out = img.convert("RGB")
+
+    if out.mode != target:
+        out = out.convert(target)  # L -> RGB replicates; RGB -> L is 601 luma
+    return out
+
+
+def load_image(
+    path: PathLike,
+    channels: int = 3,
+    *,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode an image file into a fully loaded PIL image of mode 'RGB' or 'L'.
+
+    Args:
+        path: image file.
+        channels: 3 for an 'RGB' result, 1 for an 'L' (greyscale) result.
+        draft_size: optional ``(width, height)``.  For JPEGs, Pillow may then
+            decode at 1/2, 1/4 or 1/8 scale as long as the result stays at
+            least this large (``PIL.Image.Image.draft``).  Use it when the
+            caller will downscale to roughly this size anyway.  The size is
+            in display orientation (EXIF rotation is accounted for).
+
+    Returns:
+        A PIL image, mode 'RGB' (channels=3) or 'L' (channels=1), 8 bit per
+        channel, values 0..255, independent of the file (already loaded).
+
+    Raises:
+        ImageError: the file is missing, not an image, truncated, uses an
+            unsupported mode, or exceeds the decompression-bomb pixel limit.
+            The message starts with ``cannot read image <path>:``.
+        ValueError: ``channels`` is not 1 or 3.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}")
+    _apply_pixel_limit_from_env()
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if draft_size is not None and img.format in ("JPEG", "MPO"):
+                w, h = (int(draft_size[0]), int(draft_size[1]))
+                try:
+                    orientation = img.getexif().get(0x0112, 1)
+                except Exception:  # malformed EXIF: ignore for drafting
+                    orientation = 1
+                if orientation in _TRANSPOSING_ORIENTATIONS:
+                    w, h = h, w
+                img.draft(None, (max(1, w), max(1, h)))
+            img.load()  # full decode inside the try: truncation raises here
+            try:
+                ImageOps.exif_transpose(img, in_place=True)
+            except Exception:  # malformed EXIF orientation: keep pixels as stored
+                pass
+            out = _to_target_mode(img, channels)
+            if out is img:  # detach from the (closing) file object
+                out = out.copy()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"cannot read image {path}: {exc} It exceeds PIL.Image.MAX_IMAGE_PIXELS "
+            f"(currently {Image.MAX_IMAGE_PIXELS}) by more than 2x. If the file is "
+            f"trusted, raise PIL.Image.MAX_IMAGE_PIXELS or set the environment "
+            f"variable {MAX_PIXELS_ENV} (e.g. {MAX_PIXELS_ENV}=1000000000, or 'none')."
+        ) from exc
+    except ImageError:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageError(f"cannot read image {path}: file does not exist") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(
+            f"cannot read image {path}: not a recognised image format "
+            "(the file may be corrupt or not an image despite its extension)"
+        ) from exc
+    except Exception as exc:  # OSError (truncated), SyntaxError, ValueError, ...
+        reason = str(exc) or type(exc).__name__
+        raise ImageError(f"cannot read image {path}: {reason}") from exc
+    return out
+
+
+# --------------------------------------------------------------------------
+# Tensor conversion and saving
+# --------------------------------------------------------------------------
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """Convert an 'RGB' or 'L' PIL image to a float32 tensor.
+
+    Returns:
+        Tensor of shape ``(C, H, W)`` (C=3 for 'RGB', C=1 for 'L'), dtype
+        float32, values ``v / 127.5 - 1`` in ``[-1, 1]`` (0 -> -1, 255 -> 1).
+
+    Raises:
+        ValueError: the image has another mode (use :func:`load_image`,
+            which converts any file to 'RGB' or 'L').
+    """
+    if img.mode not in ("RGB", "L"):
+        raise ValueError(
+            f"pil_to_tensor expects an 'RGB' or 'L' image, got mode {img.mode!r}; "
+            "load files with sesim.data.images.load_image or call img.convert('RGB')"
+        )
+    arr = np.array(img, dtype=np.uint8, copy=True)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    t = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    return t.to(torch.float32) / 127.5 - 1.0
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """Convert a ``(C, H, W)`` tensor in ``[-1, 1]`` to a PIL image.
+
+    Values are clamped to ``[-1, 1]`` (NaN -> -1), mapped to 0..255 with
+    ``(v + 1) * 127.5`` and rounded.  C=1 gives mode 'L', C=3 gives 'RGB'.
+    A leading batch dimension of size 1 (``(1, C, H, W)``) is accepted.
+
+    Raises:
+        ValueError: the tensor is not ``(C, H, W)`` with C in {1, 3}.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"tensor_to_pil expects a torch.Tensor, got {type(t).__name__}")
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] not in (1, 3):
+        raise ValueError(
+            f"tensor_to_pil expects shape (C, H, W) with C = 1 or 3, got {tuple(t.shape)}"
+        )
+    x = t.detach().to("cpu", torch.float32)
+    x = torch.nan_to_num(x, nan=-1.0).clamp(-1.0, 1.0)
+    arr = ((x + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if arr.shape[2] == 1:
+        return Image.fromarray(np.ascontiguousarray(arr[:, :, 0]), mode="L")
+    return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+
+
+def save_image(img_or_tensor: Image.Image | torch.Tensor, path: PathLike) -> Path:
+    """Save a PIL image or a ``(C, H, W)`` tensor in ``[-1, 1]`` to ``path``.
+
+    Parent folders are created.  The file format follows the suffix
+    (``.png``, ``.jpg``, ...).  Returns the path written.
+
+    Raises:
+        ValueError: the suffix is not a format Pillow can write, or the
+            image cannot be stored in that format.
+    """
+    path = Path(path)
+    img = tensor_to_pil(img_or_tensor) if isinstance(img_or_tensor, torch.Tensor) else img_or_tensor
+    if not isinstance(img, Image.Image):
+        raise TypeError(
+            f"save_image expects a PIL image or a torch.Tensor, got {type(img_or_tensor).__name__}"
+        )
+    ext = path.suffix.lower()
+    Image.init()
+    fmt = Image.EXTENSION.get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(
+            f"cannot save image {path}: unknown or unwritable file suffix {path.suffix!r}; "
+            "use e.g. .png or .jpg"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
+        img = img.convert("RGB")
+    try:
+        img.save(path, format=fmt)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"cannot save image {path} as {fmt}: {exc}") from exc
+    return path

@@ -1,0 +1,313 @@
+"""The spatially-correlative loss: FSeSim (fixed features) and LSeSim (learned structure heads).
+
+Three lines from any training loop::
+
+    from sesim import SpatialCorrelativeLoss
+    structure = SpatialCorrelativeLoss().to(device)          # FSeSim, paper settings
+    loss_g = loss_g + 10.0 * structure(real_a, fake_b)       # images in [-1, 1]
+
+LSeSim adds a learned head per layer, trained with its own optimiser step::
+
+    structure = SpatialCorrelativeLoss(learned=True).to(device)
+    opt_head = torch.optim.Adam(structure.head_parameters(), lr=1e-4, betas=(0.5, 0.999))
+    opt_head.zero_grad(); structure.contrastive_loss(real_a, augment(real_a), other).backward(); opt_head.step()
+    loss_g = gan_term + 10.0 * structure(real_a, fake_b)     # uses the heads, never updates them
+
+Defaults follow the paper (Sec. 3-4.1, App. B.1): VGG16 ``relu3_1`` and ``relu4_1``, 256 random
+queries, 32 x 32 local windows, L2-normalised features (cosine self-similarity), cosine map
+distance, InfoNCE temperature 0.07. The public code's settings are available as options (see
+``PUBLIC_CODE_SETTINGS``): ``relu3_1, relu4_1, relu4_3``, global maps (its patch size 64 is never
+smaller than the feature maps at 256 px), mean-centred ``tanh`` similarity, masked cosine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nets.vgg import VGG16Features, layer_names
+from ..ops.infonce import patch_infonce
+from ..ops.selfsim import (
+    DISTANCES,
+    NORMS,
+    SAMPLINGS,
+    map_distance,
+    sample_queries,
+    self_similarity,
+    window_index,
+)
+
+PAPER_SETTINGS: dict = dict(layers=("relu3_1", "relu4_1"), patch_size=32, norm="l2", distance="cos", mask_keep=None)
+PUBLIC_CODE_SETTINGS: dict = dict(
+    layers=("relu3_1", "relu4_1", "relu4_3"), patch_size=None, norm="tanh", distance="cos", mask_keep=0.25
+)
+
+
+class StructureHead(nn.Module):
+    """LSeSim's learned structure head for one layer: 1x1 conv -> ReLU -> 1x1 conv.
+
+    ``(N, C, H, W) -> (N, D, H, W)`` with ``D = max(32, C // 4)`` unless given. Weights start as
+    N(0, 0.02) like the public code. ``forward(f, frozen=True)`` runs with detached weights, so a
+    loss computed through it can never update the head.
+    """
+
+    def __init__(self, in_channels: int, channels: int | None = None) -> None:
+        super().__init__()
+        channels = channels or max(32, in_channels // 4)
+        self.reduce = nn.Conv2d(in_channels, channels, kernel_size=1)
+        self.project = nn.Conv2d(channels, channels, kernel_size=1)
+        for conv in (self.reduce, self.project):
+            nn.init.normal_(conv.weight, 0.0, 0.02)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, f: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        if not frozen:
+            return self.project(F.relu(self.reduce(f)))
+        h = F.conv2d(f, self.reduce.weight.detach(), self.reduce.bias.detach())
+        return F.conv2d(F.relu(h), self.project.weight.detach(), self.project.bias.detach())
+
+
+@dataclass
+class LayerMaps:
+    """Self-similarity maps of one layer for a batch of images.
+
+    ``maps``: ``(N, N_s, N_p)``; ``queries``: ``(N_s,)`` flat indices ``r * width + c`` in the
+    ``height x width`` feature map; ``window``: ``(N_s, N_p)`` flat indices of each query's
+    window, or ``None`` for the global map (``N_p = height * width``).
+    """
+
+    maps: torch.Tensor
+    queries: torch.Tensor
+    window: torch.Tensor | None
+    height: int
+    width: int
+
+
+@dataclass
+class SeSimOutput:
+    """Everything the loss computed: ``loss`` (scalar), ``per_query`` layer -> ``(N, N_s)``
+    distances, and the maps of the source (``maps_x``) and translation (``maps_y``)."""
+
+    loss: torch.Tensor
+    per_query: dict[str, torch.Tensor] = field(default_factory=dict)
+    maps_x: dict[str, LayerMaps] = field(default_factory=dict)
+    maps_y: dict[str, LayerMaps] = field(default_factory=dict)
+
+
+class SpatialCorrelativeLoss(nn.Module):
+    """F/LSeSim structure loss between a source image batch and its translation.
+
+    Args:
+        layers: feature layers by name (VGG16: ``relu1_1`` ... ``relu5_3``).
+        weights: VGG16 weights: ``"imagenet"`` (torchvision cache / download), ``"auto"``, a
+            state-dict path, or ``None`` (random, warned). Ignored when ``extractor`` is given.
+        extractor: optional feature network used instead of VGG16: an ``nn.Module`` mapping
+            ``(N, C, H, W)`` images in [-1, 1] to a dict of features, with an ``out_channels``
+            dict attribute (layer -> channels). Its parameters are frozen.
+        num_queries: ``N_s`` query locations per layer (``<= 0``: every location).
+        sampling: ``"random"`` (paper; redrawn on every call) or ``"grid"``.
+        patch_size: local window side ``P`` in feature positions; ``None`` = global maps.
+        norm: feature normalisation, ``"l2"`` (paper), ``"centered_l2"`` or ``"tanh"`` (public code).
+        distance: ``"cos"`` (``1 - cos``, paper default) or ``"l1"``.
+        mask_keep, mask_from: the public code's masked comparison (see :func:`map_distance`).
+        learned: LSeSim: add a :class:`StructureHead` per layer.
+        head_channels: output channels of the heads (default ``max(32, C // 4)``).
+        temperature: InfoNCE temperature ``tau`` (0.07).
+        tanh_scale: divisor inside ``tanh`` for ``norm="tanh"``.
+        positive_vs_other: add the public code's extra InfoNCE negatives (augmented image vs other).
+
+    Inputs to :meth:`forward` are ``(N, C, H, W)`` images in [-1, 1] (the generator's tanh range),
+    ``C`` = 3 or 1. The same query locations (sampled once per call and layer) are used for the
+    whole batch and for both images. Gradients flow into ``y`` only: ``x`` is processed without
+    autograd, and the feature network and heads are frozen inside :meth:`forward`.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str] | str | None = ("relu3_1", "relu4_1"),
+        *,
+        weights: str | os.PathLike | None = "imagenet",
+        extractor: nn.Module | None = None,
+        num_queries: int = 256,
+        sampling: str = "random",
+        patch_size: int | None = 32,
+        norm: str = "l2",
+        distance: str = "cos",
+        mask_keep: float | None = None,
+        mask_from: str = "source",
+        learned: bool = False,
+        head_channels: int | None = None,
+        temperature: float = 0.07,
+        tanh_scale: float = 10.0,
+        positive_vs_other: bool = False,
+    ) -> None:
+        super().__init__()
+        for value, allowed, what in ((sampling, SAMPLINGS, "sampling"), (norm, NORMS, "norm"),
+                                     (distance, DISTANCES, "distance"), (mask_from, ("source", "target"), "mask_from")):
+            if value not in allowed:
+                raise ValueError(f"unknown {what} {value!r}; choose from {allowed}")
+        if patch_size is not None and patch_size < 1:
+            raise ValueError("patch_size must be >= 1 (or None for global maps)")
+        if mask_keep is not None and not 0 < mask_keep <= 1:
+            raise ValueError("mask_keep must be in (0, 1]")
+        if isinstance(layers, str):
+            layers = [name.strip() for name in layers.split(",") if name.strip()]
+        if extractor is None:
+            extractor = VGG16Features(layer_names(layers or ("relu3_1", "relu4_1")), weights)
+        else:
+            extractor.requires_grad_(False)
+        self.extractor = extractor
+        self.layers: tuple[str, ...] = tuple(layers or extractor.out_channels)
+        missing = [name for name in self.layers if name not in extractor.out_channels]
+        if missing:
+            raise ValueError(f"extractor does not produce layer(s) {missing}")
+        self.num_queries = num_queries
+        self.sampling = sampling
+        self.patch_size = patch_size
+        self.norm = norm
+        self.distance = distance
+        self.mask_keep = mask_keep
+        self.mask_from = mask_from
+        self.temperature = temperature
+        self.tanh_scale = tanh_scale
+        self.positive_vs_other = positive_vs_other
+        self.heads = (
+            nn.ModuleDict({name: StructureHead(extractor.out_channels[name], head_channels) for name in self.layers})
+            if learned
+            else None
+        )
+
+    @property
+    def learned(self) -> bool:
+        return self.heads is not None
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the LSeSim heads (empty for FSeSim); give these to the head optimiser."""
+        return iter(()) if self.heads is None else self.heads.parameters()
+
+    def train(self, mode: bool = True) -> "SpatialCorrelativeLoss":
+        super().train(mode)
+        self.extractor.eval()  # the feature network is a fixed instrument, never in training mode
+        return self
+
+    # -- building blocks -------------------------------------------------------------------
+    def structure_features(self, images: torch.Tensor, *, train_heads: bool = False) -> dict[str, torch.Tensor]:
+        """Features the maps are computed from: ``layer -> (N, C', H_l, W_l)``.
+
+        FSeSim: the extractor's activations. LSeSim: those passed through the heads, which get
+        gradients only when ``train_heads`` is true.
+        """
+        feats = self.extractor(images)
+        if self.heads is None:
+            return {name: feats[name] for name in self.layers}
+        return {name: self.heads[name](feats[name], frozen=not train_heads) for name in self.layers}
+
+    def _locations(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        queries = sample_queries(height, width, self.num_queries, self.sampling, device=device)
+        return queries, window_index(queries, height, width, self.patch_size)
+
+    def _maps(self, f: torch.Tensor, queries: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
+        return self_similarity(f, queries, window, norm=self.norm, tanh_scale=self.tanh_scale)
+
+    def maps(
+        self,
+        images: torch.Tensor,
+        queries: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, LayerMaps]:
+        """Self-similarity maps of ``images`` (for visualisation and inspection; no autograd).
+
+        Args:
+            images: ``(N, C, H, W)`` in [-1, 1].
+            queries: optional ``layer -> (N_s,)`` flat query indices; sampled as in training if
+                omitted.
+        """
+        with torch.no_grad():
+            feats = self.structure_features(images)
+            out = {}
+            for name, f in feats.items():
+                h, w = f.shape[-2:]
+                if queries is not None and name in queries:
+                    q = queries[name].to(f.device)
+                    win = window_index(q, h, w, self.patch_size)
+                else:
+                    q, win = self._locations(h, w, f.device)
+                out[name] = LayerMaps(self._maps(f, q, win), q, win, h, w)
+        return out
+
+    # -- the generator's loss (Eq. 2) --------------------------------------------------------
+    def forward(self, x: torch.Tensor, y: torch.Tensor, *, return_details: bool = False):
+        """Structure distance between source ``x`` and translation ``y``.
+
+        Args:
+            x: ``(N, C, H, W)`` source images in [-1, 1] (no gradient is computed for them).
+            y: ``(N, C, H, W)`` translations in [-1, 1], same shape as ``x``.
+            return_details: return a :class:`SeSimOutput` instead of the scalar.
+
+        Returns:
+            Scalar: the mean over layers of the mean per-query distance (not multiplied by
+            lambda; the paper uses lambda = 10).
+        """
+        if x.shape != y.shape:
+            raise ValueError(f"source and translation shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+        with torch.no_grad():
+            fx = self.structure_features(x)
+        fy = self.structure_features(y)
+        out = SeSimOutput(loss=y.new_zeros(()))
+        for name in self.layers:
+            h, w = fx[name].shape[-2:]
+            queries, window = self._locations(h, w, y.device)
+            sx = self._maps(fx[name], queries, window)
+            sy = self._maps(fy[name], queries, window)
+            dist = map_distance(sx, sy, self.distance, mask_keep=self.mask_keep, mask_from=self.mask_from)
+            out.loss = out.loss + dist.mean() / len(self.layers)
+            if return_details:
+                out.per_query[name] = dist
+                out.maps_x[name] = LayerMaps(sx, queries, window, h, w)
+                out.maps_y[name] = LayerMaps(sy, queries, window, h, w)
+        return out if return_details else out.loss
+
+    # -- LSeSim's head objective (Eq. 3) -----------------------------------------------------
+    def contrastive_loss(
+        self,
+        x: torch.Tensor,
+        x_aug: torch.Tensor,
+        other: torch.Tensor | None = None,
+        *,
+        return_per_query: bool = False,
+    ):
+        """Patch-wise InfoNCE that trains the structure heads (only they receive gradients).
+
+        Args:
+            x: ``(N, C, H, W)`` images in [-1, 1].
+            x_aug: the same images after a structure-preserving augmentation (colour jitter...).
+            other: ``(N, C, H, W)`` different images whose maps serve as extra negatives, or None.
+
+        Returns:
+            Scalar mean InfoNCE over layers, or ``layer -> (N, N_s)`` per-query losses.
+        """
+        if self.heads is None:
+            raise RuntimeError("contrastive_loss needs learned structure heads: SpatialCorrelativeLoss(learned=True)")
+        batch = [x, x_aug] + ([other] if other is not None else [])
+        if any(t.shape != x.shape for t in batch):
+            raise ValueError("x, x_aug and other must have the same shape")
+        with torch.no_grad():  # the feature network is frozen: no need to trace it
+            feats = self.extractor(torch.cat(batch))
+        total = x.new_zeros(())
+        per_query = {}
+        n = x.shape[0]
+        for name in self.layers:
+            f = self.heads[name](feats[name])
+            h, w = f.shape[-2:]
+            queries, window = self._locations(h, w, f.device)
+            maps = self._maps(f, queries, window)
+            m_other = maps[2 * n:] if other is not None else None
+            loss = patch_infonce(maps[:n], maps[n:2 * n], m_other, temperature=self.temperature,
+                                 positive_vs_other=self.positive_vs_other)
+            per_query[name] = loss
+            total = total + loss.mean() / len(self.layers)
+        return per_query if return_per_query else total

@@ -1,0 +1,16 @@
+"""Training recipes. Each file owns one; ``build_method`` picks one by the config's ``method``."""
+
+from ..config import TrainConfig
+from .base import Method, NonFiniteLossError
+from .sesim import SeSimMethod, build_generator
+
+METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod}
+
+
+def build_method(cfg: TrainConfig) -> Method:
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
+    return METHODS[cfg.method](cfg)
+
+
+__all__ = ["METHODS", "Method", "NonFiniteLossError", "SeSimMethod", "build_generator", "build_method"]

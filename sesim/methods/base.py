@@ -1,0 +1,68 @@
+"""What every training recipe provides to the training loop (``sesim/train.py``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; raised before the offending update is applied."""
+
+    def __init__(self, name: str, value: float) -> None:
+        super().__init__(f"loss {name!r} is {value}; the update was not applied")
+        self.name = name
+        self.value = value
+
+
+def checked(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Return ``value`` unchanged, or raise :class:`NonFiniteLossError` if it is NaN/inf."""
+    v = float(value.detach())
+    if not math.isfinite(v):
+        raise NonFiniteLossError(name, v)
+    return value
+
+
+class Method(nn.Module):
+    """A training recipe: its networks (as named submodules), optimisers and one training step.
+
+    Subclasses set ``self.optimizers`` (name -> optimiser) and implement :meth:`train_step`,
+    :meth:`translate` and :meth:`generator_for_export`. The loop owns schedules, checkpoints and
+    logging; a method owns what is optimised, in which order, with which weights.
+    """
+
+    optimizers: dict[str, torch.optim.Optimizer]
+    #: state-dict prefixes of fixed modules (e.g. a pretrained VGG) that checkpoints leave out
+    frozen_prefixes: tuple[str, ...] = ()
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` source images in [-1, 1] -> translations, same shape and range."""
+        raise NotImplementedError
+
+    def generator_for_export(self) -> nn.Module:
+        """The module whose weights are written to ``generator.safetensors``."""
+        raise NotImplementedError
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """``state_dict()`` without the fixed modules listed in :attr:`frozen_prefixes`."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_prefixes)}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(self.frozen_prefixes)]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not match the method: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    def extra_state(self) -> dict[str, Any]:
+        """Non-parameter training state to resume exactly (e.g. an image pool)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,131 @@
+"""Single-modal F/LSeSim translation (paper Sec. 4.1): one generator A -> B, one discriminator,
+adversarial loss for appearance, spatially-correlative loss for structure. No cycle, no second
+generator.
+
+Per step, in this order:
+
+1. LSeSim only: one step of the structure heads on InfoNCE (Eq. 3) between ``real_a`` and a
+   structure-preserving augmentation of it, with the maps of a flipped ``real_b`` as extra
+   negatives (as in the public code).
+2. D: ``0.5 * (gan(D(real_b), real) + gan(D(pool(fake_b)), fake))``.
+3. G: ``lambda_gan * gan(D(fake_b), real) + lambda * S(real_a, fake_b)`` (+ optional identity terms).
+   The structure loss uses the heads but never updates them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig
+from ..data.augment import structure_preserving_augment
+from ..losses.gan import GANLoss
+from ..losses.spatial import SpatialCorrelativeLoss
+from ..nets.init import init_weights
+from ..nets.patchgan import PatchDiscriminator
+from ..nets.resnet_generator import ResnetGenerator
+from .base import Method, checked
+from .image_pool import ImagePool
+
+
+def build_generator(cfg: TrainConfig) -> ResnetGenerator:
+    """The translation network of a run, as ``sesim translate`` rebuilds it from ``config.json``."""
+    m, c = cfg.model, cfg.data.channels
+    return ResnetGenerator(c, c, ngf=m.ngf, n_blocks=m.n_blocks, norm=m.norm)
+
+
+def build_structure_loss(cfg: TrainConfig) -> SpatialCorrelativeLoss:
+    lc = cfg.loss
+    weights = None if lc.vgg_weights in (None, "random") else lc.vgg_weights
+    return SpatialCorrelativeLoss(
+        lc.layers, weights=weights, num_queries=lc.num_queries, sampling=lc.sampling,
+        patch_size=lc.patch_size, norm=lc.feature_norm, distance=lc.distance, mask_keep=lc.mask_keep,
+        learned=lc.structure == "lsesim", temperature=lc.temperature, tanh_scale=lc.tanh_scale,
+    )
+
+
+class SeSimMethod(Method):
+    """ResNet generator + 70x70 PatchGAN trained with a GAN loss and F/LSeSim."""
+
+    frozen_prefixes = ("structure.extractor.",)
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__()
+        m, lc, o = cfg.model, cfg.loss, cfg.optim
+        self.cfg = cfg
+        self.G = init_weights(build_generator(cfg), m.init, m.init_gain)
+        self.D = init_weights(PatchDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.norm), m.init, m.init_gain)
+        self.structure = build_structure_loss(cfg)
+        self.gan = GANLoss(lc.gan_mode)
+        self.pool = ImagePool(lc.pool_size)
+        adam = dict(betas=(o.beta1, o.beta2))
+        self.optimizers = {
+            "G": torch.optim.Adam(self.G.parameters(), lr=o.lr, **adam),
+            "D": torch.optim.Adam(self.D.parameters(), lr=o.lr, **adam),
+        }
+        if self.structure.learned:
+            self.optimizers["head"] = torch.optim.Adam(self.structure.head_parameters(), lr=o.lr_head or o.lr, **adam)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        lc = self.cfg.loss
+        real_a, real_b = batch["A"], batch["B"]
+        logs: dict[str, float] = {}
+
+        # 1. structure heads (LSeSim): learn maps that match under appearance changes
+        if self.structure.learned:
+            opt = self.optimizers["head"]
+            opt.zero_grad(set_to_none=True)
+            other = real_b.flip(2, 3)
+            loss_head = self.structure.contrastive_loss(real_a, structure_preserving_augment(real_a, lc.augment), other)
+            if lc.head_on_translation:
+                with torch.no_grad():
+                    fake = self.G(real_a)
+                loss_head = 0.5 * (loss_head + self.structure.contrastive_loss(real_a, fake, other))
+            checked("head_nce", loss_head).backward()
+            opt.step()
+            logs["head_nce"] = loss_head.item()
+
+        # 2. discriminator
+        fake_b = self.G(real_a)
+        self.D.requires_grad_(True)
+        opt = self.optimizers["D"]
+        opt.zero_grad(set_to_none=True)
+        loss_d = self.gan.discriminator_loss(self.D(real_b), self.D(self.pool.query(fake_b.detach())))
+        checked("D", loss_d).backward()
+        opt.step()
+        logs["D"] = loss_d.item()
+
+        # 3. generator
+        self.D.requires_grad_(False)
+        opt = self.optimizers["G"]
+        opt.zero_grad(set_to_none=True)
+        loss_gan = self.gan.generator_loss(self.D(fake_b))
+        loss_structure = self.structure(real_a, fake_b)
+        loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
+        if lc.lambda_identity > 0 or lc.lambda_structure_identity > 0:
+            idt_b = self.G(real_b)
+            loss_idt = F.l1_loss(idt_b, real_b)
+            loss_structure_idt = self.structure(real_b, idt_b)
+            loss_g = loss_g + lc.lambda_identity * loss_idt + lc.lambda_structure_identity * loss_structure_idt
+            logs["G_identity"] = loss_idt.item()
+            logs["G_structure_identity"] = loss_structure_idt.item()
+        checked("G", loss_g).backward()
+        opt.step()
+        self.D.requires_grad_(True)
+        logs.update(G_gan=loss_gan.item(), G_structure=loss_structure.item(), G=loss_g.item())
+        return logs
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor) -> torch.Tensor:
+        return self.G(images)
+
+    def generator_for_export(self) -> ResnetGenerator:
+        return self.G
+
+    def extra_state(self) -> dict:
+        return {"pool": self.pool.state_dict()}
+
+    def load_extra_state(self, state: dict) -> None:
+        if "pool" in state:
+            self.pool.load_state_dict(state["pool"])
+

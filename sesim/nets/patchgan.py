@@ -1,0 +1,117 @@
+"""PatchGAN discriminator (Isola et al. 2017; the CycleGAN / F-LSeSim "basic" D).
+
+With ``n_layers=3`` every output logit sees a 70x70 patch of the input ("70x70 PatchGAN")::
+
+    stem        conv4x4 s2 p1 (ndf), LeakyReLU(0.2)                    (no norm)
+    down1       conv4x4 s2 p1 (ndf*2), norm, LeakyReLU(0.2)
+    down2       conv4x4 s2 p1 (ndf*4), norm, LeakyReLU(0.2)
+    ...         down{n} for n = 1 .. n_layers-1, width ndf*min(2**n, 8)
+    conv_s1     conv4x4 s1 p1 (ndf*min(2**n_layers, 8)), norm, LeakyReLU(0.2)
+    head        conv4x4 s1 p1 -> 1 channel (raw logits, no sigmoid)
+
+Sub-layers are named ``conv``, ``norm``, ``act`` (e.g. ``disc.down2.norm``, ``disc.head.conv``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+
+from sesim.nets.resnet_generator import NORMS, make_norm
+
+__all__ = ["PatchDiscriminator"]
+
+
+class PatchDiscriminator(nn.Module):
+    """N-layer PatchGAN discriminator producing a map of real/fake logits.
+
+    Args:
+        in_channels: channels of the judged image.
+        ndf: width of the first conv layer.
+        n_layers: number of stride-2 convs (3 gives the 70x70 PatchGAN). Must be >= 1.
+        norm: ``"instance"`` (default, non-affine), ``"batch"`` or ``"none"``; not applied to
+            ``stem`` or ``head``. Conv biases are on unless norm is ``"batch"`` (CycleGAN convention).
+
+    Input: (N, in_channels, H, W) images, nominally in [-1, 1].
+    Output: (N, 1, H', W') unbounded logits (no sigmoid), see :meth:`output_size`;
+    for n_layers=3, H' = H/8 - 2 when H is a multiple of 8 (e.g. 32 -> 2, 64 -> 6, 256 -> 30).
+    The input must be large enough for H', W' >= 1 (>= 24 px for n_layers=3), else ``forward``
+    raises ``ValueError``.
+
+    With the defaults (ndf=64, n_layers=3, instance norm) the network has 2,764,737 parameters.
+    """
+
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.in_channels = in_channels
+        self.ndf = ndf
+        self.n_layers = n_layers
+        self.norm = norm
+        bias = norm != "batch"
+
+        self.stem = self._block(in_channels, ndf, stride=2, norm=None, bias=True)
+        cin = ndf
+        for n in range(1, n_layers):
+            cout = ndf * min(2**n, 8)
+            self.add_module(f"down{n}", self._block(cin, cout, stride=2, norm=norm, bias=bias))
+            cin = cout
+        cout = ndf * min(2**n_layers, 8)
+        self.conv_s1 = self._block(cin, cout, stride=1, norm=norm, bias=bias)
+        self.head = nn.Sequential(OrderedDict([("conv", nn.Conv2d(cout, 1, 4, stride=1, padding=1))]))
+
+    @staticmethod
+    def _block(cin: int, cout: int, stride: int, norm: str | None, bias: bool) -> nn.Sequential:
+        layers: list[tuple[str, nn.Module]] = [("conv", nn.Conv2d(cin, cout, 4, stride=stride, padding=1, bias=bias))]
+        if norm is not None:
+            layers.append(("norm", make_norm(norm, cout)))
+        layers.append(("act", nn.LeakyReLU(0.2, inplace=True)))
+        return nn.Sequential(OrderedDict(layers))
+
+    def layer_names(self) -> list[str]:
+        """Top-level layer names in forward order: ``stem``, ``down1`` .. ``down{n_layers-1}``, ``conv_s1``, ``head``."""
+        return ["stem", *(f"down{n}" for n in range(1, self.n_layers)), "conv_s1", "head"]
+
+    def _convs(self) -> list[nn.Conv2d]:
+        """All Conv2d layers in forward order."""
+        return [m for name in self.layer_names() for m in getattr(self, name).modules() if isinstance(m, nn.Conv2d)]
+
+    def receptive_field(self) -> int:
+        """Side length (px) of the input patch seen by one output logit, computed from the conv stack.
+
+        Walking backwards from one output pixel, each conv with kernel k, stride s and dilation d
+        maps a receptive field r to ``(r - 1) * s + d * (k - 1) + 1``. Gives 70 for n_layers=3
+        (34 for 2, 142 for 4).
+        """
+        r = 1
+        for conv in reversed(self._convs()):
+            k, s, d = conv.kernel_size[0], conv.stride[0], conv.dilation[0]
+            r = (r - 1) * s + d * (k - 1) + 1
+        return r
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size (H', W') of the logit map for an (H, W) input (may be <= 0 if too small)."""
+        h, w = height, width
+        for conv in self._convs():
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+            h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        return h, w
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, in_channels, H, W) in [-1, 1] -> logits (N, 1, H', W'), unbounded."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected (N, {self.in_channels}, H, W) input, got shape {tuple(x.shape)}")
+        oh, ow = self.output_size(x.shape[-2], x.shape[-1])
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"input {x.shape[-2]}x{x.shape[-1]} is too small for a PatchDiscriminator with "
+                f"n_layers={self.n_layers} (output would be {oh}x{ow})"
+            )
+        for name in self.layer_names():
+            x = getattr(self, name)(x)
+        return x

@@ -1,0 +1,237 @@
+"""VGG16 feature extractor with layers chosen by name, and explicit weight loading.
+
+The structure loss reads activations such as ``relu3_1`` and ``relu4_1`` of an ImageNet VGG16
+(the configuration "D" of Simonyan & Zisserman, without batch norm). Layers are addressed by
+name, never by an integer index into ``torchvision.models.vgg16().features``.
+
+Weights (``weights=`` argument):
+
+- ``"imagenet"``: torchvision's ``VGG16_Weights.IMAGENET1K_V1`` state dict, file
+  ``vgg16-397923af.pth``. Looked for, in order, at ``$SESIM_VGG16_WEIGHTS``, then in the torch
+  hub cache (``$TORCH_HOME/hub/checkpoints/``, default ``~/.cache/torch/hub/checkpoints/``),
+  and finally downloaded into that cache by torchvision's URL unless ``SESIM_OFFLINE=1``.
+  When none works, :class:`WeightsNotFoundError` names the file and every place looked.
+- ``"auto"``: ImageNet weights if they are found locally, otherwise random initialisation
+  with a warning (never downloads). Used by the demo.
+- a path (``str`` or ``os.PathLike``) to a state dict saved with ``torch.save``; keys either in
+  torchvision's form (``features.10.weight``) or sesim's (``conv3_1.weight``).
+- ``None``: random (Kaiming) initialisation, logged as a warning. Self-similarity of random
+  features still reflects layout; LSeSim's learned heads can sit on top of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+log = logging.getLogger("sesim")
+
+# (name, kind, out_channels) in network order; kinds: conv, relu, pool.
+_VGG16_PLAN: tuple[tuple[str, str, int], ...] = tuple(
+    item
+    for block, (n_convs, ch) in enumerate([(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)], start=1)
+    for item in (
+        [
+            entry
+            for i in range(1, n_convs + 1)
+            for entry in ((f"conv{block}_{i}", "conv", ch), (f"relu{block}_{i}", "relu", ch))
+        ]
+        + [(f"pool{block}", "pool", ch)]
+    )
+)
+
+#: All layer names in network order (``conv1_1``, ``relu1_1``, ..., ``pool5``).
+VGG16_LAYERS: tuple[str, ...] = tuple(name for name, _, _ in _VGG16_PLAN)
+#: The ReLU outputs, the usual choices for perceptual and structure losses.
+VGG16_RELU_LAYERS: tuple[str, ...] = tuple(n for n, kind, _ in _VGG16_PLAN if kind == "relu")
+
+VGG16_IMAGENET_FILE = "vgg16-397923af.pth"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights were asked for but no file could be found or downloaded."""
+
+
+def _hub_cache_file() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_IMAGENET_FILE
+
+
+def _imagenet_url() -> str:
+    from torchvision.models import VGG16_Weights
+
+    return VGG16_Weights.IMAGENET1K_V1.url
+
+
+def find_imagenet_weights() -> Path | None:
+    """Return the local path of the ImageNet VGG16 state dict, or ``None`` if absent."""
+    env = os.environ.get("SESIM_VGG16_WEIGHTS")
+    if env:
+        if not Path(env).is_file():
+            raise WeightsNotFoundError(
+                f"SESIM_VGG16_WEIGHTS points to {env}, which is not a file. Set it to the path of "
+                f"torchvision's {VGG16_IMAGENET_FILE} (or unset it)."
+            )
+        return Path(env)
+    cached = _hub_cache_file()
+    return cached if cached.is_file() else None
+
+
+def _load_imagenet_state(download: bool) -> dict[str, torch.Tensor]:
+    path = find_imagenet_weights()
+    if path is not None:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    offline = os.environ.get("SESIM_OFFLINE", "") not in ("", "0")
+    reason = "downloads are disabled (SESIM_OFFLINE is set)" if offline else "download was not attempted"
+    if download and not offline:
+        try:
+            return torch.hub.load_state_dict_from_url(_imagenet_url(), map_location="cpu", progress=True)
+        except Exception as exc:  # no network, proxy, hash mismatch...
+            reason = f"the download failed ({type(exc).__name__}: {exc})"
+    raise WeightsNotFoundError(
+        f"ImageNet VGG16 weights not found: {VGG16_IMAGENET_FILE} is needed and {reason}.\n"
+        f"Looked for it at:\n  - $SESIM_VGG16_WEIGHTS (not set)\n  - {_hub_cache_file()}\n"
+        f"Put torchvision's {VGG16_IMAGENET_FILE} in one of these places (copy it from a machine "
+        f"where `torchvision.models.vgg16(weights='IMAGENET1K_V1')` has run), pass a state-dict "
+        f"path as weights=..., or use weights=None for random initialisation."
+    )
+
+
+def _rename_torchvision_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map ``features.<i>.<param>`` keys of torchvision's VGG16 to sesim layer names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "features" and len(parts) == 3 and parts[1].isdigit():
+            out[f"{VGG16_LAYERS[int(parts[1])]}.{parts[2]}"] = value
+        elif parts[0] in VGG16_LAYERS:
+            out[key] = value
+        # classifier.* and anything else is ignored
+    return out
+
+
+class VGG16Features(nn.Module):
+    """Frozen-by-default VGG16 trunk returning named activations.
+
+    Args:
+        layers: names from :data:`VGG16_LAYERS`, e.g. ``("relu3_1", "relu4_1")``. The trunk is cut
+            after the deepest one.
+        weights: ``"imagenet"``, ``"auto"``, a state-dict path, or ``None`` (see module docstring).
+        requires_grad: train the trunk (default ``False``: parameters frozen).
+        download: allow downloading ImageNet weights when they are not cached.
+
+    Input: ``(N, 3, H, W)`` or ``(N, 1, H, W)`` images in [-1, 1]; greyscale is repeated to 3
+    channels. ImageNet mean/std normalisation is applied inside.
+    Output: ``dict`` layer name -> ``(N, C_l, H / s_l, W / s_l)`` with ``C_l`` from
+    :attr:`out_channels` and stride ``s_l`` from :meth:`stride`.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str] = ("relu3_1", "relu4_1"),
+        weights: str | os.PathLike | None = "imagenet",
+        *,
+        requires_grad: bool = False,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        layers = tuple(layers)
+        unknown = [name for name in layers if name not in VGG16_LAYERS]
+        if not layers or unknown:
+            raise ValueError(f"unknown VGG16 layer(s) {unknown or '(none given)'}; choose from {VGG16_RELU_LAYERS}")
+        self.layers = layers
+        last = max(VGG16_LAYERS.index(name) for name in layers)
+        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        in_ch = 3
+        for name, kind, ch in _VGG16_PLAN[: last + 1]:
+            if kind == "conv":
+                modules[name] = nn.Conv2d(in_ch, ch, kernel_size=3, padding=1)
+                in_ch = ch
+            elif kind == "relu":
+                modules[name] = nn.ReLU(inplace=False)
+            else:
+                modules[name] = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.body = nn.Sequential(modules)
+        self.out_channels: dict[str, int] = {n: c for n, _, c in _VGG16_PLAN if n in layers}
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.weights_source = self._load(weights, download)
+        self.requires_grad_(requires_grad)
+
+    # -- weights ---------------------------------------------------------------------------
+    def _load(self, weights: str | os.PathLike | None, download: bool) -> str:
+        if weights is None or weights == "random":
+            log.warning("VGG16 features are randomly initialised (no pretrained weights): FSeSim "
+                        "will compare self-similarity of random features.")
+            for m in self.body:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+            return "random"
+        if weights == "auto":
+            if find_imagenet_weights() is None:
+                return self._load(None, download)
+            weights = "imagenet"
+        if weights == "imagenet" or type(weights).__name__ == "VGG16_Weights":
+            state = _load_imagenet_state(download)
+            source = "imagenet"
+        else:
+            path = Path(weights)
+            if not path.is_file():
+                raise WeightsNotFoundError(f"VGG16 weights file {path} does not exist.")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state:
+                state = state["state_dict"]
+            source = str(path)
+        state = _rename_torchvision_keys(state)
+        own = self.body.state_dict()
+        missing = [k for k in own if k not in state]
+        if missing:
+            raise ValueError(f"VGG16 state dict from {source} lacks {missing[:4]}... ; is it a VGG16 checkpoint?")
+        self.body.load_state_dict({k: state[k] for k in own})
+        return source
+
+    # -- geometry --------------------------------------------------------------------------
+    @staticmethod
+    def stride(layer: str) -> int:
+        """Spatial downsampling factor of ``layer`` relative to the input (1, 2, 4, 8, 16 or 32)."""
+        idx = VGG16_LAYERS.index(layer)
+        return 2 ** sum(1 for n in VGG16_LAYERS[: idx + 1] if n.startswith("pool"))
+
+    # -- forward ---------------------------------------------------------------------------
+    def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] images (1 or 3 channels) -> ImageNet-normalised 3-channel input."""
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {tuple(x.shape)}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return ((x + 1) * 0.5 - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.normalize_input(x)
+        out: dict[str, torch.Tensor] = {}
+        for name, module in self.body.named_children():
+            h = module(h)
+            if name in self.out_channels:
+                out[name] = h
+                if len(out) == len(self.layers):
+                    break
+        return out
+
+
+def layer_names(names: str | Iterable[str]) -> tuple[str, ...]:
+    """Parse ``"relu3_1,relu4_1"`` or an iterable into a validated tuple of VGG16 layer names."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = tuple(names)
+    bad = [n for n in names if n not in VGG16_LAYERS]
+    if bad or not names:
+        raise ValueError(f"unknown VGG16 layer(s) {bad or '(none)'}; choose from {', '.join(VGG16_RELU_LAYERS)}")
+    return names

@@ -1,0 +1,174 @@
+"""Self-similarity ("spatially-correlative") maps: the pure tensor functions.
+
+Notation (paper, Sec. 3.1): for a feature map ``f`` of shape ``(N, C, H, W)`` and a query
+location ``i``, the map ``S_i = f_i^T f_*`` holds the similarity of the query's feature vector to
+the ``N_p`` positions of a window around it (local) or of the whole map (global). A collection
+of ``N_s`` queries gives ``S`` of shape ``(N, N_s, N_p)``.
+
+Locations are flat indices ``r * W + c`` into the ``H x W`` map. Local windows are ``P x P``
+(clipped to ``min(P, H) x min(P, W)``) and *shifted inward* at borders, so every window holds
+exactly ``N_p`` real positions and keeps its shape on non-square maps; when ``P`` covers the whole
+map the window is the whole map, i.e. the global map. The query is at the window centre
+(``P // 2`` rows/cols from its top-left corner) except where the window was shifted at a border.
+
+Implementation: one batched product of the sampled queries against the whole map
+(``N x N_s x HW``), then a gather of each query's window. This avoids a Python loop over queries
+and never materialises per-window feature copies (``C x N_s x N_p``); its cost is that of the
+global map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+NORMS = ("l2", "centered_l2", "tanh")
+DISTANCES = ("cos", "l1")
+SAMPLINGS = ("random", "grid")
+
+
+def sample_queries(
+    height: int,
+    width: int,
+    num: int,
+    mode: str = "random",
+    *,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pick ``num`` query locations on an ``height x width`` map.
+
+    Args:
+        num: number of queries ``N_s``; ``num <= 0`` or ``num >= H*W`` selects every position.
+        mode: ``"random"`` (a random subset without repetition, drawn on the CPU from torch's
+            global RNG or ``generator``) or ``"grid"`` (an evenly spaced grid of about ``num``
+            points following the map's aspect ratio, cell centres).
+
+    Returns:
+        ``(N_s,)`` int64 flat indices ``r * width + c``, on ``device``.
+    """
+    total = height * width
+    if mode not in SAMPLINGS:
+        raise ValueError(f"unknown query sampling {mode!r}; choose from {SAMPLINGS}")
+    if num <= 0 or num >= total:
+        return torch.arange(total, device=device)
+    if mode == "random":
+        # randperm on the CPU: reproducible across devices, and avoids CUDA randperm issues.
+        return torch.randperm(total, generator=generator)[:num].to(device)
+    rows = max(1, min(height, round(math.sqrt(num * height / width))))
+    cols = max(1, min(width, num // rows))
+    r = ((torch.arange(rows, dtype=torch.float64) + 0.5) * height / rows).floor().long()
+    c = ((torch.arange(cols, dtype=torch.float64) + 0.5) * width / cols).floor().long()
+    return (r[:, None] * width + c[None, :]).flatten().to(device)
+
+
+def window_index(
+    queries: torch.Tensor, height: int, width: int, patch_size: int | None
+) -> torch.Tensor | None:
+    """Flat indices of each query's ``P x P`` window, shifted inward at borders.
+
+    Args:
+        queries: ``(N_s,)`` flat query indices.
+        patch_size: window side ``P`` in feature positions; ``None`` means global (returns None).
+
+    Returns:
+        ``(N_s, N_p)`` int64 indices with ``N_p = min(P, H) * min(P, W)`` (row-major within the
+        window), or ``None`` when the window covers the whole map (global map).
+    """
+    if patch_size is None or (patch_size >= height and patch_size >= width):
+        return None
+    ph, pw = min(patch_size, height), min(patch_size, width)
+    r, c = queries // width, queries % width
+    r0 = (r - ph // 2).clamp(0, height - ph)
+    c0 = (c - pw // 2).clamp(0, width - pw)
+    dr = torch.arange(ph, device=queries.device).repeat_interleave(pw)
+    dc = torch.arange(pw, device=queries.device).repeat(ph)
+    return (r0[:, None] + dr[None, :]) * width + (c0[:, None] + dc[None, :])
+
+
+def normalize_features(f: torch.Tensor, norm: str = "l2") -> torch.Tensor:
+    """Prepare ``(N, C, H, W)`` features so that dot products give the chosen similarity.
+
+    - ``"l2"`` (paper): each location's C-vector is L2-normalised; dot products are cosines.
+    - ``"centered_l2"`` (public code with ``--use_norm``): subtract each channel's spatial mean,
+      then L2-normalise per location.
+    - ``"tanh"`` (public code default): subtract each channel's spatial mean and divide by
+      ``sqrt(C)``; :func:`self_similarity` then squashes dot products with ``tanh(. / scale)``.
+    """
+    if norm == "l2":
+        return F.normalize(f, dim=1, eps=1e-8)
+    if norm in ("centered_l2", "tanh"):
+        f = f - f.mean(dim=(2, 3), keepdim=True)
+        return F.normalize(f, dim=1, eps=1e-8) if norm == "centered_l2" else f / math.sqrt(f.shape[1])
+    raise ValueError(f"unknown feature normalisation {norm!r}; choose from {NORMS}")
+
+
+def self_similarity(
+    f: torch.Tensor,
+    queries: torch.Tensor,
+    window: torch.Tensor | None = None,
+    *,
+    norm: str = "l2",
+    tanh_scale: float = 10.0,
+) -> torch.Tensor:
+    """Spatially-correlative maps of a feature map.
+
+    Args:
+        f: ``(N, C, H, W)`` features (not yet normalised).
+        queries: ``(N_s,)`` flat query indices (shared by the whole batch).
+        window: ``(N_s, N_p)`` flat window indices from :func:`window_index`, or ``None`` for the
+            global map (``N_p = H * W``).
+        norm: see :func:`normalize_features`.
+        tanh_scale: divisor inside ``tanh`` for ``norm="tanh"``.
+
+    Returns:
+        ``(N, N_s, N_p)`` maps. Values lie in [-1, 1] for every norm (cosines or tanh).
+    """
+    f = normalize_features(f, norm)
+    flat = f.flatten(2)  # (N, C, HW)
+    q = flat[:, :, queries]  # (N, C, Ns)
+    sim = torch.bmm(q.transpose(1, 2), flat)  # (N, Ns, HW)
+    if window is not None:
+        sim = sim.gather(2, window.unsqueeze(0).expand(sim.shape[0], -1, -1))
+    if norm == "tanh":
+        sim = torch.tanh(sim / tanh_scale)
+    return sim
+
+
+def map_distance(
+    sx: torch.Tensor,
+    sy: torch.Tensor,
+    kind: str = "cos",
+    *,
+    mask_keep: float | None = None,
+    mask_from: str = "source",
+) -> torch.Tensor:
+    """Per-query distance between two sets of maps (paper Eq. 2).
+
+    Args:
+        sx, sy: ``(N, N_s, N_p)`` maps of the source and the translation.
+        kind: ``"cos"``: ``1 - cos(S_x_i, S_y_i)`` (supports pattern correlation regardless of
+            magnitude; paper default, Table 3 row E); ``"l1"``: mean absolute difference over the
+            ``N_p`` entries.
+        mask_keep: public-code variant: keep only the entries where the reference map (``sx`` for
+            ``mask_from="source"``, ``sy`` for ``"target"``) is within its top ``mask_keep``
+            fraction, zero the rest in both maps, then compare (L1 is rescaled by ``1/mask_keep``).
+            ``None`` (default) compares the full maps.
+
+    Returns:
+        ``(N, N_s)`` non-negative distances (cos in [0, 2]).
+    """
+    if mask_keep is not None:
+        ref = sx if mask_from == "source" else sy
+        k = max(1, int(ref.shape[-1] * mask_keep))
+        threshold = ref.topk(k, dim=-1).values[..., -1:]
+        mask = (ref >= threshold).to(sx.dtype)
+        sx, sy = sx * mask, sy * mask
+    if kind == "cos":
+        return 1.0 - F.cosine_similarity(sx, sy, dim=-1, eps=1e-8)
+    if kind == "l1":
+        d = (sx - sy).abs().mean(dim=-1)
+        return d / mask_keep if mask_keep is not None else d
+    raise ValueError(f"unknown map distance {kind!r}; choose from {DISTANCES}")

@@ -1,0 +1,319 @@
+"""The training loop: run folders, schedules, checkpoints, logs, samples, resume.
+
+A run folder holds::
+
+    config.json            resolved configuration (TrainConfig)
+    generator.safetensors  latest generator weights, all translate needs
+    checkpoint.pt          full resume state: networks, optimisers, schedulers, RNGs, pool, step
+    log.jsonl              one JSON line per logged step
+    tb/                    TensorBoard events
+    samples/step_*.png     sample grids (test inputs | translations)
+    index.html             the page that shows them
+
+Both weight files are written atomically. Resuming restores everything, and the data stream is
+a pure function of (seed, step), so an interrupted-and-resumed run computes exactly what an
+uninterrupted one would (on the same device and thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import (
+    CONFIG_FILE, GENERATOR_FILE, STATE_FILE, capture_rng, load_state, restore_rng, save_generator, save_state,
+    write_text_atomic,
+)
+from .config import TrainConfig
+from .data.images import list_images, load_image, pil_to_tensor
+from .data.unpaired import UnpairedImageDataset, make_loader, preprocess_image, resolve_domain_dirs
+from .methods import Method, NonFiniteLossError, build_method
+from .viz.grid import image_grid
+from .viz.page import write_run_index
+
+log = logging.getLogger("sesim")
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on (message says what to do)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def domain_dirs(cfg: TrainConfig, phase: str = "train") -> tuple[Path, Path]:
+    d = cfg.data
+    explicit = phase == "train" and (d.dir_a or d.dir_b)
+    if explicit and not (d.dir_a and d.dir_b):
+        raise TrainingError("give both --dir-a and --dir-b (or --data DIR holding trainA/ and trainB/)")
+    dir_a, dir_b = resolve_domain_dirs(d.data if not explicit else None, d.dir_a if explicit else None,
+                                       d.dir_b if explicit else None, phase=phase)
+    return (dir_b, dir_a) if d.direction == "BtoA" else (dir_a, dir_b)
+
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    """``runs/<name>`` (refusing to reuse an existing folder) or the next ``runs/NNNNN-<label>``."""
+    runs = Path(cfg.run.runs)
+    if cfg.run.name:
+        path = runs / cfg.run.name
+        if path.exists() and any(path.iterdir()):
+            raise TrainingError(f"run folder {path} already exists; continue it with `sesim train --resume {path}` "
+                                "or choose another --name")
+    else:
+        source = cfg.data.data or cfg.data.dir_a or "run"
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).resolve().name or "run")
+        numbers = [int(p.name[:5]) for p in runs.glob("[0-9][0-9][0-9][0-9][0-9]-*")] if runs.exists() else []
+        path = runs / f"{max(numbers, default=-1) + 1:05d}-{label}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sample_inputs(cfg: TrainConfig) -> list[torch.Tensor]:
+    """Fixed images shown in sample grids: testA (or trainA) resized to the crop size."""
+    try:
+        folder = domain_dirs(cfg, "test")[0]
+        files = list_images(folder)
+    except (FileNotFoundError, ValueError):
+        files = list_images(domain_dirs(cfg, "train")[0])
+    rng = random.Random(0)
+    out = []
+    for path in files[: cfg.run.num_samples]:
+        img = load_image(path, cfg.data.channels)
+        img = preprocess_image(img, rng, size=cfg.data.size, load_size=cfg.data.size, mode="resize", flip=False)
+        out.append(pil_to_tensor(img))
+    return out
+
+
+def lr_factor(step: int, total: int, decay_start: float) -> float:
+    """Constant, then linear decay to 0 over the last ``1 - decay_start`` of the steps."""
+    start = int(total * decay_start)
+    if step < start or total <= start:
+        return 1.0
+    return max(0.0, (total - step) / (total - start))
+
+
+class Trainer:
+    """Owns a run folder and trains a :class:`~sesim.methods.Method` in it."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.progress = progress
+        self.device = resolve_device(cfg.run.device)
+        if cfg.run.batch_size < 1 or cfg.run.steps < 0:
+            raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
+        if cfg.data.size % 4:
+            raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
+        dir_a, dir_b = domain_dirs(cfg)
+        self.dataset = UnpairedImageDataset(
+            dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
+            flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed, skip_unreadable=cfg.data.skip_unreadable,
+        )
+        self.samples = sample_inputs(cfg)
+        seed_everything(cfg.run.seed)
+        self.method: Method = build_method(cfg).to(self.device)
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.LambdaLR(opt, self._factor) for name, opt in self.method.optimizers.items()
+        }
+        self.step = 0
+        self.last_logs: dict[str, Any] = {}
+        if resume:
+            self._load()
+        self._stop_signal: int | None = None
+
+    def _factor(self, step: int) -> float:
+        return lr_factor(step, self.cfg.run.steps, self.cfg.optim.decay_start)
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the resume state, then the generator weights, both atomically."""
+        state = {
+            "step": self.step,
+            "version": __version__,
+            "method": self.method.trainable_state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "rng": capture_rng(),
+            "extra": self.method.extra_state(),
+            "last_logs": self.last_logs,
+        }
+        save_state(self.run_dir / STATE_FILE, state)
+        save_generator(self.run_dir / GENERATOR_FILE, self.method.generator_for_export(),
+                       {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict()})
+
+    def _load(self) -> None:
+        path = self.run_dir / STATE_FILE
+        if not path.is_file():
+            raise TrainingError(f"{path} not found: the run never reached its first checkpoint; start it again")
+        state = load_state(path)
+        self.method.load_trainable_state_dict(state["method"])
+        for name, opt in self.method.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        factor = self._factor(state["step"])  # the total step count may have changed on resume
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+            sched.lr_lambdas = [self._factor] * len(sched.lr_lambdas)  # the lambda is code, not state
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+                group["lr"] = base * factor
+        self.method.load_extra_state(state["extra"])
+        restore_rng(state["rng"])
+        self.step = state["step"]
+        self.last_logs = state.get("last_logs", {})
+        # log lines past the checkpoint came from steps that are about to be redone
+        log_file = self.run_dir / "log.jsonl"
+        if log_file.exists():
+            kept = [ln for ln in log_file.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+            write_text_atomic(log_file, "".join(ln + "\n" for ln in kept))
+
+    # -- outputs ---------------------------------------------------------------------------
+    def write_samples(self, writer) -> None:
+        if not self.samples:
+            return
+        x = torch.stack(self.samples).to(self.device)
+        self.method.eval()
+        y = self.method.translate(x).cpu()
+        self.method.train()
+        grid = image_grid([[a, b] for a, b in zip(x.cpu(), y)], titles=["input", "translation"])
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        grid.save(path)
+        if writer is not None:
+            writer.add_image("samples", np.asarray(grid), self.step, dataformats="HWC")
+        write_run_index(self.run_dir, self.cfg.to_dict(), self.last_logs)
+
+    # -- the loop --------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self._stop_signal = signum
+
+    def run(self, stop_at: int | None = None) -> Path:
+        """Train until ``cfg.run.steps`` (or ``stop_at``); returns the run folder."""
+        cfg, r = self.cfg, self.cfg.run
+        end = min(r.steps, stop_at) if stop_at is not None else r.steps
+        workers = default_workers() if cfg.data.workers < 0 else cfg.data.workers
+        loader = make_loader(self.dataset, batch_size=r.batch_size, seed=r.seed, start_step=self.step,
+                             workers=workers, pin_memory=self.device.type == "cuda")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+        old_handler = signal.signal(signal.SIGTERM, self._on_signal) if _main_thread() else None
+        self.method.train()
+        bar = tqdm(total=end, initial=self.step, disable=not self.progress, dynamic_ncols=True, unit="step")
+        t_last, n_last = time.perf_counter(), 0
+        try:
+            batches = iter(loader)
+            while self.step < end:
+                batch = next(batches)
+                batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+                try:
+                    losses = self.method.train_step(batch)
+                except NonFiniteLossError as err:
+                    raise TrainingError(
+                        f"step {self.step + 1}: {err}. Nothing was saved from this step; the last checkpoint "
+                        f"({self.run_dir / STATE_FILE}) is intact. Try a lower --lr, check the data, and resume."
+                    ) from err
+                for sched in self.schedulers.values():
+                    sched.step()
+                self.step += 1
+                n_last += r.batch_size
+                bar.update(1)
+                if self.step % r.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    ips = n_last / max(now - t_last, 1e-9)
+                    t_last, n_last = now, 0
+                    self.last_logs = {"step": self.step, **losses, "lr": self._factor(self.step) * cfg.optim.lr,
+                                      "images_per_s": ips}
+                    with open(self.run_dir / "log.jsonl", "a") as fh:
+                        fh.write(json.dumps(self.last_logs) + "\n")
+                    for k, v in losses.items():
+                        writer.add_scalar(f"loss/{k}", v, self.step)
+                    writer.add_scalar("lr", self.last_logs["lr"], self.step)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if not k.startswith("G_")} |
+                                    {"img/s": f"{ips:.1f}"})
+                if self.step % r.sample_every == 0 or self.step == end:
+                    self.write_samples(writer)
+                if self.step % r.checkpoint_every == 0 or self.step == end:
+                    self.save()
+                if self._stop_signal is not None:
+                    self.save()
+                    raise TrainingError(f"stopped by signal {self._stop_signal} at step {self.step}; "
+                                        f"checkpoint saved, continue with `sesim train --resume {self.run_dir}`")
+        except KeyboardInterrupt:
+            self.save()
+            raise TrainingError(f"interrupted at step {self.step}; checkpoint saved, continue with "
+                                f"`sesim train --resume {self.run_dir}`") from None
+        finally:
+            bar.close()
+            writer.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+        return self.run_dir
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, stop_at: int | None = None) -> Path:
+    """Start a new run from ``cfg``; returns its folder."""
+    run_dir = new_run_dir(cfg)
+    try:
+        trainer = Trainer(cfg, run_dir, progress=progress)
+    except Exception:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing was written: do not leave an empty run behind
+        raise
+    cfg.save(run_dir / CONFIG_FILE)
+    log.info("run folder: %s", run_dir)
+    return trainer.run(stop_at=stop_at)
+
+
+def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = True,
+           stop_at: int | None = None, overrides: dict[str, Any] | None = None) -> Path:
+    """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new total)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise TrainingError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
+    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    for key, value in (overrides or {}).items():
+        cfg.set_flat(key, value)
+    if steps is not None:
+        cfg.run.steps = steps
+    trainer = Trainer(cfg, run_dir, resume=True, progress=progress)
+    if trainer.step >= cfg.run.steps:
+        log.info("run %s is already at step %d of %d", run_dir, trainer.step, cfg.run.steps)
+    cfg.save(run_dir / CONFIG_FILE)
+    return trainer.run(stop_at=stop_at)

@@ -1,0 +1,1 @@
+"""Pictures: sample grids, self-similarity heat maps, HTML pages."""
