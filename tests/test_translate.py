@@ -1,0 +1,99 @@
+"""sesim translate: any size in, same size out, names kept, nothing overwritten unasked."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sesim.cli import main
+from sesim.translate import TranslateError, load_run_generator, pad_to_multiple, translate_paths, translate_tensor
+from test_train import tiny_config
+from sesim.train import train
+
+
+@pytest.fixture
+def run(tiny_dataset, tmp_path):
+    return train(tiny_config(tiny_dataset, tmp_path / "runs"), progress=False)
+
+
+def write(path, size, mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).convert(mode).save(path)
+
+
+def test_folder_translation_keeps_sizes_names_and_subfolders(run, tmp_path):
+    src = tmp_path / "in"
+    write(src / "a.png", (37, 29))
+    write(src / "b.jpg", (64, 48))
+    write(src / "c.jpg", (64, 48), mode="L")  # greyscale input into an RGB model
+    write(src / "sub" / "d.png", (13, 50), mode="RGBA")
+    (src / "readme.txt").write_text("not an image")
+    out = tmp_path / "out"
+    written = translate_paths(run, src, out, progress=False, device="cpu")
+    assert sorted(p.relative_to(out).as_posix() for p in written) == ["a.png", "b.png", "c.png", "sub/d.png"]
+    assert Image.open(out / "a.png").size == (37, 29)
+    assert Image.open(out / "sub" / "d.png").size == (13, 50)
+    assert Image.open(out / "b.png").mode == "RGB"
+
+
+def test_never_overwrites_without_asking(run, tmp_path):
+    write(tmp_path / "x.png", (32, 32))
+    out = tmp_path / "out"
+    translate_paths(run, tmp_path / "x.png", out, progress=False)
+    before = (out / "x.png").read_bytes()
+    (out / "x.png").write_bytes(b"user data")
+    with pytest.raises(TranslateError, match="already exist.*--overwrite"):
+        translate_paths(run, tmp_path / "x.png", out, progress=False)
+    assert (out / "x.png").read_bytes() == b"user data"
+    translate_paths(run, tmp_path / "x.png", out, progress=False, overwrite=True)
+    assert (out / "x.png").read_bytes() == before
+
+
+def test_batched_equals_one_by_one(run):
+    generator, _ = load_run_generator(run)
+    x = torch.rand(3, 3, 40, 52) * 2 - 1
+    batched = translate_tensor(generator, x)
+    single = torch.cat([translate_tensor(generator, x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+    assert batched.shape == x.shape and batched.abs().max() <= 1
+
+
+def test_padding_is_cropped_back():
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(2, 3, 5, 7)
+    padded, (h, w) = pad_to_multiple(x, 4)
+    assert padded.shape[-2:] == (8, 8) and (h, w) == (5, 7)
+    assert torch.equal(padded[..., :5, :7], x)
+    identity = torch.nn.Identity()
+    assert torch.equal(translate_tensor(identity, x), x)
+    tiny = torch.rand(1, 3, 3, 2)
+    assert torch.equal(translate_tensor(identity, tiny), tiny)
+
+
+def test_translate_errors(run, tmp_path, capsys):
+    with pytest.raises(TranslateError, match="does not exist"):
+        translate_paths(run, tmp_path / "missing.png", tmp_path / "o", progress=False)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(TranslateError, match="image extension"):
+        translate_paths(run, tmp_path / "notes.txt", tmp_path / "o", progress=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(TranslateError, match="broken.png"):
+        translate_paths(run, tmp_path / "bad", tmp_path / "o", progress=False)
+    with pytest.raises(TranslateError, match="not a sesim run"):
+        translate_paths(tmp_path, tmp_path / "bad", tmp_path / "o", progress=False)
+    (tmp_path / "empty").mkdir()
+    assert main(["translate", "--run", str(run), "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]) == 1
+    assert "empty" in capsys.readouterr().err
+    write(tmp_path / "dup" / "same.png", (32, 32))
+    write(tmp_path / "dup" / "same.jpg", (32, 32))
+    with pytest.raises(TranslateError, match="same output"):
+        translate_paths(run, tmp_path / "dup", tmp_path / "o", progress=False)
+
+
+def test_cli_translate(run, tmp_path, capsys):
+    write(tmp_path / "in" / "p.png", (30, 30))
+    assert main(["translate", "--run", str(run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert "wrote 1 image" in capsys.readouterr().out
+    assert Image.open(tmp_path / "o" / "p.png").size == (30, 30)
