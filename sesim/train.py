@@ -205,7 +205,8 @@ class Trainer:
         self.method.eval()
         y = self.method.translate(x).cpu()
         self.method.train()
-        grid = image_grid([[a, b] for a, b in zip(x.cpu(), y)], titles=["input", "translation"])
+        grid = image_grid([[a, b] for a, b in zip(x.cpu(), y)], titles=["input", "translation"],
+                          scale=max(1, 128 // self.cfg.data.size))
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         path.parent.mkdir(exist_ok=True)
         grid.save(path)
