@@ -23,7 +23,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             flag = "--" + f.name.replace("_", "-")
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             shown = ",".join(default) if isinstance(default, tuple) else default
-            help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+            help_text = f.metadata.get("help", "")
+            if "default" not in help_text:
+                help_text += f" (default: {shown})"
             if isinstance(default, bool):
                 group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             else:
@@ -37,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a translator (or continue a run with --resume)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("train", help="train a translator (or continue a run with --resume)")
     p.add_argument("--preset", default=None, help="comma-separated presets applied in order (see `sesim presets`)")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue the run in this folder")
     p.add_argument("--method", default=None, help="training recipe (sesim)")

@@ -68,6 +68,8 @@ class LossConfig:
     temperature: float = _f(0.07, "LSeSim InfoNCE temperature")
     augment: str = _f("color", "LSeSim positives: color (colour jitter, public code) or color_blur (adds blur+noise)",
                       choices=("color", "color_blur"))
+    train_backbone: bool = _f(False, "LSeSim: also train VGG16 with the InfoNCE objective (paper wording; the public "
+                                     "code keeps it frozen, the default)")
     head_on_translation: bool = _f(False, "LSeSim: also use (source, translation) as a positive pair (public code)")
     lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")
     lambda_gan: float = _f(1.0, "weight of the adversarial loss")

@@ -221,3 +221,20 @@ def test_random_weights_are_logged(caplog):
     assert "randomly initialised" in caplog.text
     with caplog.at_level(logging.WARNING, logger="sesim"):
         assert VGG16Features(["relu1_1"], "auto").weights_source == "random"
+
+
+def test_trainable_backbone_option():
+    loss = make_loss(learned=True, train_backbone=True, layers=("relu2_1",), num_queries=8)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    loss.contrastive_loss(x, x.flip(1), x.flip(3)).backward()
+    assert all(p.grad is not None for p in loss.extractor.parameters())
+    params = list(loss.head_parameters())
+    assert len(params) == len(list(loss.heads.parameters())) + len(list(loss.extractor.parameters()))
+    for p in params:
+        p.grad = None
+    y = (torch.rand(1, 3, 16, 16) * 2 - 1).requires_grad_()
+    loss(x, y).backward()
+    assert y.grad is not None and all(p.grad is None for p in params)
+    assert all(p.requires_grad for p in loss.extractor.parameters())  # restored after forward
+    with pytest.raises(ValueError, match="learned"):
+        make_loss(train_backbone=True)

@@ -23,6 +23,7 @@ smaller than the feature maps at 256 px), mean-centred ``tanh`` similarity, mask
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
@@ -46,6 +47,18 @@ PAPER_SETTINGS: dict = dict(layers=("relu3_1", "relu4_1"), patch_size=32, norm="
 PUBLIC_CODE_SETTINGS: dict = dict(
     layers=("relu3_1", "relu4_1", "relu4_3"), patch_size=None, norm="tanh", distance="cos", mask_keep=0.25
 )
+
+
+@contextmanager
+def _frozen(module: nn.Module):
+    """Build the autograd graph with ``module``'s parameters as constants (no gradients for them)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
 
 
 class StructureHead(nn.Module):
@@ -116,6 +129,9 @@ class SpatialCorrelativeLoss(nn.Module):
         distance: ``"cos"`` (``1 - cos``, paper default) or ``"l1"``.
         mask_keep, mask_from: the public code's masked comparison (see :func:`map_distance`).
         learned: LSeSim: add a :class:`StructureHead` per layer.
+        train_backbone: LSeSim only: also train the feature network with the InfoNCE objective (the
+            paper says LSeSim's VGG "weights are not fixed"; the public code puts VGG in the head
+            optimiser with learning rate 0, i.e. frozen, which is the default here).
         head_channels: output channels of the heads (default ``max(32, C // 4)``).
         temperature: InfoNCE temperature ``tau`` (0.07).
         tanh_scale: divisor inside ``tanh`` for ``norm="tanh"``.
@@ -145,6 +161,7 @@ class SpatialCorrelativeLoss(nn.Module):
         temperature: float = 0.07,
         tanh_scale: float = 10.0,
         positive_vs_other: bool = False,
+        train_backbone: bool = False,
     ) -> None:
         super().__init__()
         for value, allowed, what in ((sampling, SAMPLINGS, "sampling"), (norm, NORMS, "norm"),
@@ -159,8 +176,6 @@ class SpatialCorrelativeLoss(nn.Module):
             layers = [name.strip() for name in layers.split(",") if name.strip()]
         if extractor is None:
             extractor = VGG16Features(layer_names(layers or ("relu3_1", "relu4_1")), weights)
-        else:
-            extractor.requires_grad_(False)
         self.extractor = extractor
         self.layers: tuple[str, ...] = tuple(layers or extractor.out_channels)
         missing = [name for name in self.layers if name not in extractor.out_channels]
@@ -176,6 +191,10 @@ class SpatialCorrelativeLoss(nn.Module):
         self.temperature = temperature
         self.tanh_scale = tanh_scale
         self.positive_vs_other = positive_vs_other
+        if train_backbone and not learned:
+            raise ValueError("train_backbone needs learned=True (LSeSim)")
+        self.train_backbone = train_backbone
+        self.extractor.requires_grad_(train_backbone)
         self.heads = (
             nn.ModuleDict({name: StructureHead(extractor.out_channels[name], head_channels) for name in self.layers})
             if learned
@@ -188,7 +207,11 @@ class SpatialCorrelativeLoss(nn.Module):
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the LSeSim heads (empty for FSeSim); give these to the head optimiser."""
-        return iter(()) if self.heads is None else self.heads.parameters()
+        if self.heads is None:
+            return iter(())
+        if self.train_backbone:
+            return iter([*self.heads.parameters(), *self.extractor.parameters()])
+        return self.heads.parameters()
 
     def train(self, mode: bool = True) -> "SpatialCorrelativeLoss":
         super().train(mode)
@@ -256,7 +279,8 @@ class SpatialCorrelativeLoss(nn.Module):
             raise ValueError(f"source and translation shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
         with torch.no_grad():
             fx = self.structure_features(x)
-        fy = self.structure_features(y)
+        with _frozen(self.extractor):
+            fy = self.structure_features(y)
         out = SeSimOutput(loss=y.new_zeros(()))
         for name in self.layers:
             h, w = fx[name].shape[-2:]
@@ -295,7 +319,7 @@ class SpatialCorrelativeLoss(nn.Module):
         batch = [x, x_aug] + ([other] if other is not None else [])
         if any(t.shape != x.shape for t in batch):
             raise ValueError("x, x_aug and other must have the same shape")
-        with torch.no_grad():  # the feature network is frozen: no need to trace it
+        with torch.set_grad_enabled(self.train_backbone):  # a frozen feature network need not be traced
             feats = self.extractor(torch.cat(batch))
         total = x.new_zeros(())
         per_query = {}

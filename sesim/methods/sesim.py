@@ -41,13 +41,16 @@ def build_structure_loss(cfg: TrainConfig) -> SpatialCorrelativeLoss:
         lc.layers, weights=weights, num_queries=lc.num_queries, sampling=lc.sampling,
         patch_size=lc.patch_size, norm=lc.feature_norm, distance=lc.distance, mask_keep=lc.mask_keep,
         learned=lc.structure == "lsesim", temperature=lc.temperature, tanh_scale=lc.tanh_scale,
+        train_backbone=lc.train_backbone and lc.structure == "lsesim",
     )
 
 
 class SeSimMethod(Method):
     """ResNet generator + 70x70 PatchGAN trained with a GAN loss and F/LSeSim."""
 
-    frozen_prefixes = ("structure.extractor.",)
+    @property
+    def frozen_prefixes(self) -> tuple[str, ...]:  # a fixed VGG16 is not saved in checkpoints
+        return () if self.structure.train_backbone else ("structure.extractor.",)
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
