@@ -16,11 +16,14 @@ import json
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from sesim.config import TrainConfig
 from sesim.data.demo_scenes import make_demo_dataset
 from sesim.demo import score
 from sesim.train import train
 from sesim.translate import translate_paths
+from sesim.viz.grid import image_grid
 
 VARIANTS = {
     "GAN only (lambda = 0)": {"lambda_structure": 0.0},
@@ -38,7 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     make_demo_dataset(out / "data", size=64, seed=args.seed)
-    rows = {}
+    rows: dict = {}
+    fake_names: dict[str, str] = {}
     for label, overrides in VARIANTS.items():
         cfg = TrainConfig()
         cfg.apply_preset("demo")
@@ -52,6 +56,7 @@ def main() -> None:
         run = train(cfg, progress=False)
         seconds = time.perf_counter() - t0
         fake = out / "fake" / name
+        fake_names[label] = name
         translate_paths(run, out / "data" / "testA", fake, overwrite=True, progress=False)
         scores = score(out / "data", fake, seed=args.seed)
         rows[label] = {**scores["translation (sesim)"], "train_seconds": round(seconds, 1), "steps": cfg.run.steps}
@@ -69,7 +74,15 @@ def main() -> None:
     for label, r in rows["_baselines"].items():
         lines.append(f"| {label} | {r['pixel_accuracy']:.3f} | {r['mean_iou']:.3f} | {r['appearance_distance']:.1f} | - |")
     (results / f"demo_ablation{suffix}.md").write_text("\n".join(lines) + "\n")
+    write_grid(out, [fake_names[label] for label in VARIANTS], list(VARIANTS), results / f"demo_ablation{suffix}.png")
     print("\n".join(lines))
+
+
+def write_grid(out: Path, names: list[str], labels: list[str], path: Path, n: int = 6) -> None:
+    """Rows: held-out inputs; columns: the input and each variant's translation (2x enlarged)."""
+    inputs = sorted((out / "data" / "testA").glob("*.png"))[:n]
+    rows = [[Image.open(p)] + [Image.open(out / "fake" / name / p.name) for name in names] for p in inputs]
+    image_grid(rows, titles=["input", *labels], scale=2).save(path)
 
 
 if __name__ == "__main__":
