@@ -65,6 +65,9 @@ def demo_config(out: Path, *, steps: int | None, structure: str | None, device: 
 def run_demo(out: Path, *, steps: int | None = None, structure: str | None = None, device: str = "auto",
              seed: int = 0, progress: bool = True) -> Path:
     """Run the whole demo into ``out``; returns the path of the results page."""
+    if out.exists() and any(out.iterdir()) and not (out / "data" / "meta.json").exists():
+        raise FileExistsError(f"{out} is not empty and holds no previous demo; the demo writes several files "
+                              "there, so give it a new or empty folder with --out")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     meta = make_demo_dataset(out / "data", size=64, seed=seed)
@@ -105,15 +108,24 @@ def score(data: Path, fake_dir: Path, *, seed: int = 0) -> dict:
 
 
 def _query_point(layout: np.ndarray, stride: int) -> tuple[int, int]:
-    """Feature-map (row, col) of a query inside the first building of a layout (else the centre)."""
-    ys, xs = np.nonzero(layout == CLASSES.index("building"))
-    if len(ys):
-        first = xs.min()  # the left-most building: take the middle of its pixels in that column band
-        band = np.abs(xs - first) < 4
-        r, c = int(np.median(ys[band])), int(np.median(xs[band]))
-    else:
-        r, c = layout.shape[0] // 2, layout.shape[1] // 2
-    return r // stride, c // stride
+    """Feature-map (row, col) of the most interior building pixel of a layout (else the centre)."""
+    mask = layout == CLASSES.index("building")
+    if not mask.any():
+        return layout.shape[0] // 2 // stride, layout.shape[1] // 2 // stride
+    while True:  # erode with a 3x3 cross until one more step would remove everything
+        inner = mask.copy()
+        inner[1:, :] &= mask[:-1, :]
+        inner[:-1, :] &= mask[1:, :]
+        inner[:, 1:] &= mask[:, :-1]
+        inner[:, :-1] &= mask[:, 1:]
+        inner[[0, -1], :] = False
+        inner[:, [0, -1]] = False
+        if not inner.any():
+            break
+        mask = inner
+    ys, xs = np.nonzero(mask)
+    k = len(ys) // 2
+    return int(ys[k]) // stride, int(xs[k]) // stride
 
 
 def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> Path:

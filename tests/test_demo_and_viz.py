@@ -35,10 +35,18 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
 
 
+def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("user file")
+    assert main(["demo", "--out", str(tmp_path), "--steps", "1", "--no-progress"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "user file" and len(list(tmp_path.iterdir())) == 1
+
+
 def test_demo_config_uses_the_preset(tmp_path):
     cfg = demo_config(tmp_path, steps=None, structure="lsesim", device="cpu", seed=1)
     assert cfg.data.size == 64 and cfg.loss.structure == "lsesim" and cfg.run.seed == 1
     assert cfg.loss.vgg_weights == "auto" and cfg.presets == ["demo"]
+    assert demo_config(tmp_path, steps=7, structure=None, device="cpu", seed=0).loss.structure == "lsesim"
 
 
 def test_query_point_lies_in_a_building():
