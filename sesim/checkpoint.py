@@ -19,6 +19,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 GENERATOR_FILE = "generator.safetensors"
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def generator_file(direction: str = "AtoB") -> str:
+    """File name of a run's generator for ``direction`` (``generator.safetensors`` for AtoB)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; choose AtoB or BtoA")
+    return GENERATOR_FILE if direction == "AtoB" else f"generator_{direction}.safetensors"
 STATE_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 

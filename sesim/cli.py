@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (equal sizes are batched)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
+                   help="BtoA uses the reverse generator of two-sided methods (CycleGAN)")
     p.add_argument("--weights", default=None, help="a generator .safetensors other than the run's latest")
     p.add_argument("--no-progress", action="store_true")
 
@@ -110,7 +112,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from .translate import translate_paths
 
     written = translate_paths(args.run, args.input, args.output, overwrite=args.overwrite, batch_size=args.batch_size,
-                              device=args.device, weights=args.weights, progress=not args.no_progress)
+                              device=args.device, direction=args.direction, weights=args.weights,
+                              progress=not args.no_progress)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 

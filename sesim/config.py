@@ -77,6 +77,16 @@ class LossConfig:
     lambda_structure_identity: float = _f(0.0, "weight of the structure loss between b and G(b)")
     gan_mode: str = _f("lsgan", "adversarial loss", choices=("lsgan", "vanilla", "nonsaturating", "hinge"))
     pool_size: int = _f(50, "image pool size for D (0 disables)")
+    # baselines (sesim/methods/cyclegan.py, cut.py)
+    lambda_cycle: float = _f(10.0, "CycleGAN: weight of each cycle-consistency term")
+    lambda_nce: float = _f(1.0, "CUT: weight of the PatchNCE loss (FastCUT preset: 10)")
+    nce_layers: tuple[str, ...] = _f(("input", "down1", "down2", "block1", "block5"),
+                                     "CUT: generator encoder layers for PatchNCE, by name")
+    nce_idt: bool = _f(True, "CUT: also apply PatchNCE between b and G(b) (FastCUT preset: off)")
+    nce_temperature: float = _f(0.07, "CUT: PatchNCE temperature")
+    nce_num_patches: int = _f(256, "CUT: patches sampled per layer")
+    nce_mlp_channels: int = _f(256, "CUT: width of the 2-layer MLP projection head")
+    flip_equivariance: bool = _f(False, "CUT: randomly flip the input and un-flip the features (FastCUT preset: on)")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import (
-    CONFIG_FILE, GENERATOR_FILE, STATE_FILE, capture_rng, load_state, restore_rng, save_generator, save_state,
+    CONFIG_FILE, STATE_FILE, generator_file, capture_rng, load_state, restore_rng, save_generator, save_state,
     write_text_atomic,
 )
 from .config import TrainConfig
@@ -170,8 +170,9 @@ class Trainer:
             "last_logs": self.last_logs,
         }
         save_state(self.run_dir / STATE_FILE, state)
-        save_generator(self.run_dir / GENERATOR_FILE, self.method.generator_for_export(),
-                       {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict()})
+        meta = {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict()}
+        for direction, generator in self.method.generators().items():
+            save_generator(self.run_dir / generator_file(direction), generator, {**meta, "direction": direction})
 
     def _load(self) -> None:
         path = self.run_dir / STATE_FILE

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import CONFIG_FILE, GENERATOR_FILE, load_generator_weights
+from .checkpoint import CONFIG_FILE, generator_file, load_generator_weights
 from .config import TrainConfig
 from .data.images import IMAGE_EXTENSIONS, ImageError, list_images, load_image, pil_to_tensor, save_image
 from .methods import build_generator
@@ -27,16 +27,19 @@ class TranslateError(RuntimeError):
     """Bad request for translate (message says what to do)."""
 
 
-def load_run_generator(run_dir: str | Path, *, weights: str | Path | None = None,
+def load_run_generator(run_dir: str | Path, *, weights: str | Path | None = None, direction: str = "AtoB",
                        device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
-    """Rebuild a run's generator from ``config.json`` and load ``generator.safetensors`` (or
-    ``weights``). Returns the module in eval mode on ``device`` and the run's config."""
+    """Rebuild a run's generator from ``config.json`` and load its weights for ``direction``
+    (``generator.safetensors`` for AtoB), or ``weights``. Returns the module in eval mode on
+    ``device`` and the run's config."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise TranslateError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
     cfg = TrainConfig.load(run_dir / CONFIG_FILE)
-    path = Path(weights) if weights else run_dir / GENERATOR_FILE
+    path = Path(weights) if weights else run_dir / generator_file(direction)
     if not path.is_file():
+        if direction != "AtoB" and (run_dir / generator_file("AtoB")).is_file():
+            raise TranslateError(f"{path} not found: method {cfg.method!r} is one-sided and only translates AtoB")
         raise TranslateError(f"{path} not found: the run has not saved a generator yet")
     generator = build_generator(cfg)
     generator.load_state_dict(load_generator_weights(path))
@@ -88,7 +91,7 @@ def plan_jobs(input_path: Path, output_dir: Path) -> list[Job]:
 
 
 def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, *,
-                    overwrite: bool = False, batch_size: int = 4, device: str = "auto",
+                    overwrite: bool = False, batch_size: int = 4, device: str = "auto", direction: str = "AtoB",
                     weights: str | Path | None = None, progress: bool = True) -> list[Path]:
     """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths."""
     input_path, output_dir = Path(input_path), Path(output_dir)
@@ -98,7 +101,7 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
         raise TranslateError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); nothing was written. "
                              "Pass --overwrite to replace them or choose another --output.")
     dev = resolve_device(device)
-    generator, cfg = load_run_generator(run_dir, weights=weights, device=dev)
+    generator, cfg = load_run_generator(run_dir, weights=weights, direction=direction, device=dev)
     stride = getattr(generator, "stride", 4)
     written: list[Path] = []
     bar = tqdm(total=len(jobs), disable=not progress, unit="img")

@@ -97,3 +97,9 @@ def test_cli_translate(run, tmp_path, capsys):
                  "--device", "cpu", "--no-progress"]) == 0
     assert "wrote 1 image" in capsys.readouterr().out
     assert Image.open(tmp_path / "o" / "p.png").size == (30, 30)
+
+
+def test_one_sided_run_has_no_reverse_direction(run, tmp_path):
+    write(tmp_path / "x.png", (32, 32))
+    with pytest.raises(TranslateError, match="one-sided"):
+        translate_paths(run, tmp_path / "x.png", tmp_path / "o", direction="BtoA", progress=False)

@@ -29,8 +29,8 @@ def checked(name: str, value: torch.Tensor) -> torch.Tensor:
 class Method(nn.Module):
     """A training recipe: its networks (as named submodules), optimisers and one training step.
 
-    Subclasses set ``self.optimizers`` (name -> optimiser) and implement :meth:`train_step`,
-    :meth:`translate` and :meth:`generator_for_export`. The loop owns schedules, checkpoints and
+    Subclasses set ``self.optimizers`` (name -> optimiser) and implement :meth:`train_step` and
+    :meth:`generators`. The loop owns schedules, checkpoints and
     logging; a method owns what is optimised, in which order, with which weights.
     """
 
@@ -41,14 +41,18 @@ class Method(nn.Module):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def translate(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` source images in [-1, 1] -> translations, same shape and range."""
+    def generators(self) -> dict[str, nn.Module]:
+        """Translation networks by direction: ``{"AtoB": G}``; two-sided methods add ``"BtoA"``.
+
+        Each is saved to the run folder (see :func:`sesim.checkpoint.generator_file`) and rebuilt
+        by ``sesim translate`` with ``build_generator(config)``.
+        """
         raise NotImplementedError
 
-    def generator_for_export(self) -> nn.Module:
-        """The module whose weights are written to ``generator.safetensors``."""
-        raise NotImplementedError
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """``(N, C, H, W)`` source images in [-1, 1] -> translations, same shape and range."""
+        return self.generators()[direction](images)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """``state_dict()`` without the fixed modules listed in :attr:`frozen_prefixes`."""

@@ -118,12 +118,8 @@ class SeSimMethod(Method):
         logs.update(G_gan=loss_gan.item(), G_structure=loss_structure.item(), G=loss_g.item())
         return logs
 
-    @torch.no_grad()
-    def translate(self, images: torch.Tensor) -> torch.Tensor:
-        return self.G(images)
-
-    def generator_for_export(self) -> ResnetGenerator:
-        return self.G
+    def generators(self) -> dict[str, ResnetGenerator]:
+        return {"AtoB": self.G}
 
     def extra_state(self) -> dict:
         return {"pool": self.pool.state_dict()}
