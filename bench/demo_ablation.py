@@ -26,7 +26,7 @@ from sesim.translate import translate_paths
 from sesim.viz.grid import image_grid
 
 VARIANTS = {
-    "GAN only (lambda = 0)": {"lambda_structure": 0.0, "structure": "fsesim"},
+    "GAN only (lambda = 0)": {"structure": "none"},
     "FSeSim": {"structure": "fsesim"},
     "LSeSim": {"structure": "lsesim"},
 }

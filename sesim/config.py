@@ -53,13 +53,17 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    structure: str = _f("fsesim", "structure loss: fsesim (fixed VGG16) or lsesim (learned heads)",
-                        choices=("fsesim", "lsesim"))
+    structure: str = _f("fsesim", "content loss of the sesim method: fsesim (fixed VGG16), lsesim (learned heads); "
+                                  "ablations: perceptual (VGG feature L1), l1 (pixels), none (GAN only)",
+                        choices=("fsesim", "lsesim", "perceptual", "l1", "none"))
     layers: tuple[str, ...] = _f(("relu3_1", "relu4_1"), "VGG16 layers, comma-separated")
     vgg_weights: str | None = _f("imagenet", "imagenet | auto | random | path to a VGG16 state dict")
     num_queries: int = _f(256, "query locations per layer (N_s)")
     sampling: str = _f("random", "query sampling", choices=("random", "grid"))
     patch_size: int | None = _f(32, "local window side in feature positions; none = global maps")
+    keys: str = _f("window", "self-similarity keys: window (paper) or sampled (STROTSS-like ablation, Table 3 row A)",
+                   choices=("window", "sampled"))
+    perceptual_layers: tuple[str, ...] = _f(("relu3_3",), "VGG16 layers of --structure perceptual")
     feature_norm: str = _f("l2", "feature normalisation before self-similarity",
                            choices=("l2", "centered_l2", "tanh"))
     distance: str = _f("cos", "map distance: cos (1 - cosine) or l1", choices=("cos", "l1"))

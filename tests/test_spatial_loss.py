@@ -238,3 +238,15 @@ def test_trainable_backbone_option():
     assert all(p.requires_grad for p in loss.extractor.parameters())  # restored after forward
     with pytest.raises(ValueError, match="learned"):
         make_loss(train_backbone=True)
+
+
+def test_sampled_keys_ablation_compares_sampled_locations_with_each_other():
+    loss = make_loss(keys="sampled", num_queries=12, layers=("relu2_1",))
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    out = loss(x, x.flip(3), return_details=True)
+    m = out.maps_x["relu2_1"]
+    assert m.maps.shape == (1, 12, 12)
+    f = torch.nn.functional.normalize(loss.extractor(x)["relu2_1"], dim=1).flatten(2)[0]  # (C, HW)
+    q = f[:, m.queries]
+    torch.testing.assert_close(m.maps[0], q.T @ q, atol=1e-5, rtol=1e-5)
+    assert loss(x, x).item() == pytest.approx(0.0, abs=1e-5)

@@ -178,3 +178,14 @@ def test_presets_resolve():
     assert cfg.data.direction == "BtoA"
     with pytest.raises(ValueError, match="available"):
         cfg.apply_preset("zebra2horse")
+
+
+@pytest.mark.parametrize("structure", ["perceptual", "l1", "none"])
+def test_content_loss_ablations_train(tiny_dataset, tmp_path, structure):
+    cfg = tiny_config(tiny_dataset, tmp_path / "runs", structure=structure, perceptual_layers=("relu2_2",))
+    cfg.run.steps = 2
+    run = train(cfg, progress=False)
+    logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(entry["G"])) for entry in logs)
+    assert (logs[-1]["G_structure"] == 0.0) == (structure == "none")
+    assert "head_nce" not in logs[-1]

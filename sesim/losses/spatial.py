@@ -125,6 +125,9 @@ class SpatialCorrelativeLoss(nn.Module):
         num_queries: ``N_s`` query locations per layer (``<= 0``: every location).
         sampling: ``"random"`` (paper; redrawn on every call) or ``"grid"``.
         patch_size: local window side ``P`` in feature positions; ``None`` = global maps.
+        keys: ``"window"`` (the paper: each query against its local window / the whole map) or
+            ``"sampled"`` (ablation row A, STROTSS-like: the sampled locations against each other,
+            an ``N_s x N_s`` map with no spatial neighbourhood).
         norm: feature normalisation, ``"l2"`` (paper), ``"centered_l2"`` or ``"tanh"`` (public code).
         distance: ``"cos"`` (``1 - cos``, paper default) or ``"l1"``.
         mask_keep, mask_from: the public code's masked comparison (see :func:`map_distance`).
@@ -152,6 +155,7 @@ class SpatialCorrelativeLoss(nn.Module):
         num_queries: int = 256,
         sampling: str = "random",
         patch_size: int | None = 32,
+        keys: str = "window",
         norm: str = "l2",
         distance: str = "cos",
         mask_keep: float | None = None,
@@ -165,7 +169,8 @@ class SpatialCorrelativeLoss(nn.Module):
     ) -> None:
         super().__init__()
         for value, allowed, what in ((sampling, SAMPLINGS, "sampling"), (norm, NORMS, "norm"),
-                                     (distance, DISTANCES, "distance"), (mask_from, ("source", "target"), "mask_from")):
+                                     (distance, DISTANCES, "distance"), (mask_from, ("source", "target"), "mask_from"),
+                                     (keys, ("window", "sampled"), "keys")):
             if value not in allowed:
                 raise ValueError(f"unknown {what} {value!r}; choose from {allowed}")
         if patch_size is not None and patch_size < 1:
@@ -184,6 +189,7 @@ class SpatialCorrelativeLoss(nn.Module):
         self.num_queries = num_queries
         self.sampling = sampling
         self.patch_size = patch_size
+        self.keys = keys
         self.norm = norm
         self.distance = distance
         self.mask_keep = mask_keep
@@ -230,9 +236,14 @@ class SpatialCorrelativeLoss(nn.Module):
             return {name: feats[name] for name in self.layers}
         return {name: self.heads[name](feats[name], frozen=not train_heads) for name in self.layers}
 
+    def _keys(self, queries: torch.Tensor, height: int, width: int) -> torch.Tensor | None:
+        if self.keys == "sampled":  # STROTSS-like: the sampled locations against each other
+            return queries.unsqueeze(0).expand(queries.numel(), -1)
+        return window_index(queries, height, width, self.patch_size)
+
     def _locations(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         queries = sample_queries(height, width, self.num_queries, self.sampling, device=device)
-        return queries, window_index(queries, height, width, self.patch_size)
+        return queries, self._keys(queries, height, width)
 
     def _maps(self, f: torch.Tensor, queries: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
         return self_similarity(f, queries, window, norm=self.norm, tanh_scale=self.tanh_scale)
@@ -256,7 +267,7 @@ class SpatialCorrelativeLoss(nn.Module):
                 h, w = f.shape[-2:]
                 if queries is not None and name in queries:
                     q = queries[name].to(f.device)
-                    win = window_index(q, h, w, self.patch_size)
+                    win = self._keys(q, h, w)
                 else:
                     q, win = self._locations(h, w, f.device)
                 out[name] = LayerMaps(self._maps(f, q, win), q, win, h, w)

@@ -10,6 +10,11 @@ Per step, in this order:
 2. D: ``0.5 * (gan(D(real_b), real) + gan(D(pool(fake_b)), fake))``.
 3. G: ``lambda_gan * gan(D(fake_b), real) + lambda * S(real_a, fake_b)`` (+ optional identity terms).
    The structure loss uses the heads but never updates them.
+
+For the content-loss ablation (paper Fig. 6, Table 3) ``cfg.loss.structure`` swaps S for a
+perceptual loss, pixel L1 or nothing (GAN only), on the same networks and schedule; the Table 3
+rows are options of the spatially-correlative loss itself (``keys``, ``layers``, ``patch_size``,
+``distance``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 from ..config import TrainConfig
 from ..data.augment import structure_preserving_augment
 from ..losses.gan import GANLoss
+from ..losses.perceptual import NoContentLoss, PerceptualLoss, PixelL1Loss
 from ..losses.spatial import SpatialCorrelativeLoss
 from ..nets.init import init_weights
 from ..nets.patchgan import PatchDiscriminator
@@ -34,11 +40,18 @@ def build_generator(cfg: TrainConfig) -> ResnetGenerator:
     return ResnetGenerator(c, c, ngf=m.ngf, n_blocks=m.n_blocks, norm=m.norm)
 
 
-def build_structure_loss(cfg: TrainConfig) -> SpatialCorrelativeLoss:
+def build_structure_loss(cfg: TrainConfig) -> torch.nn.Module:
+    """The content loss ``(source, translation) -> scalar`` chosen by ``cfg.loss.structure``."""
     lc = cfg.loss
     weights = None if lc.vgg_weights in (None, "random") else lc.vgg_weights
+    if lc.structure == "perceptual":
+        return PerceptualLoss(lc.perceptual_layers, weights=weights)
+    if lc.structure == "l1":
+        return PixelL1Loss()
+    if lc.structure == "none":
+        return NoContentLoss()
     return SpatialCorrelativeLoss(
-        lc.layers, weights=weights, num_queries=lc.num_queries, sampling=lc.sampling,
+        lc.layers, weights=weights, num_queries=lc.num_queries, sampling=lc.sampling, keys=lc.keys,
         patch_size=lc.patch_size, norm=lc.feature_norm, distance=lc.distance, mask_keep=lc.mask_keep,
         learned=lc.structure == "lsesim", temperature=lc.temperature, tanh_scale=lc.tanh_scale,
         train_backbone=lc.train_backbone and lc.structure == "lsesim",
@@ -50,7 +63,8 @@ class SeSimMethod(Method):
 
     @property
     def frozen_prefixes(self) -> tuple[str, ...]:  # a fixed VGG16 is not saved in checkpoints
-        return () if self.structure.train_backbone else ("structure.extractor.",)
+        trained = getattr(self.structure, "train_backbone", False)
+        return () if trained else ("structure.extractor.",)
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
@@ -66,7 +80,8 @@ class SeSimMethod(Method):
             "G": torch.optim.Adam(self.G.parameters(), lr=o.lr, **adam),
             "D": torch.optim.Adam(self.D.parameters(), lr=o.lr, **adam),
         }
-        if self.structure.learned:
+        self.learned = isinstance(self.structure, SpatialCorrelativeLoss) and self.structure.learned
+        if self.learned:
             self.optimizers["head"] = torch.optim.Adam(self.structure.head_parameters(), lr=o.lr_head or o.lr, **adam)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -75,7 +90,7 @@ class SeSimMethod(Method):
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim): learn maps that match under appearance changes
-        if self.structure.learned:
+        if self.learned:
             opt = self.optimizers["head"]
             opt.zero_grad(set_to_none=True)
             other = real_b.flip(2, 3)
