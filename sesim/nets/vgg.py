@@ -167,9 +167,10 @@ class VGG16Features(nn.Module):
 
     # -- weights ---------------------------------------------------------------------------
     def _load(self, weights: str | os.PathLike | None, download: bool) -> str:
-        if weights is None or weights == "random":
-            log.warning("VGG16 features are randomly initialised (no pretrained weights): FSeSim "
-                        "will compare self-similarity of random features.")
+        if weights is None or weights in ("random", "random-auto"):
+            hint = f" (to use ImageNet weights, put {VGG16_IMAGENET_FILE} in {_hub_cache_file().parent})" \
+                if weights == "random-auto" else ""
+            log.warning("VGG16 features are randomly initialised (no pretrained weights)%s.", hint)
             for m in self.body:
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -177,7 +178,7 @@ class VGG16Features(nn.Module):
             return "random"
         if weights == "auto":
             if find_imagenet_weights() is None:
-                return self._load(None, download)
+                return self._load("random-auto", download)
             weights = "imagenet"
         if weights == "imagenet" or type(weights).__name__ == "VGG16_Weights":
             state = _load_imagenet_state(download)
