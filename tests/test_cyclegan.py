@@ -21,7 +21,7 @@ def cyclegan_config(data, runs, **loss):
     cfg = tiny_config(data, runs)
     cfg.method = "cyclegan"
     # the cyclegan preset's values, with a tiny pool so that exchanges happen within 4 steps
-    cfg.update("loss", dict(lambda_cycle=10.0, lambda_identity=0.5, gan_mode="lsgan", pool_size=2, **loss))
+    cfg.update("loss", {**dict(lambda_cycle=10.0, lambda_identity=0.5, gan_mode="lsgan", pool_size=2), **loss})
     cfg.update("optim", dict(lr=2e-4))
     return cfg
 
@@ -39,6 +39,15 @@ def tiny_method(tmp_path, seed=0, **loss):
 def tiny_batch(seed=1):
     g = torch.Generator().manual_seed(seed)
     return {"A": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "B": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
+
+
+class Shift(nn.Module):
+    def __init__(self, by):
+        super().__init__()
+        self.by = by
+
+    def forward(self, x):
+        return x + self.by
 
 
 def snapshot(module):
@@ -104,7 +113,7 @@ def test_identity_generators_have_zero_cycle_and_identity_loss(tmp_path):
     assert losses["G_gan_A"].item() > 0  # the adversarial terms are not trivially zero
     # and the terms are weighted as in CycleGAN: cycle x10, identity x(10 * 0.5)
     method = tiny_method(tmp_path)
-    method.G_A, method.G_B = nn.Identity(), (lambda x: x + 0.1)
+    method.G_A, method.G_B = nn.Identity(), Shift(0.1)
     losses = method.generator_losses(batch["A"], batch["B"], method(batch["A"], batch["B"]))
     assert losses["G_cycle_A"].item() == pytest.approx(10 * 0.1, rel=1e-4)
     assert losses["G_idt_B"].item() == pytest.approx(5 * 0.1, rel=1e-4)
@@ -147,7 +156,7 @@ def test_discriminators_get_no_gradient_from_the_generator_step(tmp_path):
     assert all(torch.equal(g, l) for g, l in zip(seen[1][0], left))
 
 
-def test_d_step_uses_the_pools_and_detached_fakes(tmp_path):
+def test_pools_fill_and_round_trip_through_extra_state(tmp_path):
     method = tiny_method(tmp_path)
     method.train_step(tiny_batch())
     assert len(method.pool_A) == len(method.pool_B) == 2

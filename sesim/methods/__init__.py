@@ -2,9 +2,10 @@
 
 from ..config import TrainConfig
 from .base import Method, NonFiniteLossError
+from .cyclegan import CycleGANMethod
 from .sesim import SeSimMethod, build_generator
 
-METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod}
+METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod, "cyclegan": CycleGANMethod}
 
 
 def build_method(cfg: TrainConfig) -> Method:
@@ -13,4 +14,4 @@ def build_method(cfg: TrainConfig) -> Method:
     return METHODS[cfg.method](cfg)
 
 
-__all__ = ["METHODS", "Method", "NonFiniteLossError", "SeSimMethod", "build_generator", "build_method"]
+__all__ = ["METHODS", "CycleGANMethod", "Method", "NonFiniteLossError", "SeSimMethod", "build_generator", "build_method"]
