@@ -2,10 +2,11 @@
 
 from ..config import TrainConfig
 from .base import Method, NonFiniteLossError
+from .cut import CUTMethod
 from .cyclegan import CycleGANMethod
 from .sesim import SeSimMethod, build_generator
 
-METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod, "cyclegan": CycleGANMethod}
+METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod, "cyclegan": CycleGANMethod, "cut": CUTMethod}
 
 
 def build_method(cfg: TrainConfig) -> Method:
@@ -14,4 +15,4 @@ def build_method(cfg: TrainConfig) -> Method:
     return METHODS[cfg.method](cfg)
 
 
-__all__ = ["METHODS", "CycleGANMethod", "Method", "NonFiniteLossError", "SeSimMethod", "build_generator", "build_method"]
+__all__ = ["METHODS", "CUTMethod", "CycleGANMethod", "Method", "NonFiniteLossError", "SeSimMethod", "build_generator", "build_method"]
