@@ -54,8 +54,9 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     structure: str = _f("fsesim", "content loss of the sesim method: fsesim (fixed VGG16), lsesim (learned heads); "
-                                  "ablations: perceptual (VGG feature L1), l1 (pixels), none (GAN only)",
-                        choices=("fsesim", "lsesim", "perceptual", "l1", "none"))
+                                  "ablations: perceptual (VGG feature L1), l1 (pixels), patchnce (CUT's loss, no "
+                                  "identity term), none (GAN only)",
+                        choices=("fsesim", "lsesim", "perceptual", "l1", "patchnce", "none"))
     layers: tuple[str, ...] = _f(("relu3_1", "relu4_1"), "VGG16 layers, comma-separated")
     vgg_weights: str | None = _f("imagenet", "imagenet | auto | random | path to a VGG16 state dict")
     num_queries: int = _f(256, "query locations per layer (N_s)")

@@ -180,12 +180,17 @@ def test_presets_resolve():
         cfg.apply_preset("zebra2horse")
 
 
-@pytest.mark.parametrize("structure", ["perceptual", "l1", "none"])
+@pytest.mark.parametrize("structure", ["perceptual", "l1", "none", "patchnce"])
 def test_content_loss_ablations_train(tiny_dataset, tmp_path, structure):
-    cfg = tiny_config(tiny_dataset, tmp_path / "runs", structure=structure, perceptual_layers=("relu2_2",))
+    cfg = tiny_config(tiny_dataset, tmp_path / "runs", structure=structure, perceptual_layers=("relu2_2",),
+                      nce_layers=("input", "down1"), nce_num_patches=8)
     cfg.run.steps = 2
     run = train(cfg, progress=False)
     logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(entry["G"])) for entry in logs)
-    assert (logs[-1]["G_structure"] == 0.0) == (structure == "none")
+    if structure == "patchnce":  # trained as CUT without identity NCE, weighted by lambda_structure
+        assert logs[-1]["G_nce"] > 0 and "G_nce_idt" not in logs[-1]
+        assert load_state(run / STATE_FILE)["optimizers"].keys() == {"G", "D", "F"}
+    else:
+        assert (logs[-1]["G_structure"] == 0.0) == (structure == "none")
     assert "head_nce" not in logs[-1]

@@ -12,7 +12,19 @@ METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod, "cyclegan": CycleGANMe
 def build_method(cfg: TrainConfig) -> Method:
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
+    if cfg.method == "sesim" and cfg.loss.structure == "patchnce":
+        return CUTMethod(patchnce_content_config(cfg))
     return METHODS[cfg.method](cfg)
+
+
+def patchnce_content_config(cfg: TrainConfig) -> TrainConfig:
+    """The content-loss ablation ``--structure patchnce``: the one-sided sesim recipe with PatchNCE
+    (weighted by ``lambda_structure``) in place of F/LSeSim is exactly CUT without its identity
+    term and flips, so it is trained by :class:`CUTMethod` with those settings."""
+    out = TrainConfig.from_dict(cfg.to_dict())
+    out.method = "cut"
+    out.update("loss", {"lambda_nce": cfg.loss.lambda_structure, "nce_idt": False, "flip_equivariance": False})
+    return out
 
 
 __all__ = ["METHODS", "CUTMethod", "CycleGANMethod", "Method", "NonFiniteLossError", "SeSimMethod", "build_generator", "build_method"]
