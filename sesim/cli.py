@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
+    p = sub.add_parser("export", help="write a run's generator as ONNX or TorchScript")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--output", default=None, help="output file (default: RUN/generator.<ext>)")
+    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
     sub.add_parser("presets", help="list the built-in presets")
     return parser
 
@@ -127,6 +134,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    path = export_run(args.run, args.output, fmt=args.format, direction=args.direction, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_presets(_args: argparse.Namespace) -> int:
     import tomllib
 
@@ -143,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     from .train import TrainingError
     from .translate import TranslateError
 
-    commands = {"train": cmd_train, "translate": cmd_translate, "demo": cmd_demo, "presets": cmd_presets}
+    commands = {"train": cmd_train, "translate": cmd_translate, "demo": cmd_demo, "export": cmd_export,
+                "presets": cmd_presets}
     try:
         return commands[args.command](args)
     except (TrainingError, TranslateError, WeightsNotFoundError, ImageError, EmptyFolderError,

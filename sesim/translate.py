@@ -60,7 +60,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 4) -> torch.Tensor:
     """``(N, C, H, W)`` in [-1, 1], any H and W -> translations of the same shape."""
     padded, (h, w) = pad_to_multiple(x, stride)
-    min_side = 8 * stride  # the bottleneck's reflection padding needs a few pixels
+    min_side = 2 * stride  # the bottleneck (1/stride scale) must be >= 2 px for its reflection padding
     if min(padded.shape[-2:]) < min_side:
         extra_h, extra_w = max(0, min_side - padded.shape[-2]), max(0, min_side - padded.shape[-1])
         padded = F.pad(padded, (0, extra_w, 0, extra_h), mode="replicate")

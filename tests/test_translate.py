@@ -57,6 +57,7 @@ def test_batched_equals_one_by_one(run):
     single = torch.cat([translate_tensor(generator, x[i:i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
     assert batched.shape == x.shape and batched.abs().max() <= 1
+    assert translate_tensor(generator, torch.rand(1, 3, 5, 6)).shape == (1, 3, 5, 6)  # smaller than the stride
 
 
 def test_padding_is_cropped_back():

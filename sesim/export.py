@@ -1,0 +1,77 @@
+"""Export a run's generator to a file that runs without sesim.
+
+Formats:
+
+- ``onnx``: ONNX through ``torch.onnx.export(dynamo=True)`` (needs the ``onnx`` and ``onnxscript``
+  packages: ``pip install "sesim[export]"``), with dynamic batch, height and width;
+- ``torchscript``: the generator traced, inside a scripted any-size wrapper (loads with
+  ``torch.jit.load``; PyTorch now marks TorchScript as deprecated).
+
+The exported module takes ``(N, C, H, W)`` images in [-1, 1] of any height and width (>= 8):
+it reflection-pads to the generator's stride, translates and crops back, like ``sesim translate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .translate import TranslateError, load_run_generator
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
+
+
+class AnySizeTranslator(nn.Module):
+    """Wraps a generator so that inputs of any size >= 8 px come back at their own size."""
+
+    def __init__(self, generator: nn.Module, stride: int = 4) -> None:
+        super().__init__()
+        self.generator = generator
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        ph = (self.stride - h % self.stride) % self.stride
+        pw = (self.stride - w % self.stride) % self.stride
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        return self.generator(x)[:, :, :h, :w]
+
+
+def export_run(run_dir: str | Path, output: str | Path | None = None, *, fmt: str = "onnx",
+               direction: str = "AtoB", example_size: int = 64, overwrite: bool = False) -> Path:
+    """Write the run's generator in ``fmt``; returns the file. Default output:
+    ``RUN/generator[_BtoA].<ext>``."""
+    if fmt not in FORMATS:
+        raise TranslateError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    generator, cfg = load_run_generator(run_dir, direction=direction)
+    stem = "generator" if direction == "AtoB" else f"generator_{direction}"
+    path = Path(output) if output else run_dir / f"{stem}{FORMATS[fmt]}"
+    if path.exists() and not overwrite:
+        raise TranslateError(f"{path} already exists; pass --overwrite to replace it")
+    model = AnySizeTranslator(generator, getattr(generator, "stride", 4)).eval()
+    # an odd example size, so nothing in the exported graph can assume a multiple of the stride
+    example = torch.rand(1, cfg.data.channels, example_size + 1, example_size + 3) * 2 - 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with torch.no_grad():
+        if fmt == "onnx":
+            try:
+                import onnx  # noqa: F401
+                import onnxscript  # noqa: F401
+            except ImportError as err:
+                raise TranslateError(f"ONNX export needs the onnx and onnxscript packages ({err}); "
+                                     "install them with: pip install 'sesim[export]'") from None
+            dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=8),
+                    3: torch.export.Dim("width", min=8)}
+            program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["translation"],
+                                        dynamic_shapes={"x": dims}, dynamo=True, verbose=False)
+            program.save(str(tmp))
+        else:  # trace the size-agnostic convolutions, script the size-dependent padding around them
+            traced = torch.jit.trace(generator, torch.rand(1, cfg.data.channels, 64, 64) * 2 - 1)
+            torch.jit.script(AnySizeTranslator(traced, model.stride)).save(str(tmp))
+    tmp.replace(path)
+    return path
