@@ -138,12 +138,11 @@ def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> 
     inputs = _to_tensor(load_rgb_folder(out / "data" / "testA"))[:n_show]
     fakes = _to_tensor(load_rgb_folder(out / "results" / "fake_B"))[:n_show]
     layouts = load_layouts(out / "data" / "layouts" / "testA")[:n_show]
-    side = 160
+    side, stride = 160, structure.extractor.stride(layer)
     rows = []
     for x, y, lay in zip(inputs, fakes, layouts):
-        width = x.shape[-1] // structure.extractor.stride(layer)
-        r, c = _query_point(lay, structure.extractor.stride(layer))
-        q = {layer: torch.tensor([r * width + c])}
+        r, c = _query_point(lay, stride)
+        q = {layer: torch.tensor([r * (x.shape[-1] // stride) + c])}
         hx = query_map(structure.maps(x[None], q)[layer], 0)
         hy = query_map(structure.maps(y[None], q)[layer], 0)
         lo, hi = float(np.nanmin([hx, hy])), float(np.nanmax([hx, hy]))

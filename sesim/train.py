@@ -195,7 +195,7 @@ class Trainer:
         # log lines past the checkpoint came from steps that are about to be redone
         log_file = self.run_dir / "log.jsonl"
         if log_file.exists():
-            kept = [ln for ln in log_file.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+            kept = [ln for ln in log_file.read_text().splitlines() if _logged_step(ln) <= self.step]
             write_text_atomic(log_file, "".join(ln + "\n" for ln in kept))
 
     # -- outputs ---------------------------------------------------------------------------
@@ -281,6 +281,14 @@ class Trainer:
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
         return self.run_dir
+
+
+def _logged_step(line: str) -> float:
+    """Step of a ``log.jsonl`` line; a torn last line (killed mid-write) counts as infinitely late."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def _main_thread() -> bool:

@@ -100,8 +100,12 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(tiny_dataset,
     logged = max(json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines())
     assert saved >= 3 and logged - saved <= 1  # checkpoint every step: at most the step in flight is lost
     load_generator_weights(run / GENERATOR_FILE)  # complete and loadable
+    with open(run / "log.jsonl", "a") as fh:
+        fh.write('{"step": 99')  # as if killed in the middle of writing a log line
     resume(run, steps=saved + 2, progress=False)
     assert load_state(run / STATE_FILE)["step"] == saved + 2
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, saved + 3))
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tiny_dataset, tmp_path, monkeypatch):
