@@ -38,6 +38,8 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data.images import list_images, load_image, pil_to_tensor
+from .distributed import DistInfo, broadcast_object, sync_gradients_before_step, teardown
+from .distributed import setup as setup_distributed
 from .data.unpaired import UnpairedImageDataset, make_loader, preprocess_image, resolve_domain_dirs
 from .methods import Method, NonFiniteLossError, build_method
 from .viz.grid import image_grid
@@ -50,16 +52,19 @@ class TrainingError(RuntimeError):
     """Training stopped for a reason the user must act on (message says what to do)."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> cuda (``cuda:<local_rank>`` under torchrun), else mps, else cpu."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", local_rank)
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     return device
 
 
@@ -127,11 +132,14 @@ def lr_factor(step: int, total: int, decay_start: float) -> float:
 class Trainer:
     """Owns a run folder and trains a :class:`~sesim.methods.Method` in it."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True,
+                 dist: DistInfo = DistInfo()) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
-        self.progress = progress
-        self.device = resolve_device(cfg.run.device)
+        self.dist = dist
+        self.main = dist.is_main  # only the main process writes to the run folder
+        self.progress = progress and self.main
+        self.device = resolve_device(cfg.run.device, dist.local_rank)
         if cfg.run.batch_size < 1 or cfg.run.steps < 0:
             raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
         if cfg.data.size % 4:
@@ -147,6 +155,9 @@ class Trainer:
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, self._factor) for name, opt in self.method.optimizers.items()
         }
+        if dist.enabled:
+            for opt in self.method.optimizers.values():
+                sync_gradients_before_step(opt, dist.world_size)
         self.step = 0
         self.last_logs: dict[str, Any] = {}
         if resume:
@@ -158,7 +169,9 @@ class Trainer:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self) -> None:
-        """Write the resume state, then the generator weights, both atomically."""
+        """Write the resume state, then the generator weights, both atomically (main process only)."""
+        if not self.main:
+            return
         state = {
             "step": self.step,
             "version": __version__,
@@ -200,7 +213,7 @@ class Trainer:
 
     # -- outputs ---------------------------------------------------------------------------
     def write_samples(self, writer) -> None:
-        if not self.samples:
+        if not self.samples or not self.main:
             return
         x = torch.stack(self.samples).to(self.device)
         self.method.eval()
@@ -225,10 +238,11 @@ class Trainer:
         end = min(r.steps, stop_at) if stop_at is not None else r.steps
         workers = default_workers() if cfg.data.workers < 0 else cfg.data.workers
         loader = make_loader(self.dataset, batch_size=r.batch_size, seed=r.seed, start_step=self.step,
-                             workers=workers, pin_memory=self.device.type == "cuda")
+                             workers=workers, pin_memory=self.device.type == "cuda",
+                             rank=self.dist.rank, world_size=self.dist.world_size)
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None) if self.main else None
         old_handler = signal.signal(signal.SIGTERM, self._on_signal) if _main_thread() else None
         self.method.train()
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, dynamic_ncols=True, unit="step")
@@ -248,9 +262,9 @@ class Trainer:
                 for sched in self.schedulers.values():
                     sched.step()
                 self.step += 1
-                n_last += r.batch_size
+                n_last += r.batch_size * self.dist.world_size
                 bar.update(1)
-                if self.step % r.log_every == 0 or self.step == end:
+                if self.main and (self.step % r.log_every == 0 or self.step == end):
                     now = time.perf_counter()
                     ips = n_last / max(now - t_last, 1e-9)
                     t_last, n_last = now, 0
@@ -277,7 +291,8 @@ class Trainer:
                                 f"`sesim train --resume {self.run_dir}`") from None
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
         return self.run_dir
@@ -298,17 +313,22 @@ def _main_thread() -> bool:
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, stop_at: int | None = None) -> Path:
-    """Start a new run from ``cfg``; returns its folder."""
-    run_dir = new_run_dir(cfg)
+    """Start a new run from ``cfg``; returns its folder. Under torchrun, every process calls this."""
+    dist = setup_distributed(resolve_device(cfg.run.device).type)
     try:
-        trainer = Trainer(cfg, run_dir, progress=progress)
-    except Exception:
-        if not any(run_dir.iterdir()):
-            run_dir.rmdir()  # nothing was written: do not leave an empty run behind
-        raise
-    cfg.save(run_dir / CONFIG_FILE)
-    log.info("run folder: %s", run_dir)
-    return trainer.run(stop_at=stop_at)
+        run_dir = broadcast_object(new_run_dir(cfg) if dist.is_main else None, dist)
+        try:
+            trainer = Trainer(cfg, run_dir, progress=progress, dist=dist)
+        except Exception:
+            if dist.is_main and not any(run_dir.iterdir()):
+                run_dir.rmdir()  # nothing was written: do not leave an empty run behind
+            raise
+        if dist.is_main:
+            cfg.save(run_dir / CONFIG_FILE)
+            log.info("run folder: %s", run_dir)
+        return trainer.run(stop_at=stop_at)
+    finally:
+        teardown(dist)
 
 
 def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = True,
@@ -322,8 +342,13 @@ def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = Tr
         cfg.set_flat(key, value)
     if steps is not None:
         cfg.run.steps = steps
-    trainer = Trainer(cfg, run_dir, resume=True, progress=progress)
-    if trainer.step >= cfg.run.steps:
-        log.info("run %s is already at step %d of %d", run_dir, trainer.step, cfg.run.steps)
-    cfg.save(run_dir / CONFIG_FILE)
-    return trainer.run(stop_at=stop_at)
+    dist = setup_distributed(resolve_device(cfg.run.device).type)
+    try:
+        trainer = Trainer(cfg, run_dir, resume=True, progress=progress, dist=dist)
+        if trainer.step >= cfg.run.steps:
+            log.info("run %s is already at step %d of %d", run_dir, trainer.step, cfg.run.steps)
+        if dist.is_main:
+            cfg.save(run_dir / CONFIG_FILE)
+        return trainer.run(stop_at=stop_at)
+    finally:
+        teardown(dist)

@@ -480,16 +480,20 @@ class StreamSampler(Sampler):
     (from item ``k``) of the stream iterated from 0.  Has no ``__len__``.
     """
 
-    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+    def __init__(self, n: int, seed: int, start: int = 0, *, rank: int = 0, world_size: int = 1,
+                 batch_size: int = 1) -> None:
         n = operator.index(n)
         start = operator.index(start)
         if n < 1:
             raise ValueError(f"StreamSampler needs n >= 1 items, got n={n}")
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
         self.n = n
         self.seed = operator.index(seed)
         self.start = start
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
 
     def permutation(self, epoch: int) -> list[int]:
         """The index order of epoch ``epoch`` (a permutation of ``range(n)``)."""
@@ -498,12 +502,17 @@ class StreamSampler(Sampler):
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        """Distributed training: the global stream is dealt out in chunks of ``batch_size``
+        positions, chunk ``k`` going to rank ``k % world_size``; ``start`` is a global position."""
         epoch, offset = divmod(self.start, self.n)
+        chunk = self.batch_size * self.world_size
         while True:
             perm = self.permutation(epoch)
             base = epoch * self.n
             for i in range(offset, self.n):
-                yield base + i, perm[i]
+                p = base + i
+                if self.world_size == 1 or (p % chunk) // self.batch_size == self.rank:
+                    yield p, perm[i]
             offset = 0
             epoch += 1
 
@@ -516,6 +525,8 @@ def make_loader(
     start_step: int = 0,
     workers: int = 0,
     pin_memory: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """An infinite DataLoader over ``dataset`` that resumes exactly at ``start_step``.
 
@@ -535,7 +546,9 @@ def make_loader(
     n = len(dataset)  # type: ignore[arg-type]
     if n < 1:
         raise ValueError("cannot make a loader for an empty dataset")
-    sampler = StreamSampler(n, seed, start=start_step * batch_size)
+    # under distributed training each step consumes world_size * batch_size global positions
+    sampler = StreamSampler(n, seed, start=start_step * batch_size * world_size, rank=rank,
+                            world_size=world_size, batch_size=batch_size)
     return DataLoader(
         dataset,
         batch_size=batch_size,

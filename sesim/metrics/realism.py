@@ -50,11 +50,15 @@ class _Net(nn.Module):
     def __init__(self, dim: int, width: int) -> None:
         super().__init__()
         w = width
+        def block(cin: int, cout: int, k: int, s: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, k, s, (k - 1) // 2 if s == 1 else 1, bias=False),
+                                 nn.BatchNorm2d(cout), nn.ReLU())
+
         self.stages = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2)),                   # H/2
-            nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2)),               # H/4
-            nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2)),           # H/8
-            nn.Sequential(nn.Conv2d(4 * w, dim, 3, 1, 1), nn.ReLU()),                      # H/8
+            block(3, w, 4, 2),            # H/2
+            block(w, 2 * w, 4, 2),        # H/4
+            block(2 * w, 4 * w, 4, 2),    # H/8
+            block(4 * w, dim, 3, 1),      # H/8
         ])
         self.domain = nn.Linear(dim, 2)
         self.rotation = nn.Linear(dim, 4)
@@ -116,19 +120,19 @@ class RealismFeatures:
     # -- training
     @staticmethod
     def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Random horizontal flip and random resized crop (60-100 % of the area), one grid_sample."""
-        n = x.shape[0]
-        scale = torch.empty(n).uniform_(0.6, 1.0, generator=g).sqrt()
-        flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
-        tx = (torch.rand(n, generator=g) * 2 - 1) * (1 - scale)
-        ty = (torch.rand(n, generator=g) * 2 - 1) * (1 - scale)
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0] = scale * flip
-        theta[:, 1, 1] = scale
-        theta[:, 0, 2] = tx
-        theta[:, 1, 2] = ty
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        """Random horizontal flip and random shift by up to 1/8 of the size (reflection padding);
+        integer shifts, so no interpolation blur."""
+        n, _, h, w = x.shape
+        flip = torch.rand(n, generator=g) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        ph, pw = max(1, h // 8), max(1, w // 8)
+        padded = F.pad(x, (pw, pw, ph, ph), mode="reflect")
+        dy = torch.randint(0, 2 * ph + 1, (n,), generator=g)
+        dx = torch.randint(0, 2 * pw + 1, (n,), generator=g)
+        rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None].expand(n, x.shape[1], h, padded.shape[-1])
+        out = padded.gather(2, rows)
+        cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :].expand(n, x.shape[1], h, w)
+        return out.gather(3, cols)
 
     def fit(self, real_a, real_b) -> "RealismFeatures":
         a, b = _to_tensor(real_a), _to_tensor(real_b)
