@@ -9,11 +9,18 @@ tasks at once:
 * **domain**: is this a real domain-A or a real domain-B image? (the features must notice exactly
   what a translator has to change);
 * **rotation** (self-supervised, Gidaris et al. 2018): which of 0/90/180/270 degrees was the
-  image rotated by? (forces features about content and layout, not only global colour).
+  image rotated by? (asks for features about content and layout, not only global colour);
+* **degradation**: was this real image blurred, noised or pixelated (half of the images are,
+  synthetically)? (asks for features that notice blur, noise and blockiness, the usual generator
+  artefacts -- learned from degraded copies of real images, never from generator output).
 
-Inputs are augmented with random horizontal flips and random resized crops (60-100 % of the
-area). The features are the global average of the last conv layer (``dim`` values, after ReLU),
-like Inception's pool3. Training is deterministic given ``seed`` (same machine, same thread count).
+Inputs are augmented with random horizontal flips and random shifts (up to 1/8 of the size,
+reflection padding). The network is four conv + BatchNorm + ReLU stages (stride 2, 2, 2, 1); the
+features are the global average of the last one (``dim`` values, after ReLU), like Inception's
+pool3. Training is deterministic given ``seed`` (same machine, same thread count). How much the
+features capture depends on the task: on the built-in scenes task they react strongly to blur
+and to upside-down images; on the real-photo task they mostly measure colour and tone (the
+domain cue), much less blur.
 
 Frechet distance and KID computed on these features (:mod:`sesim.metrics.frechet`) are useful
 to *compare translators on the same task and reference set*; they are **not comparable to
@@ -111,9 +118,11 @@ class RealismFeatures:
     """
 
     def __init__(self, *, dim: int = 64, width: int = 16, steps: int = 300, batch_size: int = 32,
-                 lr: float = 2e-3, seed: int = 0) -> None:
+                 lr: float = 2e-3, seed: int = 0, device: str | torch.device = "cpu") -> None:
         self.dim, self.width, self.steps, self.batch_size = int(dim), int(width), int(steps), int(batch_size)
         self.lr, self.seed = float(lr), int(seed)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if device == "auto" else device)
         self.net: _Net | None = None
         self.history: list[dict[str, float]] = []
 
@@ -143,7 +152,7 @@ class RealismFeatures:
         g = torch.Generator().manual_seed(self.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = _Net(self.dim, self.width)
+            self.net = _Net(self.dim, self.width).to(self.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.5, 0.999))
         half = max(1, self.batch_size // 2)
         self.net.train()
@@ -159,6 +168,7 @@ class RealismFeatures:
             rot = torch.randint(0, 4, (n,), generator=g)
             for k in range(1, 4):
                 x[rot == k] = torch.rot90(x[rot == k], k, dims=(2, 3))
+            x, dom, rot, kind = (t.to(self.device) for t in (x, dom, rot, kind))
             f = self.net.features(x)
             loss_dom = F.cross_entropy(self.net.domain(f), dom)
             loss_rot = F.cross_entropy(self.net.rotation(f), rot)
@@ -179,13 +189,13 @@ class RealismFeatures:
         if self.net is None:
             raise RuntimeError("RealismFeatures is not fitted; call fit(real_a, real_b) first")
         x = _to_tensor(images)
-        out = [self.net.features(x[i : i + batch]) for i in range(0, x.shape[0], batch)]
+        out = [self.net.features(x[i : i + batch].to(self.device)).cpu() for i in range(0, x.shape[0], batch)]
         return torch.cat(out).double().numpy()
 
     @torch.no_grad()
     def domain_accuracy(self, real_a, real_b) -> float:
         """Accuracy of the domain head on (held-out) real images: how separable the domains are."""
-        fa, fb = (torch.from_numpy(self.features(v)).float() for v in (real_a, real_b))
+        fa, fb = (torch.from_numpy(self.features(v)).float().to(self.device) for v in (real_a, real_b))
         pa, pb = self.net.domain(fa).argmax(1), self.net.domain(fb).argmax(1)
         return float(torch.cat([pa == 0, pb == 1]).float().mean())
 
@@ -198,6 +208,7 @@ class RealismFeatures:
         self.dim, self.width = int(state["config"]["dim"]), int(state["config"]["width"])
         self.net = _Net(self.dim, self.width)
         self.net.load_state_dict(state["net"])
+        self.net.to(self.device)
         self.net.eval()
         return self
 
