@@ -73,6 +73,8 @@ def main() -> None:
                          f"{r['appearance_distance']:.1f} | {r['train_seconds']:.0f} |")
     for label, r in rows["_baselines"].items():
         lines.append(f"| {label} | {r['pixel_accuracy']:.3f} | {r['mean_iou']:.3f} | {r['appearance_distance']:.1f} | - |")
+    lines.append("\n`train s` is wall time on this run's machine, including any load from other processes; "
+                 "use bench/speed.py for speed comparisons.")
     (results / f"demo_ablation{suffix}.md").write_text("\n".join(lines) + "\n")
     write_grid(out, [fake_names[label] for label in VARIANTS], list(VARIANTS), results / f"demo_ablation{suffix}.png")
     print("\n".join(lines))
