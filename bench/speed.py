@@ -1,0 +1,640 @@
+"""How fast is sesim on a CPU? The structure loss, full training steps, inference and FLOPs, side by side.
+
+One run measures, on this machine and in this order:
+
+a. **The structure loss alone** (forward + backward into the translation, random VGG16, 256 random
+   queries per layer): FSeSim and LSeSim with local (P = 32) and global maps, and the local rows
+   once more with the per-query reference (``tests/reference_selfsim.py``: a Python loop slicing
+   each query's window, as the authors' public code does). Then the map part without VGG: the
+   kernel alone (maps of source and translation + cosine map distance, forward + backward) on
+   precomputed relu3_1 / relu4_1-shaped features.
+b. **A full training step** (batch 1, paper-size networks) of FSeSim, LSeSim, CUT, FastCUT and
+   CycleGAN. Each method and size runs in a FRESH SUBPROCESS, so that its peak resident memory
+   (``VmHWM`` from ``/proc/self/status``, read at the end of the child) is its own.
+c. **Inference** of the default generator (``translate_tensor``, ``torch.inference_mode``).
+d. **Arithmetic**: FLOPs per call (``torch.utils.flop_counter.FlopCounterMode``, which counts
+   matmul/convolution FLOPs, forward and backward, not element-wise work), and the measured float32
+   matmul peak of the machine (a 2048 x 2048 ``torch.mm``), giving achieved GFLOP/s and the
+   fraction of that peak.
+
+Statistics: wall-clock median (p25-p75) of the timed repetitions after warm-up; the first warm-up
+call runs under the FLOP counter. CPU seconds (all threads of the process) are reported too: under
+contention compare CPU seconds measured with ``OMP_WAIT_POLICY=PASSIVE``, not wall time (see the
+performance guide). Load from other processes is measured from the kernel's counters
+(``/proc/stat`` before/after each measurement, minus this process tree's own CPU time) and a
+warning is printed when it exceeds 0.1 cores.
+
+    python bench/speed.py            # the full run: about 8-10 minutes on an idle 2-core machine
+    python bench/speed.py --quick    # smoke test (128 px, tiny repeats): about 1.5 minutes idle
+
+Writes ``<out>/speed.md`` and ``<out>/speed.json`` (default ``bench/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from reference_selfsim import PerQuerySpatialLoss, per_query_maps  # noqa: E402
+from sesim.config import TrainConfig  # noqa: E402
+from sesim.losses.spatial import SpatialCorrelativeLoss  # noqa: E402
+from sesim.methods import build_method, build_generator  # noqa: E402
+from sesim.nets.init import init_weights  # noqa: E402
+from sesim.ops.selfsim import map_distance, sample_queries, self_similarity, window_index  # noqa: E402
+from sesim.translate import translate_tensor  # noqa: E402
+
+logging.getLogger("sesim").setLevel(logging.ERROR)  # "VGG16 features are randomly initialised" x many
+
+METHODS = ("fsesim", "lsesim", "cut", "fastcut", "cyclegan")
+METHOD_LABEL = {"fsesim": "FSeSim", "lsesim": "LSeSim", "cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
+PATCH = 32
+NUM_QUERIES = 256
+LAYERS = {"relu3_1": (256, 4), "relu4_1": (512, 8)}  # channels, stride
+FOREIGN_WARN = 0.1  # cores used by other processes above which a measurement is flagged
+# Reference implementations on this kind of machine, idle, default threading (performance guide,
+# s/iter median). Their loss uses the public code's settings (relu3_1, relu4_1, relu4_3; global
+# maps; tanh similarity; masked cosine), not sesim's paper defaults: context, not a target.
+GUIDE_TRAIN = {("fsesim", 128): 0.552, ("fsesim", 256): 2.122, ("lsesim", 128): 1.317, ("lsesim", 256): 4.933,
+               ("cut", 128): 1.315, ("cut", 256): 4.974, ("fastcut", 128): 0.741, ("fastcut", 256): 2.728}
+GUIDE_INFER_256 = 2.60  # img/s, F-LSeSim test.py generator forward
+
+
+# --------------------------------------------------------------------------------------------
+# machine, load and timing helpers
+# --------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(threads: int) -> dict:
+    par = torch.__config__.parallel_info()
+    backend = next((ln.split(":", 1)[1].strip() for ln in par.splitlines() if "parallel backend" in ln), "?")
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
+        "torch": torch.__version__, "python": platform.python_version(), "threads": threads,
+        "parallel_backend": backend, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset: default)"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
+        "mem_total_gb": _meminfo_gb(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _meminfo_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _proc_stat_busy() -> float | None:
+    """CPU-seconds all CPUs have spent busy since boot (first line of /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and its waited-for children."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+class LoadMonitor:
+    """Cores used by processes outside this process tree between ``start()`` and ``stop()``."""
+
+    def start(self) -> "LoadMonitor":
+        self.busy0, self.own0, self.t0 = _proc_stat_busy(), _own_cpu(), time.perf_counter()
+        return self
+
+    def stop(self) -> float | None:
+        busy1, own1, wall = _proc_stat_busy(), _own_cpu(), time.perf_counter() - self.t0
+        if self.busy0 is None or busy1 is None or wall <= 0:
+            return None
+        # /proc/stat ticks at 100 Hz: allow for one tick of rounding per CPU
+        return max(0.0, (busy1 - self.busy0) - (own1 - self.own0)) / wall
+
+
+def read_status(key: str) -> int | None:
+    """A ``/proc/self/status`` field in bytes (VmHWM: peak resident size; VmRSS: current)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _quartiles(xs: list[float]) -> tuple[float, float, float]:
+    if len(xs) == 1:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+def measure(fn: Callable[[], object], warmup: int, repeats: int, *, count_flops: bool = True,
+            min_time: float = 0.0) -> dict:
+    """Time ``fn``: ``warmup`` untimed calls (the first under the FLOP counter), then ``repeats`` timed
+    calls, continued (up to ``10 * repeats``) until the timed calls add up to ``min_time`` seconds."""
+    flops = None
+    for i in range(max(warmup, 1 if count_flops else 0)):
+        if i == 0 and count_flops:
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            flops = int(counter.get_total_flops())
+        else:
+            fn()
+    walls, cpus = [], []
+    monitor = LoadMonitor().start()
+    while len(walls) < repeats or (sum(walls) < min_time and len(walls) < 10 * repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    foreign = monitor.stop()
+    p25, med, p75 = _quartiles(walls)
+    return {"wall_s": med, "p25": p25, "p75": p75, "cpu_s": statistics.median(cpus), "walls": walls, "cpus": cpus,
+            "flops": flops, "foreign_cores": foreign, "warmup": warmup, "repeats": len(walls)}
+
+
+def say(*args) -> None:
+    print(*args, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# a. the structure loss, and the map kernel alone
+# --------------------------------------------------------------------------------------------
+def window_note(size: int, patch: int | None) -> str:
+    parts = []
+    for name, (_, stride) in LAYERS.items():
+        s = size // stride
+        local = patch is not None and window_index(torch.zeros(1, dtype=torch.long), s, s, patch) is not None
+        parts.append(f"{name} {s}x{s}: " + (f"{patch}x{patch} window" if local else "global"))
+    return "; ".join(parts)
+
+
+def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> list[dict]:
+    rows = []
+    for size in sizes:
+        gen = torch.Generator().manual_seed(size)
+        x = torch.rand(1, 3, size, size, generator=gen) * 2 - 1
+        y = (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).requires_grad_()
+        for structure in ("fsesim", "lsesim"):
+            learned = structure == "lsesim"
+            base = SpatialCorrelativeLoss(weights=None, patch_size=PATCH, learned=learned, num_queries=NUM_QUERIES)
+            for window, patch, impl in (("local", PATCH, "fast"), ("global", None, "fast"), ("local", PATCH, "per-query")):
+                cls = SpatialCorrelativeLoss if impl == "fast" else PerQuerySpatialLoss
+                loss_fn = cls(weights=None, patch_size=patch, learned=learned, num_queries=NUM_QUERIES)
+                loss_fn.load_state_dict(base.state_dict())
+
+                def step(loss_fn=loss_fn):
+                    loss_fn(x, y).backward()
+                    y.grad = None
+
+                torch.manual_seed(0)
+                m = measure(step, warmup, repeats, min_time=min_time)
+                row = {"size": size, "structure": structure, "window": window, "impl": impl,
+                       "windows": window_note(size, patch), **m}
+                rows.append(row)
+                say(f"  loss {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_flag(m)}")
+    return rows
+
+
+def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -> list[dict]:
+    rows = []
+    for size in sizes:
+        for structure, channels in (("fsesim", {"relu3_1": 256, "relu4_1": 512}),
+                                    ("lsesim", {"relu3_1": 64, "relu4_1": 128})):  # LSeSim: head outputs, C/4
+            gen = torch.Generator().manual_seed(size)
+            feats = []
+            for name, c in channels.items():
+                s = size // LAYERS[name][1]
+                fx = torch.rand(1, c, s, s, generator=gen)  # ReLU-like, non-negative
+                fy = torch.rand(1, c, s, s, generator=gen).requires_grad_()
+                feats.append((fx, fy))
+            for window, patch, impl in (("local", PATCH, "fast"), ("global", None, "fast"), ("local", PATCH, "per-query")):
+
+                def step(patch=patch, impl=impl):
+                    total = 0.0
+                    for fx, fy in feats:
+                        h, w = fx.shape[-2:]
+                        q = sample_queries(h, w, NUM_QUERIES)
+                        if impl == "fast":
+                            win = window_index(q, h, w, patch)
+                            sx, sy = self_similarity(fx, q, win), self_similarity(fy, q, win)
+                        else:
+                            sx, sy = per_query_maps(fx, q, patch), per_query_maps(fy, q, patch)
+                        total = total + map_distance(sx, sy).mean()
+                    total.backward()
+                    for _, fy in feats:
+                        fy.grad = None
+
+                torch.manual_seed(0)
+                m = measure(step, warmup, repeats, min_time=min_time)
+                shapes = ", ".join(f"{n} {c}x{size // LAYERS[n][1]}x{size // LAYERS[n][1]}" for n, c in channels.items())
+                rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
+                             "features": shapes, "windows": window_note(size, patch), **m})
+                say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_flag(m)}")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# b. full training steps, one fresh subprocess per method and size
+# --------------------------------------------------------------------------------------------
+def method_config(method: str, size: int) -> TrainConfig:
+    cfg = TrainConfig()
+    if method in ("lsesim", "cut", "fastcut", "cyclegan"):
+        cfg.apply_preset(method)
+    cfg.set_flat("structure", "lsesim" if method == "lsesim" else "fsesim")
+    cfg.set_flat("vgg_weights", "random")  # no ImageNet weights here; values do not change timing
+    cfg.set_flat("size", size)
+    cfg.set_flat("load_size", size)
+    return cfg
+
+
+def child_train(method: str, size: int, warmup: int, repeats: int, threads: int) -> None:
+    """Runs in a fresh process: time ``repeats`` training steps and report peak memory."""
+    torch.set_num_threads(threads)
+    rss_import = read_status("VmRSS")
+    torch.manual_seed(0)
+    cfg = method_config(method, size)
+    model = build_method(cfg)
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    batch = {"A": torch.rand(1, 3, size, size, generator=gen) * 2 - 1,
+             "B": torch.rand(1, 3, size, size, generator=gen) * 2 - 1}
+    m = measure(lambda: model.train_step(batch), warmup, repeats)
+    m.update(method=method, size=size, peak_rss=read_status("VmHWM"), rss_after_import=rss_import,
+             rss_end=read_status("VmRSS"), threads=torch.get_num_threads(),
+             params={k: sum(p.numel() for p in v.parameters()) for k, v in model.named_children()
+                     if isinstance(v, torch.nn.Module)})
+    print("RESULT " + json.dumps(m), flush=True)
+
+
+def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], threads: int) -> list[dict]:
+    rows = []
+    for size in sizes:
+        for method in METHODS:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child-train", method, str(size),
+                   "--warmup", str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)]
+            monitor = LoadMonitor().start()
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+            total = time.perf_counter() - t0
+            foreign_process = monitor.stop()
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                say(proc.stdout[-2000:], proc.stderr[-4000:])
+                raise RuntimeError(f"training-step child for {method} at {size}px failed (exit {proc.returncode})")
+            row = json.loads(lines[-1][len("RESULT "):])
+            row["process_wall_s"] = total
+            row["foreign_cores_process"] = foreign_process
+            rows.append(row)
+            say(f"  train {size:>4}px {METHOD_LABEL[method]:8} {_fmt_s(row)}  peak {_gb(row['peak_rss'])} GB"
+                f"  (child {total:.0f} s){_flag(row)}")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# c. inference, d. matmul peak
+# --------------------------------------------------------------------------------------------
+def bench_inference(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], quick: bool = False) -> list[dict]:
+    """Generator forward at each size; above 256 px the FLOP-counted call is the only warm-up.
+
+    ``quick``: above 256 px, one cold timed call and FLOPs scaled from the smallest size (the
+    generator is fully convolutional, so its FLOPs are proportional to the pixel count)."""
+    torch.manual_seed(0)
+    cfg = TrainConfig()
+    generator = init_weights(build_generator(cfg), cfg.model.init, cfg.model.init_gain).eval()
+    rows = []
+    for size in sizes:
+        x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size)) * 2 - 1
+
+        def run(x=x):
+            with torch.inference_mode():
+                return translate_tensor(generator, x)
+
+        if quick and size > 256 and rows and rows[0]["flops"]:
+            m = measure(run, 0, repeats_for(size), count_flops=False)
+            m["flops"] = rows[0]["flops"] * size**2 // rows[0]["size"] ** 2
+            m["flops_note"] = f"scaled from {rows[0]['size']} px; timed call not warmed up (--quick)"
+        else:
+            m = measure(run, warmup if size <= 256 else 1, repeats_for(size))
+        rows.append({"size": size, "images_per_s": 1.0 / m["wall_s"], **m})
+        say(f"  inference {size:>4}px {_fmt_s(m)}  {1 / m['wall_s']:.2f} img/s{_flag(m)}")
+    return rows
+
+
+def bench_matmul(n: int, warmup: int, repeats: int) -> dict:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    m = measure(lambda: torch.mm(a, b, out=out), warmup, repeats, count_flops=False)
+    m["n"] = n
+    m["flops"] = 2 * n**3
+    m["gflops_median"] = 2 * n**3 / m["wall_s"] / 1e9
+    m["gflops_best"] = 2 * n**3 / min(m["walls"]) / 1e9
+    say(f"  matmul {n}x{n} float32: {m['gflops_median']:.1f} GFLOP/s median, {m['gflops_best']:.1f} best{_flag(m)}")
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+def _fmt_s(m: dict) -> str:
+    return f"{m['wall_s']:.3f} s ({m['p25']:.3f}-{m['p75']:.3f}), CPU {m['cpu_s']:.2f} s"
+
+
+def _flag(m: dict) -> str:
+    f = m.get("foreign_cores")
+    return f"  [other processes: {f:.2f} cores]" if f is not None and f > FOREIGN_WARN else ""
+
+
+def _gb(b: int | None) -> str:
+    return "?" if b is None else f"{b / 1e9:.2f}"
+
+
+def _load(m: dict) -> str:
+    f = m.get("foreign_cores")
+    return "?" if f is None else (f"**{f:.2f}**" if f > FOREIGN_WARN else f"{f:.2f}")
+
+
+def _gflop(m: dict) -> str:
+    return "–" if not m.get("flops") else f"{m['flops'] / 1e9:.2f}"
+
+
+def _rate(m: dict, peak: float) -> tuple[str, str]:
+    if not m.get("flops"):
+        return "–", "–"
+    g = m["flops"] / m["wall_s"] / 1e9
+    return f"{g:.1f}", f"{100 * g / peak:.0f} %"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def evaluate_targets(res: dict) -> list[dict]:
+    """The project's speed/memory targets, checked against this run's numbers."""
+    checks = []
+
+    def add(target, measured, ok, note=""):
+        checks.append({"target": target, "measured": measured, "pass": bool(ok), "note": note})
+
+    loss, kernel, train = res["loss"], res["kernel"], res["train"]
+
+    def pick(rows, **kw):
+        return next((r for r in rows if all(r[k] == v for k, v in kw.items())), None)
+
+    for rows, what in ((kernel, "map kernel alone (maps + distance, fwd+bwd)"),
+                       (loss, "whole structure loss incl. VGG16 fwd+bwd")):
+        for r in rows:
+            if r["impl"] != "per-query":
+                continue
+            fast = pick(rows, size=r["size"], structure=r["structure"], window="local", impl="fast")
+            glob = pick(rows, size=r["size"], structure=r["structure"], window="global", impl="fast")
+            speedup = r["wall_s"] / fast["wall_s"]
+            ratio = fast["wall_s"] / glob["wall_s"]
+            notes = [] if "window" in fast["windows"] else ["P=32 covers every map at this size: local = global"]
+            if rows is loss:
+                notes.append("both include the same VGG16 forward+backward, which the map kernel cannot change")
+            note = "; ".join(notes)
+            add(f"{what}, {r['structure']} {r['size']} px: fast local >= 10x faster than per-query",
+                f"{speedup:.1f}x ({r['wall_s']:.3f} s vs {fast['wall_s']:.3f} s)", speedup >= 10, note)
+            add(f"{what}, {r['structure']} {r['size']} px: local / global cost <= 1.2x",
+                f"{ratio:.2f}x ({fast['wall_s']:.3f} s vs {glob['wall_s']:.3f} s)", ratio <= 1.2, note)
+    for size in sorted({r["size"] for r in train}):
+        t = {r["method"]: r for r in train if r["size"] == size}
+        if not all(k in t for k in METHODS):
+            continue
+        fs, ls, cut, cyc = t["fsesim"], t["lsesim"], t["cut"], t["cyclegan"]
+        add(f"train {size} px: FSeSim step <= CUT step", f"{fs['wall_s']:.3f} s vs {cut['wall_s']:.3f} s "
+            f"(CPU {fs['cpu_s']:.2f} vs {cut['cpu_s']:.2f} s)", fs["wall_s"] <= cut["wall_s"])
+        add(f"train {size} px: FSeSim step <= 0.5 x CycleGAN step", f"{fs['wall_s'] / cyc['wall_s']:.2f}x "
+            f"({fs['wall_s']:.3f} s vs {cyc['wall_s']:.3f} s; CPU {fs['cpu_s'] / cyc['cpu_s']:.2f}x)",
+            fs["wall_s"] <= 0.5 * cyc["wall_s"])
+        add(f"train {size} px: LSeSim step <= 1.3 x FSeSim step", f"{ls['wall_s'] / fs['wall_s']:.2f}x "
+            f"({ls['wall_s']:.3f} s vs {fs['wall_s']:.3f} s; CPU {ls['cpu_s'] / fs['cpu_s']:.2f}x)",
+            ls["wall_s"] <= 1.3 * fs["wall_s"])
+        add(f"train {size} px: FSeSim peak memory < CUT's", f"{_gb(fs['peak_rss'])} vs {_gb(cut['peak_rss'])} GB",
+            fs["peak_rss"] < cut["peak_rss"])
+        add(f"train {size} px: FSeSim peak memory < CycleGAN's", f"{_gb(fs['peak_rss'])} vs {_gb(cyc['peak_rss'])} GB",
+            fs["peak_rss"] < cyc["peak_rss"])
+    return checks
+
+
+def all_measurements(res: dict) -> list[dict]:
+    return [*res["loss"], *res["kernel"], *res["train"], *res["inference"], res["matmul"]]
+
+
+def write_report(res: dict, out: Path) -> str:
+    mi, peak = res["machine"], res["matmul"]["gflops_median"]
+    worst = max((m.get("foreign_cores") or 0.0) for m in all_measurements(res))
+    lines = [
+        "# sesim speed (bench/speed.py)", "",
+        f"Machine: {mi['cpu']}, {mi['usable_cpus']} usable of {mi['logical_cpus']} logical CPUs, "
+        f"{mi['mem_total_gb']} GB RAM; torch {mi['torch']} ({mi['parallel_backend']}), "
+        f"{mi['threads']} threads, OMP_WAIT_POLICY {mi['OMP_WAIT_POLICY']}; Python {mi['python']}; {mi['date']}.",
+        f"Command: `{res['command']}` ({'quick smoke test' if res['args']['quick'] else 'full run'}); "
+        f"total {res['total_s'] / 60:.1f} min.", "",
+        "Times are wall-clock medians (p25–p75) of the timed repetitions after warm-up, batch 1; CPU is "
+        "the median process CPU time (all threads). *Load* is the number of cores used by other processes "
+        "during the measurement (from `/proc/stat`, minus this process tree's own CPU time).", "",
+    ]
+    if worst > FOREIGN_WARN or (res["foreign_cores_total"] or 0) > FOREIGN_WARN:
+        lines += [f"> **WARNING: the machine was not idle.** Other processes used {res['foreign_cores_total']:.2f} "
+                  f"cores on average over the run (worst measurement {worst:.2f}). Wall times are not reliable "
+                  "(libgomp threads spin-wait while their partner is descheduled); compare CPU seconds measured "
+                  "with `OMP_WAIT_POLICY=PASSIVE`, or rerun on an idle machine.", ""]
+
+    lines += ["## Targets", "", "Verdicts use wall-clock medians; they mean something only where *load* is near 0.", "",
+              "| target | measured | result | note |", "|---|---|---|---|"]
+    for c in res["targets"]:
+        lines.append(f"| {c['target']} | {c['measured']} | {_verdict(c['pass'])} | {c['note']} |")
+
+    lines += ["", "## a. Structure loss alone (forward + backward into the translation)", "",
+              f"`SpatialCorrelativeLoss(weights=None, ...)`: random VGG16 (weights do not change timing), "
+              f"relu3_1 + relu4_1, {NUM_QUERIES} random queries per layer, L2 norm, cosine distance. "
+              "*per-query* = the same loss with maps from `tests/reference_selfsim.per_query_maps` "
+              "(Python loop slicing each query's window, as the authors' public code). LSeSim rows run the maps "
+              "through the (frozen) 1x1-conv heads. At 128 px, P = 32 covers both maps, so local = global; at "
+              "256 px only relu3_1 (64x64) has real 32x32 windows.", "",
+              "| size | structure | maps | implementation | s/call | CPU s | GFLOP | GFLOP/s | of peak | load | windows |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["loss"]:
+        g, f = _rate(r, peak)
+        lines.append(f"| {r['size']} | {r['structure']} | {r['window']} | {r['impl']} | {r['wall_s']:.3f} "
+                     f"({r['p25']:.3f}–{r['p75']:.3f}) | {r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_load(r)} | "
+                     f"{r['windows']} |")
+
+    lines += ["", "### The map part alone (no VGG16)", "",
+              "Maps of source (no grad) and translation (grad) + cosine map distance, forward + backward to the "
+              "translation's features; precomputed random non-negative features shaped like relu3_1/relu4_1 "
+              "(LSeSim: the heads' C/4 outputs).", "",
+              "| size | features | maps | implementation | s/call | CPU s | GFLOP | load | windows |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["kernel"]:
+        lines.append(f"| {r['size']} | {r['features']} | {r['window']} | {r['impl']} | {r['wall_s'] * 1e3:.1f} ms "
+                     f"({r['p25'] * 1e3:.1f}–{r['p75'] * 1e3:.1f}) | {r['cpu_s']:.3f} | {_gflop(r)} | {_load(r)} | "
+                     f"{r['windows']} |")
+
+    lines += ["", "## b. Full training step (batch 1, default paper-size networks)", "",
+              "ResNet-9-block generator (ngf 64), 70x70 PatchGAN, each method's preset; random VGG16 for "
+              "F/LSeSim. One `method.train_step(batch)` per call. Each method/size ran in a **fresh "
+              "subprocess**; *peak RSS* is that process's `VmHWM` (`/proc/self/status`) read at its end "
+              "(includes the ~import floor shown as *RSS after import*, and the FLOP-counted warm-up step). "
+              "*reference code* = the guide's s/iter for the authors' F-LSeSim / CUT code on this kind of "
+              "machine (its loss uses public-code settings: 3 layers, global maps) — context only.", "",
+              "| size | method | s/step | img/s | CPU s/step | GFLOP/step | GFLOP/s | of peak | peak RSS | "
+              "RSS after import | load | reference code s/iter |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["train"]:
+        g, f = _rate(r, peak)
+        ref = GUIDE_TRAIN.get((r["method"], r["size"]))
+        lines.append(f"| {r['size']} | {METHOD_LABEL[r['method']]} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) "
+                     f"| {1 / r['wall_s']:.2f} | {r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_gb(r['peak_rss'])} GB | "
+                     f"{_gb(r['rss_after_import'])} GB | {_load(r)} | {'–' if ref is None else f'{ref:.3f}'} |")
+
+    lines += ["", "## c. Inference (default generator, `translate_tensor` under `torch.inference_mode`, batch 1)", "",
+              "| size | s/img | img/s | CPU s/img | GFLOP/img | GFLOP/s | of peak | load | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["inference"]:
+        g, f = _rate(r, peak)
+        lines.append(f"| {r['size']} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) | {r['images_per_s']:.2f} | "
+                     f"{r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_load(r)} |"
+                     + (f" {r['flops_note']} |" if r.get("flops_note") else " |"))
+    lines.append(f"\nReference code (guide): {GUIDE_INFER_256} img/s at 256 px (generator forward).")
+
+    mm = res["matmul"]
+    lines += ["", "## d. Arithmetic", "",
+              f"float32 matmul peak: `torch.mm` {mm['n']}x{mm['n']}, {mi['threads']} threads: "
+              f"**{mm['gflops_median']:.1f} GFLOP/s** median ({mm['gflops_best']:.1f} best) over {mm['repeats']} "
+              f"calls; load {_load(mm)}. The *of peak* columns divide achieved GFLOP/s by the median.",
+              "FLOPs come from `torch.utils.flop_counter.FlopCounterMode` over one call (forward and backward "
+              "matmuls and convolutions; element-wise work such as normalisation, activations and Adam is not "
+              "counted). The per-query reference multiplies each query with its window only, so it does fewer FLOPs than the fast path, which computes the product with the whole map and then gathers the windows.", ""]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke test: 128 px only, tiny repeats (~1-2 min idle)")
+    p.add_argument("--sizes", default=None, help="training/loss sizes in px (default 128,256; --quick: 128)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repetitions for every measurement "
+                   "(default: per section, chosen for a ~8-10 minute run)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 2; --quick 1)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: %(default)s)")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="output folder for speed.md / speed.json")
+    p.add_argument("--sections", default="loss,kernel,train,inference",
+                   help="comma-separated subset of loss,kernel,train,inference (the matmul peak always runs)")
+    p.add_argument("--child-train", nargs=2, metavar=("METHOD", "SIZE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if args.child_train:
+        child_train(args.child_train[0], int(args.child_train[1]), warmup, args.repeats or 1, args.threads)
+        return
+
+    sizes = [int(s) for s in (args.sizes or ("128" if args.quick else "128,256")).split(",") if s.strip()]
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    # the kernel alone is cheap; include 256 px, the first size with real local windows
+    kernel_sizes = sizes if max(sizes) >= 256 else sorted({*sizes, 256})
+    infer_sizes = [256, 1024]
+
+    def reps(full: int, quick: int) -> int:
+        return args.repeats if args.repeats is not None else (quick if args.quick else full)
+
+    def train_reps(size: int) -> int:
+        return reps(10 if size <= 128 else 6 if size <= 256 else 3, 2)
+
+    def infer_reps(size: int) -> int:
+        return reps(10 if size <= 256 else 3, 2 if size <= 256 else 1)
+
+    info = machine_info(args.threads)
+    say(f"machine: {info['cpu']}; {info['usable_cpus']} usable CPUs ({info['logical_cpus']} logical); "
+        f"torch {info['torch']} ({info['parallel_backend']}); {args.threads} threads; "
+        f"OMP_WAIT_POLICY {info['OMP_WAIT_POLICY']}; {info['mem_total_gb']} GB RAM")
+    say(f"sizes {sizes}; kernel sizes {kernel_sizes}; inference sizes {infer_sizes}; warm-up {warmup}"
+        f"{'; QUICK smoke test' if args.quick else ''}")
+    pre = LoadMonitor().start()
+    time.sleep(1.0)
+    busy = pre.stop()
+    if busy is not None and busy > FOREIGN_WARN:
+        say(f"WARNING: before starting, other processes were using {busy:.2f} cores; timings will be noisy"
+            + ("" if os.environ.get("OMP_WAIT_POLICY") else " (and with default OpenMP spin-waiting, slow: "
+               "consider OMP_WAIT_POLICY=PASSIVE and compare CPU seconds)"))
+    t_start = time.perf_counter()
+    overall = LoadMonitor().start()
+    res: dict = {"machine": info, "foreign_cores_before": busy, "args": vars(args), "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                 "loss": [], "kernel": [], "train": [], "inference": []}
+
+    say("d. float32 matmul peak")
+    res["matmul"] = bench_matmul(2048, 2 if not args.quick else 1, reps(10, 3))
+    if "loss" in sections:
+        say("a. structure loss alone (forward + backward)")
+        res["loss"] = bench_loss(sizes, warmup, reps(10, 2), 0.0 if args.quick else 3.0)
+    if "kernel" in sections:
+        say("a'. map kernel alone (no VGG16)")
+        res["kernel"] = bench_kernel(kernel_sizes, warmup, reps(10, 3), 0.3 if args.quick else 2.0)
+    if "train" in sections:
+        say("b. full training step, one fresh subprocess per method and size")
+        res["train"] = bench_train(sizes, warmup, train_reps, args.threads)
+    if "inference" in sections:
+        say("c. inference")
+        res["inference"] = bench_inference(infer_sizes, warmup, infer_reps, args.quick)
+
+    res["foreign_cores_total"] = overall.stop()
+    res["total_s"] = time.perf_counter() - t_start
+    res["targets"] = evaluate_targets(res)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / "speed.md").write_text(write_report(res, out))
+
+    say("\ntargets:")
+    for c in res["targets"]:
+        say(f"  {_verdict(c['pass'])}  {c['target']}: {c['measured']}" + (f"  ({c['note']})" if c["note"] else ""))
+    worst = max((m.get("foreign_cores") or 0.0) for m in all_measurements(res))
+    if worst > FOREIGN_WARN or (res["foreign_cores_total"] or 0) > FOREIGN_WARN:
+        say(f"\nWARNING: other processes used {res['foreign_cores_total']:.2f} cores on average during this run "
+            f"(worst measurement {worst:.2f}); wall times are not reliable. Rerun on an idle machine, or compare "
+            "CPU seconds with OMP_WAIT_POLICY=PASSIVE.")
+    say(f"\nwrote {out / 'speed.md'} and {out / 'speed.json'} ({res['total_s'] / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
