@@ -18,11 +18,12 @@ Everything is numpy, deterministic given a seed, and needs no downloads.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .generated import prepare_folder, save_png
 
 __all__ = [
     "CLASSES",
@@ -67,7 +68,6 @@ DEMO_DESCRIPTION = (
 # Bumped whenever layouts or renderings change, so stale cached datasets are rebuilt.
 GENERATOR_VERSION = 1
 
-_STEM_RE = re.compile(r"^\d{6}\.png$")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -323,8 +323,6 @@ def render_photo(layout: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- dataset
-def _save_png(path: Path, arr: np.ndarray) -> None:
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1)
 
 
 def _params(size: int, n_train: int, n_test: int, seed: int) -> dict:
@@ -340,31 +338,8 @@ def _params(size: int, n_train: int, n_test: int, seed: int) -> dict:
 _SUBDIRS = ("trainA", "trainB", "testA", "testB", "layouts/trainB", "layouts/testA", "layouts/testB")
 
 
-def _is_complete(root: Path, meta: dict) -> bool:
-    if not meta.get("complete", False):
-        return False
-    counts = meta.get("counts", {})
-    for sub in _SUBDIRS:
-        want = counts.get(sub)
-        d = root / sub
-        if want is None or not d.is_dir():
-            return False
-        if sum(1 for p in d.iterdir() if _STEM_RE.match(p.name)) != want:
-            return False
-    return True
 
 
-def _clear_previous(root: Path) -> None:
-    """Remove the files a previous demo dataset wrote (and nothing else)."""
-    for sub in _SUBDIRS:
-        d = root / sub
-        if d.is_dir():
-            for p in d.iterdir():
-                if p.is_file() and _STEM_RE.match(p.name):
-                    p.unlink()
-    meta = root / "meta.json"
-    if meta.exists():
-        meta.unlink()
 
 
 def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int = 24, seed: int = 0) -> dict:
@@ -388,25 +363,10 @@ def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int =
     params = _params(size, n_train, n_test, seed)
     if min(params["n_train"], params["n_test"]) < 1:
         raise ValueError("n_train and n_test must be >= 1")
+    existing = prepare_folder(root, "sesim-demo-scenes", params, _SUBDIRS)
+    if existing is not None:
+        return existing
     meta_path = root / "meta.json"
-    if root.exists():
-        if not root.is_dir():
-            raise FileExistsError(f"{root} exists and is not a directory")
-        if meta_path.is_file():
-            try:
-                old = json.loads(meta_path.read_text())
-            except (OSError, ValueError):
-                old = None
-            if not isinstance(old, dict) or old.get("kind") != "sesim-demo-scenes":
-                raise FileExistsError(f"{root} has a meta.json that is not from a sesim demo dataset")
-            if all(old.get(k) == v for k, v in params.items()) and _is_complete(root, old):
-                return old
-            _clear_previous(root)
-        elif any(root.iterdir()):
-            raise FileExistsError(
-                f"{root} is not empty and is not a sesim demo dataset (no meta.json); "
-                "choose an empty or new folder"
-            )
     root.mkdir(parents=True, exist_ok=True)
 
     counts = {
@@ -442,11 +402,11 @@ def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int =
             stem = f"{i:06d}.png"
             lay = random_layout(rng, params["size"])
             if split.endswith("A"):
-                _save_png(root / split / stem, render_labels(lay))
+                save_png(root / split / stem, render_labels(lay))
             else:
-                _save_png(root / split / stem, render_photo(lay, rng))
+                save_png(root / split / stem, render_photo(lay, rng))
             if split != "trainA":
-                _save_png(root / "layouts" / split / stem, lay)
+                save_png(root / "layouts" / split / stem, lay)
 
     meta["complete"] = True
     meta_path.write_text(json.dumps(meta, indent=2))

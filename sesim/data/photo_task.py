@@ -34,13 +34,14 @@ blurry (the task is meant for 64-128 px). Everything is deterministic given ``se
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from .generated import prepare_folder, save_png
 
 __all__ = [
     "PHOTOS",
@@ -73,7 +74,6 @@ PHOTO_TASK_DESCRIPTION = (
     "colour transform; trainA/trainB come from disjoint regions (unpaired); each test input has a known target."
 )
 GENERATOR_VERSION = 1
-_STEM_RE = re.compile(r"^\d{6}\.png$")
 _SUBDIRS = ("trainA", "trainB", "testA", "testB", "targets/testA")
 
 
@@ -149,28 +149,10 @@ def random_crops(photos: dict[str, np.ndarray], split: str, n: int, size: int, r
 
 
 # ----------------------------------------------------------------------------- dataset
-def _save_png(path: Path, arr: np.ndarray) -> None:
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1)
 
 
-def _is_complete(root: Path, meta: dict) -> bool:
-    if not meta.get("complete", False):
-        return False
-    for sub, want in meta.get("counts", {}).items():
-        d = root / sub
-        if not d.is_dir() or sum(1 for p in d.iterdir() if _STEM_RE.match(p.name)) != want:
-            return False
-    return True
 
 
-def _clear_previous(root: Path) -> None:
-    for sub in _SUBDIRS:
-        d = root / sub
-        if d.is_dir():
-            for p in d.iterdir():
-                if p.is_file() and _STEM_RE.match(p.name):
-                    p.unlink()
-    (root / "meta.json").unlink(missing_ok=True)
 
 
 def make_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int = 128, seed: int = 0) -> dict:
@@ -185,20 +167,10 @@ def make_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int 
               "generator_version": GENERATOR_VERSION}
     if min(n_train, n_test) < 1 or size < 8:
         raise ValueError("n_train and n_test must be >= 1 and size >= 8")
+    existing = prepare_folder(root, "sesim-photo-task", params, _SUBDIRS)
+    if existing is not None:
+        return existing
     meta_path = root / "meta.json"
-    if root.exists():
-        if meta_path.is_file():
-            try:
-                old = json.loads(meta_path.read_text())
-            except (OSError, ValueError):
-                old = None
-            if not isinstance(old, dict) or old.get("kind") != "sesim-photo-task":
-                raise FileExistsError(f"{root} has a meta.json that is not from a sesim photo-task dataset")
-            if all(old.get(k) == v for k, v in params.items()) and _is_complete(root, old):
-                return old
-            _clear_previous(root)
-        elif root.is_dir() and any(root.iterdir()):
-            raise FileExistsError(f"{root} is not empty and is not a sesim photo-task dataset (no meta.json)")
     root.mkdir(parents=True, exist_ok=True)
     counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test, "targets/testA": n_test}
     meta = {"kind": "sesim-photo-task", **params, "photos": PHOTOS, "transform": TRANSFORM_NAME,
@@ -215,9 +187,9 @@ def make_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int 
         if split.endswith("B"):
             crops = appearance_transform(crops)
         for i, crop in enumerate(crops):
-            _save_png(root / split / f"{i:06d}.png", crop)
+            save_png(root / split / f"{i:06d}.png", crop)
             if split == "testA":
-                _save_png(root / "targets" / "testA" / f"{i:06d}.png", appearance_transform(crop))
+                save_png(root / "targets" / "testA" / f"{i:06d}.png", appearance_transform(crop))
     meta["complete"] = True
     meta_path.write_text(json.dumps(meta, indent=2))
     return meta

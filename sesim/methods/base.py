@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .image_pool import ImagePool
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; raised before the offending update is applied."""
@@ -65,8 +67,13 @@ class Method(nn.Module):
             raise ValueError(f"checkpoint does not match the method: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
     def extra_state(self) -> dict[str, Any]:
-        """Non-parameter training state to resume exactly (e.g. an image pool)."""
-        return {}
+        """Non-parameter training state to resume exactly: every :class:`ImagePool` attribute."""
+        return {name: pool.state_dict() for name, pool in self._pools().items()}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        for name, pool in self._pools().items():
+            if name in state:
+                pool.load_state_dict(state[name])
+
+    def _pools(self) -> dict[str, ImagePool]:
+        return {name: value for name, value in vars(self).items() if isinstance(value, ImagePool)}

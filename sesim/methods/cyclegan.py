@@ -120,11 +120,3 @@ class CycleGANMethod(Method):
 
     def generators(self) -> dict[str, ResnetGenerator]:
         return {"AtoB": self.G_A, "BtoA": self.G_B}
-
-    def extra_state(self) -> dict:
-        return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}
-
-    def load_extra_state(self, state: dict) -> None:
-        for name in ("pool_A", "pool_B"):
-            if name in state:
-                getattr(self, name).load_state_dict(state[name])

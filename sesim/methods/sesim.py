@@ -135,11 +135,3 @@ class SeSimMethod(Method):
 
     def generators(self) -> dict[str, ResnetGenerator]:
         return {"AtoB": self.G}
-
-    def extra_state(self) -> dict:
-        return {"pool": self.pool.state_dict()}
-
-    def load_extra_state(self, state: dict) -> None:
-        if "pool" in state:
-            self.pool.load_state_dict(state["pool"])
-
