@@ -24,6 +24,18 @@ def tiny_config(data, runs, **loss):
     return cfg
 
 
+def assert_identical_checkpoints(run_a, run_b, optimizers, step=4):
+    """Both runs' checkpoints are at ``step`` with bit-identical weights and Adam first moments."""
+    a, b = load_state(run_a / STATE_FILE), load_state(run_b / STATE_FILE)
+    assert a["step"] == b["step"] == step
+    for key, value in a["method"].items():
+        assert torch.equal(value, b["method"][key]), key
+    for name in optimizers:
+        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
+        assert sa and all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    return a, b
+
+
 @pytest.mark.parametrize("structure", ["fsesim", "lsesim"])
 def test_few_steps_give_finite_losses_and_move_the_generator(tiny_dataset, tmp_path, structure):
     cfg = tiny_config(tiny_dataset, tmp_path / "runs", structure=structure)
@@ -55,13 +67,7 @@ def test_resume_restores_identical_state(tiny_dataset, tmp_path):
     interrupted = train(cfg, progress=False, stop_at=2)
     assert load_state(interrupted / STATE_FILE)["step"] == 2
     resume(interrupted, progress=False)
-    a, b = load_state(straight / STATE_FILE), load_state(interrupted / STATE_FILE)
-    assert a["step"] == b["step"] == 4
-    for key, value in a["method"].items():
-        assert torch.equal(value, b["method"][key]), key
-    for name in ("G", "D", "head"):
-        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
-        assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    a, b = assert_identical_checkpoints(straight, interrupted, ("G", "D", "head"))
     assert a["schedulers"]["G"]["last_epoch"] == b["schedulers"]["G"]["last_epoch"] == 4
     la = [json.loads(x) for x in (straight / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (interrupted / "log.jsonl").read_text().splitlines()]
