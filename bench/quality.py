@@ -127,11 +127,13 @@ def base_config(size: int, *, small: bool) -> "TrainConfig":
 
 
 def method_config(spec: MethodSpec, *, data: Path, size: int, steps: int, seed: int, runs: Path, name: str,
-                  device: str, small: bool, custom: bool) -> "TrainConfig":
+                  device: str, small: bool, custom: bool, overrides: dict[str, str] | None = None) -> "TrainConfig":
     cfg = base_config(size, small=small)
     for preset in spec.presets:
         cfg.apply_preset(preset)
     cfg.update("loss", spec.loss)
+    for key, value in (overrides or {}).items():  # --set: the same change for every method
+        cfg.set_flat(key, value)
     if custom:  # arbitrary image sizes: the usual resize-and-crop
         cfg.update("data", {"preprocess": "resize_and_crop", "load_size": None})
     cfg.update("data", {"data": str(data)})
@@ -383,7 +385,8 @@ _COST = {"cyclegan": 3.0, "cut": 2.0, "lsesim": 1.5, "fastcut": 1.3, "fsesim": 1
 def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: list[int], steps: int, size: int = 64,
                   n_train: int = 400, n_test: int = 128, feature_steps: int = 400, data: Path | None = None,
                   device: str = "cpu", jobs: int = 1, threads: int = 1, isolate: bool = True, fresh: bool = False,
-                  keep_checkpoints: bool = False, log: Callable[[str], None] = print) -> dict:
+                  keep_checkpoints: bool = False, overrides: dict[str, str] | None = None,
+                  log: Callable[[str], None] = print) -> dict:
     """Run every (task, method, seed); returns ``{"rows": [...], "tasks": {...}, "settings": {...}}``.
 
     Rows (one per task, method and seed, plus the do-nothing and oracle rows with ``seed=None``)
@@ -433,7 +436,7 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
                 name = f"{task.name}-{spec.key}-s{seed}-{steps}"
                 cfg = method_config(spec, data=task.data, size=size, steps=steps, seed=seed,
                                     runs=out / task.name / "runs", name=name, device=device, small=small,
-                                    custom=task_name == "custom")
+                                    custom=task_name == "custom", overrides=overrides)
                 inputs = task.data / "testA" if (task.data / "testA").is_dir() else task.data / "trainA"
                 if fresh:
                     (out / task.name / "logs" / f"{name}.result.json").unlink(missing_ok=True)
@@ -493,7 +496,7 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
             "n_test": int(len(task.inputs)), "n_reference": int(len(task.reference)), "fit_seconds": task.fit_seconds,
             "feature_history": task.extractor.history[-1] if task.extractor.history else {},
         }
-    settings = {"baseline_rss_mb": _baseline_rss_mb(), "size": size, "steps": steps, "seeds": list(seeds), "methods": [m.key for m in runnable],
+    settings = {"overrides": dict(overrides or {}), "baseline_rss_mb": _baseline_rss_mb(), "size": size, "steps": steps, "seeds": list(seeds), "methods": [m.key for m in runnable],
                 "skipped": skipped, "n_train": n_train, "n_test": n_test, "feature_steps": feature_steps,
                 "device": device, "jobs": jobs, "threads": threads, "total_seconds": time.perf_counter() - t_start,
                 "vgg_weights": _vgg_source(), "cpu_count": os.cpu_count(), "load_average_start": load_start,
@@ -653,6 +656,9 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
              f"load average (1, 5, 15 min) at the start {st.get('load_average_start')} and at the end {st['load_average']} "
              f"(other jobs share this machine; the benchmark itself adds about {st['jobs']}). "
              f"Whole benchmark: {st['total_seconds'] / 60:.1f} min.", ""]
+    if st.get("overrides"):
+        lines += ["Settings changed for every method (`--set`): "
+                  + ", ".join(f"`{k}={v}`" for k, v in st["overrides"].items()) + ".", ""]
     if st["skipped"]:
         lines += [f"**Not run** (not available in this checkout): {'; '.join(st['skipped'])}.", ""]
     if st.get("full_estimate_minutes"):
@@ -808,6 +814,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default=None, help="file stem of the results (default: quality[-quick|-<data>])")
     ap.add_argument("--fresh", action="store_true", help="retrain runs even when finished ones are found in --out")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep each run's resumable checkpoint.pt")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a training option for every method, e.g. --set antialias=true (repeatable)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -815,6 +823,12 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     mode = QUICK if args.quick else FULL
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = value.strip()
     steps = args.steps or mode.steps
     seeds = list(mode.seeds) if args.seeds is None else [int(s) for s in args.seeds.split(",") if s.strip()]
     if not seeds:
@@ -845,7 +859,7 @@ def main(argv: list[str] | None = None) -> None:
                            n_train=args.n_train or mode.n_train, n_test=args.n_test or mode.n_test,
                            feature_steps=args.feature_steps or mode.feature_steps,
                            data=Path(args.data) if args.data else None, device=args.device, fresh=args.fresh,
-                           jobs=jobs, threads=threads, keep_checkpoints=args.keep_checkpoints,
+                           jobs=jobs, threads=threads, keep_checkpoints=args.keep_checkpoints, overrides=overrides,
                            log=lambda m: print(m, flush=True))
     if args.quick and not args.data:
         est = estimate_minutes(result, FULL, jobs)

@@ -56,6 +56,7 @@ from sesim.config import TrainConfig  # noqa: E402
 from sesim.losses.spatial import SpatialCorrelativeLoss  # noqa: E402
 from sesim.methods import build_method, build_generator  # noqa: E402
 from sesim.nets.init import init_weights  # noqa: E402
+from sesim.ops import selfsim  # noqa: E402
 from sesim.ops.selfsim import map_distance, sample_queries, self_similarity, window_index  # noqa: E402
 from sesim.translate import translate_tensor  # noqa: E402
 
@@ -243,14 +244,16 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
                 fx = torch.rand(1, c, s, s, generator=gen)  # ReLU-like, non-negative
                 fy = torch.rand(1, c, s, s, generator=gen).requires_grad_()
                 feats.append((fx, fy))
-            for window, patch, impl in (("local", PATCH, "fast"), ("global", None, "fast"), ("local", PATCH, "per-query")):
+            for window, patch, impl in (("local", PATCH, "fast"), ("local", PATCH, "untiled"), ("global", None, "fast"),
+                                        ("local", PATCH, "per-query")):
 
                 def step(patch=patch, impl=impl):
                     total = 0.0
+                    selfsim.TILE_WINDOWS = impl != "untiled"  # "untiled": whole-map product + gather only
                     for fx, fy in feats:
                         h, w = fx.shape[-2:]
                         q = sample_queries(h, w, NUM_QUERIES)
-                        if impl == "fast":
+                        if impl in ("fast", "untiled"):
                             win = window_index(q, h, w, patch)
                             sx, sy = self_similarity(fx, q, win), self_similarity(fy, q, win)
                         else:
@@ -262,6 +265,7 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
 
                 torch.manual_seed(0)
                 m = measure(step, warmup, repeats, min_time=min_time)
+                selfsim.TILE_WINDOWS = True
                 shapes = ", ".join(f"{n} {c}x{size // LAYERS[n][1]}x{size // LAYERS[n][1]}" for n, c in channels.items())
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
                              "features": shapes, "windows": window_note(size, patch), **m})
@@ -500,7 +504,9 @@ def write_report(res: dict, out: Path) -> str:
     lines += ["", "### The map part alone (no VGG16)", "",
               "Maps of source (no grad) and translation (grad) + cosine map distance, forward + backward to the "
               "translation's features; precomputed random non-negative features shaped like relu3_1/relu4_1 "
-              "(LSeSim: the heads' C/4 outputs).", "",
+              "(LSeSim: the heads' C/4 outputs). *fast* = sesim's kernel as used in training (row-band tiles "
+              "where windows are much smaller than the map, else one whole-map product + gather); *untiled* = "
+              "the whole-map product + gather everywhere (`sesim.ops.selfsim.TILE_WINDOWS = False`).", "",
               "| size | features | maps | implementation | s/call | CPU s | GFLOP | load | windows |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in res["kernel"]:
@@ -542,7 +548,9 @@ def write_report(res: dict, out: Path) -> str:
               f"calls; load {_load(mm)}. The *of peak* columns divide achieved GFLOP/s by the median.",
               "FLOPs come from `torch.utils.flop_counter.FlopCounterMode` over one call (forward and backward "
               "matmuls and convolutions; element-wise work such as normalisation, activations and Adam is not "
-              "counted). The per-query reference multiplies each query with its window only, so it does fewer FLOPs than the fast path, which computes the product with the whole map and then gathers the windows.", ""]
+              "counted). The per-query reference multiplies each query with its window only, so it does fewer FLOPs than the "
+              "untiled path, which computes the product with the whole map and then gathers the windows; the tiled "
+              "path multiplies each group of queries with the band of rows holding their windows.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,5 @@
-"""The ``sesim`` command: ``train``, ``translate``, ``demo``, ``presets``. Thin: it parses flags and
-calls the layers below. Training flags are generated from the config dataclasses (one flag per
+"""The ``sesim`` command: ``train``, ``translate``, ``evaluate``, ``viz``, ``demo``, ``export``,
+``presets``. Thin: it parses flags and calls the layers below. Training flags are generated from the config dataclasses (one flag per
 field, help text from the field), so the CLI and the saved ``config.json`` never disagree."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from . import __version__
 from .config import SECTIONS, TrainConfig, available_presets, load_preset_text
 
-RESUME_OVERRIDABLE = ("steps", "device", "checkpoint_every", "sample_every", "log_every", "workers", "num_samples")
+RESUME_OVERRIDABLE = ("steps", "device", "checkpoint_every", "sample_every", "log_every", "workers", "num_samples",
+                      "eval_every", "eval_images", "channels_last", "compile", "compile_backend")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
                    help="BtoA uses the reverse generator of two-sided methods (CycleGAN)")
     p.add_argument("--weights", default=None, help="a generator .safetensors other than the run's latest")
+    p.add_argument("--samples", type=int, default=1, metavar="K",
+                   help="multimodal runs: K outputs per input with different style codes, as <stem>_s<k>.png")
+    p.add_argument("--seed", type=int, default=0, help="multimodal runs: seed of the style codes (reproducible)")
+    p.add_argument("--style-from", default=None, metavar="IMAGE",
+                   help="multimodal runs with a style encoder: take the appearance of this target-domain image")
+    p.add_argument("--tile", default="auto", metavar="PX",
+                   help="single-image runs: translate in overlapping PX-pixel tiles blended without seams (same "
+                        "result as whole-image inference, memory of one tile); auto (default) tiles images above "
+                        "~1.5k x 1.5k px, none never tiles")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")
@@ -74,7 +84,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     sub.add_parser("presets", help="list the built-in presets")
+    _add_evaluate_parser(sub)
+    _add_viz_parser(sub)
     return parser
+
+
+def _add_viz_parser(sub) -> None:
+    p = sub.add_parser("viz", help="figures that explain a translation (self-similarity heat maps, loss error maps)")
+    vsub = p.add_subparsers(dest="viz_command", required=True)
+    h = vsub.add_parser("heatmap", help="self-similarity maps of query points, source vs translation, per layer")
+    h.add_argument("--source", required=True, help="source image")
+    h.add_argument("--translation", default=None, help="its translation (default: translate with --run's generator)")
+    h.add_argument("--run", default=None, help="use this run's structure loss (and its trained LSeSim heads)")
+    h.add_argument("--points", default=None, help="query points in source pixels, 'x,y;x,y' (default: 3 on the diagonal)")
+    h.add_argument("--layers", default=None, help="comma-separated VGG16 layers (default: the loss's layers)")
+    h.add_argument("--side", type=int, default=160, help="panel width in pixels")
+    e = vsub.add_parser("errormap", help="per-location error of L1, perceptual, PatchNCE, FSeSim, LSeSim between images")
+    e.add_argument("--a", required=True, help="reference image (e.g. the source)")
+    e.add_argument("--b", required=True, nargs="+", help="one or more images compared with --a (one row each)")
+    e.add_argument("--run", default=None, help="use this run's structure loss / LSeSim heads (or a CUT run's PatchNCE)")
+    e.add_argument("--side", type=int, default=128, help="panel width in pixels")
+    for q in (h, e):
+        q.add_argument("--vgg-weights", default="auto", help="without --run: imagenet | auto | random | path "
+                       "(auto: ImageNet if found, else random-init with a note)")
+        q.add_argument("--feature-norm", choices=("auto", "l2", "centered_l2", "tanh"), default="auto",
+                       help="without --run: FSeSim feature normalisation (auto: l2 with ImageNet weights, "
+                       "centered_l2 with random-init VGG16)")
+        q.add_argument("--output", required=True, help="figure file (.png)")
+        q.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -120,7 +157,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     written = translate_paths(args.run, args.input, args.output, overwrite=args.overwrite, batch_size=args.batch_size,
                               device=args.device, direction=args.direction, weights=args.weights,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, samples=args.samples, seed=args.seed,
+                              style_from=args.style_from, tile=args.tile)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 
@@ -142,6 +180,86 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score translations (FID/KID, density/coverage, LPIPS diversity, "
+                       "segmentation accuracy); writes metrics.json and metrics.md")
+    p.add_argument("--real", default=None, help="folder of real target-domain images")
+    p.add_argument("--fake", default=None, help="folder of translations")
+    p.add_argument("--run", default=None, help="a run folder: translate its testA, compare with its testB")
+    p.add_argument("--out", default=None, help="output folder for metrics.json/metrics.md "
+                   "(default: RUN/eval with --run, else ./sesim-eval)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing metrics/translations in --out")
+    p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid, prdc, lpips_diversity, "
+                   "segmentation, sifid, selfsim (default: fid,kid)")
+    p.add_argument("--extractor", default="inception", choices=("inception", "efficientnet-lite0"),
+                   help="features for fid/kid/prdc: inception (standard FID weights, named fid/kid) or "
+                   "efficientnet-lite0 (pip-installed ImageNet weights, named fd_effnet/kd_effnet, not comparable "
+                   "to published FID)")
+    p.add_argument("--inception-weights", default=None, help="path to pt_inception-2015-12-05-6726825d.pth "
+                   "(else $SESIM_INCEPTION_WEIGHTS, else the torch hub cache)")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
+    p.add_argument("--samples-dir", default=None, help="lpips_diversity: files <stem>_s<k>.png, K per input")
+    p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"))
+    p.add_argument("--lpips-weights", default=None, help="LPIPS v0.1 linear layers file (else $SESIM_LPIPS_WEIGHTS, "
+                   "hub cache, or the installed lpips package)")
+    p.add_argument("--lpips-backbone-weights", default=None, help="alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
+    p.add_argument("--segmenter", default=None, help="segmentation: TorchScript file or module:function")
+    p.add_argument("--labels", default=None, help="segmentation: label maps (class ids, 255 ignored)")
+    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--source", default=None, help="selfsim: the inputs the translations were made from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_folders, evaluate_run, write_report
+
+    opts = dict(metrics=args.metrics, extractor=args.extractor, inception_weights=args.inception_weights,
+                kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, k=args.k, seed=args.seed,
+                samples_dir=args.samples_dir, lpips_net=args.lpips_net, lpips_weights=args.lpips_weights,
+                lpips_backbone_weights=args.lpips_backbone_weights, segmenter=args.segmenter, labels=args.labels,
+                num_classes=args.num_classes, source=args.source, device=args.device)
+    if args.run:
+        if args.fake:
+            raise SystemExit("sesim evaluate: give either --run or --fake, not both")
+        out = Path(args.out or Path(args.run) / "eval")
+        if (out / "metrics.json").exists() and not args.overwrite:
+            raise FileExistsError(f"{out / 'metrics.json'} exists; pass --overwrite or choose another --out")
+        report = evaluate_run(args.run, out, overwrite=args.overwrite, real=args.real, **opts)
+    else:
+        fake = args.fake or args.samples_dir  # lpips_diversity alone needs only the samples
+        if not fake:
+            raise SystemExit("sesim evaluate: give --fake DIR (and --real DIR), or --run RUN")
+        out = Path(args.out or "sesim-eval")
+        if (out / "metrics.json").exists() and not args.overwrite:
+            raise FileExistsError(f"{out / 'metrics.json'} exists; pass --overwrite or choose another --out")
+        report = evaluate_folders(args.real, fake, **opts)
+    json_path, md_path = write_report(report, out, overwrite=args.overwrite)
+    for name, entry in report["metrics"].items():
+        value = entry["value"]
+        print(f"{name:28s} {value:.6g}" if isinstance(value, float) else f"{name:28s} {value}")
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from .viz.explain import errormap_command, heatmap_command
+
+    if args.viz_command == "heatmap":
+        path = heatmap_command(args.source, args.output, translation=args.translation, run=args.run,
+                               points=args.points, layers=args.layers, vgg_weights=args.vgg_weights,
+                               feature_norm=args.feature_norm, side=args.side, overwrite=args.overwrite)
+    else:
+        path, maps = errormap_command(args.a, args.b, args.output, run=args.run, vgg_weights=args.vgg_weights,
+                                      feature_norm=args.feature_norm, side=args.side, overwrite=args.overwrite)
+        for b, row in zip(args.b, maps):
+            print(f"{b}: " + ", ".join(f"{m.name} {m.mean:.4f}" for m in row if m is not None))
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_presets(_args: argparse.Namespace) -> int:
     import tomllib
 
@@ -159,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     from .translate import TranslateError
 
     commands = {"train": cmd_train, "translate": cmd_translate, "demo": cmd_demo, "export": cmd_export,
-                "presets": cmd_presets}
+                "evaluate": cmd_evaluate, "presets": cmd_presets, "viz": cmd_viz}
     try:
         return commands[args.command](args)
     except (TrainingError, TranslateError, WeightsNotFoundError, ImageError, EmptyFolderError,

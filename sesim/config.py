@@ -38,17 +38,34 @@ class DataConfig:
     channels: int = _f(3, "image channels: 3 (RGB) or 1 (greyscale model)", choices=(1, 3))
     workers: int = _f(-1, "data-loading worker processes (-1: one per spare CPU core, at most 4)")
     skip_unreadable: bool = _f(False, "drop unreadable image files (with a warning) instead of stopping")
+    # --mode single-image (sesim/data/single_image.py): --dir-a/--dir-b are image files; --size is the patch side
+    zoom_min: float = _f(0.25, "single-image: smallest zoom of the random patches (0.25: a patch covers 4x the pixels)")
+    zoom_max: float = _f(1.0, "single-image: largest zoom of the random patches (1: full resolution)")
 
 
 @dataclass
 class ModelConfig:
+    mode: str = _f("single-modal", "translation mode: single-modal (ResNet G + PatchGAN), multimodal (MUNIT-style "
+                                   "content/style G with AdaIN + multi-scale D), single-image (StyleGAN2-style G/D on "
+                                   "patches of one image pair)", choices=("single-modal", "multimodal", "single-image"))
     ngf: int = _f(64, "generator base channels")
     n_blocks: int = _f(9, "generator residual blocks (9 for 256 px, 6 for smaller images)")
     ndf: int = _f(64, "discriminator base channels")
     n_layers_d: int = _f(3, "PatchGAN conv layers (3 = 70x70 receptive field)")
     norm: str = _f("instance", "normalisation layers of G and D", choices=("instance", "batch", "none"))
+    antialias: bool = _f(False, "blur-pool down/upsampling in G and D instead of strided / transposed convs "
+                                "(the public CUT / F-LSeSim networks)")
     init: str = _f("normal", "weight initialisation", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = _f(0.02, "std / gain of the weight initialisation")
+    # --mode multimodal (sesim/nets/munit.py, sesim/nets/multiscale_d.py); ngf, n_blocks (residual blocks of the
+    # content encoder and of the decoder), ndf and n_layers_d (per scale) are shared with the other modes
+    style_dim: int = _f(8, "multimodal: numbers in a style code (sampled from N(0, I))")
+    mlp_dim: int = _f(256, "multimodal: hidden width of the MLP from style code to AdaIN parameters")
+    # --mode single-image (sesim/nets/stylegan2.py); ngf, ndf and n_blocks are shared with the other modes
+    n_downsampling: int = _f(2, "single-image: downsamplings of the StyleGAN2-style generator")
+    noise_inputs: bool = _f(True, "single-image: noise inputs in the generator's styled convs (training only)")
+    n_scales_d: int = _f(3, "multimodal: scales of the multi-scale discriminator (no normalisation, leaky ReLU, "
+                            "as MUNIT; --norm only affects the other modes)")
 
 
 @dataclass
@@ -79,6 +96,8 @@ class LossConfig:
     lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")
     lambda_gan: float = _f(1.0, "weight of the adversarial loss")
     lambda_identity: float = _f(0.0, "weight of L1(G(b), b) (identity loss)")
+    lambda_style: float = _f(1.0, "multimodal: weight of the style reconstruction L1(E_s(G(a, s)), s); > 0 adds a "
+                                  "style encoder (needed by translate --style-from), 0 trains without one")
     lambda_structure_identity: float = _f(0.0, "weight of the structure loss between b and G(b)")
     gan_mode: str = _f("lsgan", "adversarial loss", choices=("lsgan", "vanilla", "nonsaturating", "hinge"))
     pool_size: int = _f(50, "image pool size for D (0 disables)")
@@ -92,6 +111,13 @@ class LossConfig:
     nce_num_patches: int = _f(256, "CUT: patches sampled per layer")
     nce_mlp_channels: int = _f(256, "CUT: width of the 2-layer MLP projection head")
     flip_equivariance: bool = _f(False, "CUT: randomly flip the input and un-flip the features (FastCUT preset: on)")
+    # --mode single-image (sesim/methods/single_image.py)
+    gradient_penalty: str = _f("r1", "single-image: D regulariser: r1 (zero-centred on real patches, SinCUT / "
+                                     "StyleGAN2), wgangp (one-centred on interpolates, public F-LSeSim sinsc code), none",
+                               choices=("r1", "wgangp", "none"))
+    lambda_gp: float = _f(1.0, "single-image: weight of the gradient penalty (R1 uses lambda / 2 * |grad|^2)")
+    nce_negatives_from_minibatch: bool = _f(False, "single-image SinCUT: PatchNCE negatives from all patches of "
+                                                   "the batch (sincut preset: on)")
 
 
 @dataclass
@@ -115,6 +141,15 @@ class RunConfig:
     sample_every: int = _f(500, "steps between sample grids")
     log_every: int = _f(25, "steps between log lines (jsonl + TensorBoard)")
     num_samples: int = _f(6, "test images shown in each sample grid")
+    precision: str = _f("fp32", "fp32, or bf16: the training step under bfloat16 autocast (weights and optimiser "
+                                "states stay fp32; fp32 is the default because reduced precision is known to "
+                                "destabilise GAN training here)", choices=("fp32", "bf16"))
+    channels_last: bool = _f(False, "networks and batches in channels-last (NHWC) memory order (helps on CUDA)")
+    compile: bool = _f(False, "torch.compile the networks in place (slow first steps; checkpoints unchanged)")
+    compile_backend: str = _f("inductor", "torch.compile backend for --compile (inductor, aot_eager, eager, ...)")
+    eval_every: int = _f(0, "steps between test-set scores (FD/KD of translated testA vs testB with the best "
+                            "available extractor, logged and kept in metrics.json); 0 = off")
+    eval_images: int = _f(200, "at most this many testA/testB images for --eval-every")
 
 
 SECTIONS: dict[str, type] = {

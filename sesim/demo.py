@@ -28,16 +28,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import CONFIG_FILE, STATE_FILE, load_state
+from .checkpoint import CONFIG_FILE, STATE_FILE
 from .config import TrainConfig
 from .data.demo_scenes import CLASSES, load_layouts, load_rgb_folder, make_demo_dataset, render_photo
 from .data.images import tensor_to_pil
-from .methods import build_method
 from .metrics.layout import PixelClassifier, structure_appearance_report
 from .train import resume, train
 from .translate import translate_paths
 from .viz.grid import image_grid
-from .viz.heatmap import overlay, query_map
+from .viz.explain import load_run_method
+from .viz.heatmap import overlay, pair_maps
 from .viz.page import table, write_page
 
 log = logging.getLogger("sesim")
@@ -129,10 +129,7 @@ def _query_point(layout: np.ndarray, stride: int) -> tuple[int, int]:
 
 
 def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> Path:
-    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
-    method = build_method(cfg)
-    method.load_trainable_state_dict(load_state(run_dir / STATE_FILE)["method"])
-    method.eval()
+    method, cfg = load_run_method(run_dir)  # seeded like training, so a random-init VGG16 is the trained-with one
     structure = method.structure
     layer = structure.layers[0]
     inputs = _to_tensor(load_rgb_folder(out / "data" / "testA"))[:n_show]
@@ -142,9 +139,7 @@ def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> 
     rows = []
     for x, y, lay in zip(inputs, fakes, layouts):
         r, c = _query_point(lay, stride)
-        q = {layer: torch.tensor([r * (x.shape[-1] // stride) + c])}
-        hx = query_map(structure.maps(x[None], q)[layer], 0)
-        hy = query_map(structure.maps(y[None], q)[layer], 0)
+        hx, hy = pair_maps(structure, x, y, layer, (r, c))
         lo, hi = float(np.nanmin([hx, hy])), float(np.nanmax([hx, hy]))
         rows.append([tensor_to_pil(x).resize((side, side), Image.NEAREST), tensor_to_pil(y).resize((side, side), Image.NEAREST),
                      overlay(x, hx, size=side, mark=(r, c), vmin=lo, vmax=hi),

@@ -17,8 +17,11 @@ averaging):
 - all ranks share one RNG stream (same seed), so random query locations and pool decisions agree;
 - only rank 0 writes the run folder (config, checkpoints, logs, samples).
 
-Batch statistics are not synchronised: instance norm (the default) has none; with
-``--norm batch`` each rank normalises over its own images.
+Batch statistics: instance norm (the default) has none, so a step of N ranks x batch b equals
+one step of batch N*b. With ``--norm batch`` on CUDA, the BatchNorm layers become
+``SyncBatchNorm`` (statistics over the whole effective batch, :func:`synchronize_batch_norm`);
+PyTorch's SyncBatchNorm does not run on CPU, so CPU ranks normalise over their own images and a
+2-rank step differs from a single-process step there (a warning says so).
 """
 
 from __future__ import annotations
@@ -94,3 +97,26 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def synchronize_batch_norm(module: torch.nn.Module, device: torch.device) -> bool:
+    """Turn ``module``'s BatchNorm layers into SyncBatchNorm when several CUDA ranks train.
+
+    In place for every submodule (the parameters are the same objects, so optimisers built
+    earlier still hold them; state-dict keys are unchanged). Returns whether anything changed.
+    """
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    if not has_bn or not dist.is_initialized() or dist.get_world_size() < 2:
+        return False
+    if device.type != "cuda":
+        import logging
+
+        logging.getLogger("sesim").warning(
+            "--norm batch with several CPU processes: PyTorch's SyncBatchNorm needs CUDA, so each process "
+            "normalises over its own images (batch statistics are not synchronised)")
+        return False
+    for name, child in list(module.named_children()):
+        converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(child)
+        if converted is not child:
+            setattr(module, name, converted)
+    return True

@@ -31,14 +31,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, speedups
 from .checkpoint import (
     CONFIG_FILE, STATE_FILE, generator_file, capture_rng, load_state, restore_rng, save_generator, save_state,
     write_text_atomic,
 )
 from .config import TrainConfig
 from .data.images import list_images, load_image, pil_to_tensor
-from .distributed import DistInfo, broadcast_object, sync_gradients_before_step, teardown
+from .distributed import DistInfo, broadcast_object, sync_gradients_before_step, synchronize_batch_norm, teardown
 from .distributed import setup as setup_distributed
 from .data.unpaired import UnpairedImageDataset, make_loader, preprocess_image, resolve_domain_dirs
 from .methods import Method, NonFiniteLossError, build_method
@@ -144,14 +144,29 @@ class Trainer:
             raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
         if cfg.data.size % 4:
             raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
-        dir_a, dir_b = domain_dirs(cfg)
-        self.dataset = UnpairedImageDataset(
-            dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
-            flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed, skip_unreadable=cfg.data.skip_unreadable,
-        )
-        self.samples = sample_inputs(cfg)
+        if cfg.model.mode == "single-image":  # one image per domain, random zoomed patches
+            from .data.single_image import SingleImageError, single_image_dataset, single_image_samples
+
+            try:
+                self.dataset, self.samples = single_image_dataset(cfg), single_image_samples(cfg)
+            except SingleImageError as err:
+                raise TrainingError(str(err)) from None
+        else:
+            dir_a, dir_b = domain_dirs(cfg)
+            self.dataset = UnpairedImageDataset(
+                dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
+                flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed,
+                skip_unreadable=cfg.data.skip_unreadable,
+            )
+            self.samples = sample_inputs(cfg)
         seed_everything(cfg.run.seed)
         self.method: Method = build_method(cfg).to(self.device)
+        if dist.enabled:
+            synchronize_batch_norm(self.method, self.device)
+        if cfg.run.channels_last:
+            speedups.to_channels_last(self.method)
+        if cfg.run.compile:
+            speedups.compile_networks(self.method, cfg.run.compile_backend)
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, self._factor) for name, opt in self.method.optimizers.items()
         }
@@ -163,6 +178,7 @@ class Trainer:
         if resume:
             self._load()
         self._stop_signal: int | None = None
+        self.scorer = self._make_scorer() if cfg.run.eval_every > 0 and self.main else None
 
     def _factor(self, step: int) -> float:
         return lr_factor(step, self.cfg.run.steps, self.cfg.optim.decay_start)
@@ -217,16 +233,41 @@ class Trainer:
             return
         x = torch.stack(self.samples).to(self.device)
         self.method.eval()
-        y = self.method.translate(x).cpu()
+        titles, columns = self.method.sample_columns(x)  # one "translation" column; one per style code (multimodal)
         self.method.train()
-        grid = image_grid([[a, b] for a, b in zip(x.cpu(), y)], titles=["input", "translation"],
-                          scale=max(1, 128 // self.cfg.data.size))
+        grid = image_grid([[a, *(c[i].cpu() for c in columns)] for i, a in enumerate(x.cpu())],
+                          titles=["input", *titles], scale=max(1, 128 // self.cfg.data.size))
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         path.parent.mkdir(exist_ok=True)
         grid.save(path)
         if writer is not None:
             writer.add_image("samples", np.asarray(grid), self.step, dataformats="HWC")
         write_run_index(self.run_dir, self.cfg.to_dict(), self.last_logs)
+
+    def _make_scorer(self):
+        """Test-set scorer for ``--eval-every`` (see :mod:`sesim.metrics.run_eval`)."""
+        from .metrics.run_eval import TestSetScorer
+
+        try:
+            test_a, test_b = domain_dirs(self.cfg, "test")
+        except (FileNotFoundError, ValueError) as err:
+            raise TrainingError(f"--eval-every needs testA/ and testB/ in --data ({err})") from err
+        return TestSetScorer(test_a, test_b, size=self.cfg.data.size, channels=self.cfg.data.channels,
+                             max_images=self.cfg.run.eval_images, train_dirs=domain_dirs(self.cfg),
+                             seed=self.cfg.run.seed, device=self.device)
+
+    def evaluate(self, writer) -> dict[str, float]:
+        """Score the test set now; log to log.jsonl / TensorBoard and update metrics.json."""
+        from .metrics.run_eval import update_metrics_file
+
+        values = self.scorer.score(self.method)
+        with open(self.run_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": self.step, **{f"eval_{k}": v for k, v in values.items()}}) + "\n")
+        if writer is not None:
+            for k, v in values.items():
+                writer.add_scalar(f"eval/{k}", v, self.step)
+        update_metrics_file(self.run_dir, self.step, values, self.scorer.extractor.description)
+        return values
 
     # -- the loop --------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -252,8 +293,11 @@ class Trainer:
             while self.step < end:
                 batch = next(batches)
                 batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+                if cfg.run.channels_last:
+                    batch = speedups.batch_to_channels_last(batch)
                 try:
-                    losses = self.method.train_step(batch)
+                    with speedups.autocast(self.device, cfg.run.precision):
+                        losses = self.method.train_step(batch)
                 except NonFiniteLossError as err:
                     raise TrainingError(
                         f"step {self.step + 1}: {err}. Nothing was saved from this step; the last checkpoint "
@@ -279,6 +323,8 @@ class Trainer:
                                     {"img/s": f"{ips:.1f}"})
                 if self.step % r.sample_every == 0 or self.step == end:
                     self.write_samples(writer)
+                if self.scorer is not None and (self.step % r.eval_every == 0 or self.step == end):
+                    self.evaluate(writer)
                 if self.step % r.checkpoint_every == 0 or self.step == end:
                     self.save()
                 if self._stop_signal is not None:

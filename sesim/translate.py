@@ -8,6 +8,7 @@ are never overwritten unless asked.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -20,6 +21,8 @@ from .checkpoint import CONFIG_FILE, generator_file, load_generator_weights
 from .config import TrainConfig
 from .data.images import IMAGE_EXTENSIONS, ImageError, list_images, load_image, pil_to_tensor, save_image
 from .methods import build_generator
+from .nets.munit import style_codes
+from .tiled import resolve_tile, translate_tiled
 from .train import resolve_device
 
 
@@ -57,9 +60,16 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
 
 @torch.inference_mode()
-def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 4) -> torch.Tensor:
-    """``(N, C, H, W)`` in [-1, 1], any H and W -> translations of the same shape."""
+def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 4,
+                     tile: int | str | None = None) -> torch.Tensor:
+    """``(N, C, H, W)`` in [-1, 1], any H and W -> translations of the same shape.
+
+    ``tile``: see :func:`sesim.tiled.resolve_tile` (``"auto"`` tiles very large images when the
+    generator allows it; tiled output equals whole-image output)."""
     padded, (h, w) = pad_to_multiple(x, stride)
+    tile_side = resolve_tile(tile, generator, *padded.shape[-2:])
+    if tile_side is not None:
+        return translate_tiled(generator, padded, tile=tile_side, stride=stride)[..., :h, :w]
     min_side = 2 * stride  # the bottleneck (1/stride scale) must be >= 2 px for its reflection padding
     if min(padded.shape[-2:]) < min_side:
         extra_h, extra_w = max(0, min_side - padded.shape[-2]), max(0, min_side - padded.shape[-1])
@@ -92,10 +102,24 @@ def plan_jobs(input_path: Path, output_dir: Path) -> list[Job]:
 
 def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, *,
                     overwrite: bool = False, batch_size: int = 4, device: str = "auto", direction: str = "AtoB",
-                    weights: str | Path | None = None, progress: bool = True) -> list[Path]:
-    """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths."""
+                    weights: str | Path | None = None, progress: bool = True, samples: int = 1, seed: int = 0,
+                    style_from: str | Path | None = None, tile: int | str | None = "auto") -> list[Path]:
+    """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths.
+
+    Multimodal runs only: ``samples`` > 1 writes ``<stem>_s<k>.png`` for k = 0..samples-1, sample
+    k using style code k of ``style_codes(style_dim, samples, seed)`` (the same code for every
+    input; reproducible); ``samples`` = 1 writes ``<stem>.png`` with code 0. ``style_from`` takes
+    the style code from a reference target-domain image (needs a run trained with a style encoder).
+    ``tile``: tiled inference for large images (:func:`sesim.tiled.resolve_tile`).
+    """
     input_path, output_dir = Path(input_path), Path(output_dir)
     jobs = plan_jobs(input_path, output_dir)
+    if samples < 1:
+        raise TranslateError(f"--samples must be >= 1, got {samples}")
+    if samples > 1 and style_from is not None:
+        raise TranslateError("--style-from gives one style: it cannot be combined with --samples > 1")
+    suffixes = [f"_s{k}" for k in range(samples)] if samples > 1 else [""]
+    jobs = [Job(j.source, j.target.with_name(j.target.stem + sfx + ".png")) for j in jobs for sfx in suffixes]
     existing = [j.target for j in jobs if j.target.exists()]
     if existing and not overwrite:
         raise TranslateError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); nothing was written. "
@@ -103,18 +127,55 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     dev = resolve_device(device)
     generator, cfg = load_run_generator(run_dir, weights=weights, direction=direction, device=dev)
     stride = getattr(generator, "stride", 4)
+    styles = style_variants(generator, cfg, samples=samples, seed=seed, style_from=style_from, device=dev)
     written: list[Path] = []
     bar = tqdm(total=len(jobs), disable=not progress, unit="img")
-    for group in _batches_by_size(jobs, cfg.data.channels, batch_size):
+    # with several samples, jobs come in runs of len(suffixes) per input: load each input once
+    firsts = jobs[::len(suffixes)]
+    targets_of = {id(first): [j.target for j in jobs[i * len(suffixes):(i + 1) * len(suffixes)]]
+                  for i, first in enumerate(firsts)}
+    for group in _batches_by_size(firsts, cfg.data.channels, batch_size):
         x = torch.stack([t for _, t in group]).to(dev)
-        y = translate_tensor(generator, x, stride).float().cpu()
-        for (job, _), out in zip(group, y):
-            job.target.parent.mkdir(parents=True, exist_ok=True)
-            save_image(out, job.target)
-            written.append(job.target)
-        bar.update(len(group))
+        for k, style in enumerate(styles):
+            net = generator if style is None else functools.partial(generator, style=style)
+            try:
+                y = translate_tensor(net, x, stride, tile=tile).float().cpu()
+            except ValueError as err:  # a bad --tile request
+                raise TranslateError(str(err)) from None
+            for (job, _), out in zip(group, y):
+                target = targets_of[id(job)][k]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                save_image(out, target)
+                written.append(target)
+            bar.update(len(group))
     bar.close()
     return written
+
+
+def style_variants(generator: torch.nn.Module, cfg: TrainConfig, *, samples: int = 1, seed: int = 0,
+                   style_from: str | Path | None = None, device: torch.device | str = "cpu") -> list[torch.Tensor | None]:
+    """The style codes ``(1, style_dim)`` to translate with, one per output variant; ``[None]`` for
+    single-modal runs (which take no code and accept neither ``samples`` > 1 nor ``style_from``)."""
+    style_dim = getattr(generator, "style_dim", None)
+    if style_dim is None:
+        if samples > 1 or style_from is not None:
+            raise TranslateError(f"--samples and --style-from need a --mode multimodal run; this run's mode is "
+                                 f"{cfg.model.mode!r} (one output per input)")
+        return [None]
+    if style_from is None:
+        return [code[None].to(device) for code in style_codes(style_dim, samples, seed)]
+    if not generator.has_style_encoder:
+        raise TranslateError("--style-from needs a run trained with a style encoder (--lambda-style > 0); this run "
+                             "was trained with --lambda-style 0. Use --samples/--seed for random styles instead")
+    try:
+        ref = pil_to_tensor(load_image(Path(style_from), cfg.data.channels))[None].to(device)
+    except ImageError as err:
+        raise TranslateError(str(err)) from err
+    if min(ref.shape[-2:]) < 32:
+        raise TranslateError(f"--style-from image {style_from} is {tuple(ref.shape[-2:])} px; the style encoder "
+                             "needs at least 32 px per side")
+    with torch.inference_mode():
+        return [generator.encode_style(ref)]
 
 
 def _batches_by_size(jobs: list[Job], channels: int, batch_size: int) -> Iterable[list[tuple[Job, torch.Tensor]]]:

@@ -64,3 +64,25 @@ def test_two_ranks_of_batch_one_equal_one_process_of_batch_two(tiny_dataset, tmp
 
     out = translate_paths(ddp_run, tiny_dataset / "testA", tmp_path / "out", progress=False)
     assert len(out) == 3
+
+
+def test_batch_norm_is_synchronised_only_for_several_cuda_ranks(monkeypatch, caplog):
+    from sesim import distributed
+    from sesim.methods import build_method
+
+    cfg = TrainConfig()
+    cfg.update("model", dict(ngf=4, ndf=4, n_blocks=1, norm="batch"))
+    cfg.update("loss", dict(vgg_weights="random", structure="l1"))
+    method = build_method(cfg)
+    keys, params = list(method.state_dict()), {id(p) for p in method.parameters()}
+    assert not distributed.synchronize_batch_norm(method, torch.device("cuda"))  # no process group
+
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda *a: 2)
+    assert not distributed.synchronize_batch_norm(method, torch.device("cpu"))
+    assert "SyncBatchNorm needs CUDA" in caplog.text
+    assert distributed.synchronize_batch_norm(method, torch.device("cuda"))
+    kinds = {type(m) for m in method.modules()}
+    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
+    # the optimisers built with the method still hold the (same) parameters; checkpoints keep their keys
+    assert {id(p) for p in method.parameters()} == params and list(method.state_dict()) == keys

@@ -124,6 +124,26 @@ def test_contrastive_loss_trains_heads_only_and_decreases():
     assert per_query["relu3_1"].shape == (4, 32)
 
 
+def test_source_features_from_the_head_step_give_the_same_loss():
+    """LSeSim's step reuses the backbone features of the source from the head objective."""
+    loss = make_loss(learned=True, num_queries=16)
+    x, y = scenes(2, size=32, seed=4)
+    y = y.requires_grad_()
+    torch.manual_seed(5)
+    _, feats = loss.contrastive_loss(x, x.flip(3), y.detach(), return_source_features=True)
+    assert set(feats) == set(loss.layers) and all(not f.requires_grad for f in feats.values())
+    torch.manual_seed(6)
+    reused = loss(x, y, source_features=feats)
+    torch.manual_seed(6)
+    fresh = loss(x, y)
+    torch.testing.assert_close(reused, fresh, rtol=1e-5, atol=1e-6)
+    (g_reused,) = torch.autograd.grad(reused, y)
+    (g_fresh,) = torch.autograd.grad(fresh, y)
+    torch.testing.assert_close(g_reused, g_fresh, rtol=1e-4, atol=1e-7)
+    trained = SpatialCorrelativeLoss(weights=None, learned=True, train_backbone=True, num_queries=16)
+    assert trained.contrastive_loss(x, x.flip(3), return_source_features=True)[1] is None  # would be stale
+
+
 def test_contrastive_loss_needs_heads():
     with pytest.raises(RuntimeError, match="learned=True"):
         make_loss().contrastive_loss(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))

@@ -231,7 +231,9 @@ class SpatialCorrelativeLoss(nn.Module):
         FSeSim: the extractor's activations. LSeSim: those passed through the heads, which get
         gradients only when ``train_heads`` is true.
         """
-        feats = self.extractor(images)
+        return self._through_heads(self.extractor(images), train_heads=train_heads)
+
+    def _through_heads(self, feats: Mapping[str, torch.Tensor], *, train_heads: bool = False) -> dict[str, torch.Tensor]:
         if self.heads is None:
             return {name: feats[name] for name in self.layers}
         return {name: self.heads[name](feats[name], frozen=not train_heads) for name in self.layers}
@@ -246,7 +248,10 @@ class SpatialCorrelativeLoss(nn.Module):
         return queries, self._keys(queries, height, width)
 
     def _maps(self, f: torch.Tensor, queries: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
-        return self_similarity(f, queries, window, norm=self.norm, tanh_scale=self.tanh_scale)
+        # Maps and their distances in float32 even under autocast: the loss compares cosines that
+        # differ by ~1e-3, below bfloat16's resolution (the features themselves may be bfloat16).
+        with torch.autocast(f.device.type, enabled=False):
+            return self_similarity(f.float(), queries, window, norm=self.norm, tanh_scale=self.tanh_scale)
 
     def maps(
         self,
@@ -274,13 +279,17 @@ class SpatialCorrelativeLoss(nn.Module):
         return out
 
     # -- the generator's loss (Eq. 2) --------------------------------------------------------
-    def forward(self, x: torch.Tensor, y: torch.Tensor, *, return_details: bool = False):
+    def forward(self, x: torch.Tensor, y: torch.Tensor, *, return_details: bool = False,
+                source_features: Mapping[str, torch.Tensor] | None = None):
         """Structure distance between source ``x`` and translation ``y``.
 
         Args:
             x: ``(N, C, H, W)`` source images in [-1, 1] (no gradient is computed for them).
             y: ``(N, C, H, W)`` translations in [-1, 1], same shape as ``x``.
             return_details: return a :class:`SeSimOutput` instead of the scalar.
+            source_features: the feature extractor's activations of ``x`` (``layer -> (N, C, H_l,
+                W_l)``) when the caller already has them, e.g. from :meth:`contrastive_loss` with
+                ``return_source_features=True`` in the same step; they are not recomputed.
 
         Returns:
             Scalar: the mean over layers of the mean per-query distance (not multiplied by
@@ -289,7 +298,7 @@ class SpatialCorrelativeLoss(nn.Module):
         if x.shape != y.shape:
             raise ValueError(f"source and translation shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
         with torch.no_grad():
-            fx = self.structure_features(x)
+            fx = self.structure_features(x) if source_features is None else self._through_heads(source_features)
         with _frozen(self.extractor):
             fy = self.structure_features(y)
         out = SeSimOutput(loss=y.new_zeros(()))
@@ -298,7 +307,8 @@ class SpatialCorrelativeLoss(nn.Module):
             queries, window = self._locations(h, w, y.device)
             sx = self._maps(fx[name], queries, window)
             sy = self._maps(fy[name], queries, window)
-            dist = map_distance(sx, sy, self.distance, mask_keep=self.mask_keep, mask_from=self.mask_from)
+            with torch.autocast(sy.device.type, enabled=False):
+                dist = map_distance(sx, sy, self.distance, mask_keep=self.mask_keep, mask_from=self.mask_from)
             out.loss = out.loss + dist.mean() / len(self.layers)
             if return_details:
                 out.per_query[name] = dist
@@ -314,6 +324,7 @@ class SpatialCorrelativeLoss(nn.Module):
         other: torch.Tensor | None = None,
         *,
         return_per_query: bool = False,
+        return_source_features: bool = False,
     ):
         """Patch-wise InfoNCE that trains the structure heads (only they receive gradients).
 
@@ -321,9 +332,13 @@ class SpatialCorrelativeLoss(nn.Module):
             x: ``(N, C, H, W)`` images in [-1, 1].
             x_aug: the same images after a structure-preserving augmentation (colour jitter...).
             other: ``(N, C, H, W)`` different images whose maps serve as extra negatives, or None.
+            return_source_features: also return the extractor's activations of ``x`` (detached),
+                for :meth:`forward`'s ``source_features`` in the same step; ``None`` when the
+                backbone is trained (this step changes it, so they would be stale).
 
         Returns:
-            Scalar mean InfoNCE over layers, or ``layer -> (N, N_s)`` per-query losses.
+            Scalar mean InfoNCE over layers, or ``layer -> (N, N_s)`` per-query losses; with
+            ``return_source_features``, a pair ``(that, features or None)``.
         """
         if self.heads is None:
             raise RuntimeError("contrastive_loss needs learned structure heads: SpatialCorrelativeLoss(learned=True)")
@@ -341,8 +356,13 @@ class SpatialCorrelativeLoss(nn.Module):
             queries, window = self._locations(h, w, f.device)
             maps = self._maps(f, queries, window)
             m_other = maps[2 * n:] if other is not None else None
-            loss = patch_infonce(maps[:n], maps[n:2 * n], m_other, temperature=self.temperature,
-                                 positive_vs_other=self.positive_vs_other)
+            with torch.autocast(maps.device.type, enabled=False):
+                loss = patch_infonce(maps[:n], maps[n:2 * n], m_other, temperature=self.temperature,
+                                     positive_vs_other=self.positive_vs_other)
             per_query[name] = loss
             total = total + loss.mean() / len(self.layers)
-        return per_query if return_per_query else total
+        result = per_query if return_per_query else total
+        if not return_source_features:
+            return result
+        source = None if self.train_backbone else {name: feats[name][:n].detach() for name in self.layers}
+        return result, source

@@ -12,6 +12,18 @@ METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod, "cyclegan": CycleGANMe
 def build_method(cfg: TrainConfig) -> Method:
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
+    if cfg.model.mode == "multimodal":  # --mode multimodal: MUNIT-style G + multi-scale D
+        if cfg.method != "sesim":
+            raise ValueError(f"--mode multimodal trains the sesim method only, not {cfg.method!r}")
+        from .multimodal import MultimodalMethod
+
+        return MultimodalMethod(cfg)
+    if cfg.model.mode == "single-image":  # --mode single-image: StyleGAN2-style G/D on patches of one image pair
+        from .single_image import SingleImageSeSimMethod, SinCUTMethod
+
+        if cfg.method not in ("sesim", "cut"):
+            raise ValueError(f"--mode single-image trains the sesim or cut (SinCUT) method, not {cfg.method!r}")
+        return SingleImageSeSimMethod(cfg) if cfg.method == "sesim" else SinCUTMethod(cfg)
     if cfg.method == "sesim" and cfg.loss.structure == "patchnce":
         return CUTMethod(patchnce_content_config(cfg))
     return METHODS[cfg.method](cfg)

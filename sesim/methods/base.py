@@ -56,6 +56,12 @@ class Method(nn.Module):
         """``(N, C, H, W)`` source images in [-1, 1] -> translations, same shape and range."""
         return self.generators()[direction](images)
 
+    @torch.no_grad()
+    def sample_columns(self, images: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
+        """What the training loop's sample grids show next to each input: column titles and, per
+        column, ``(N, C, H, W)`` images in [-1, 1]. Default: one column, :meth:`translate`."""
+        return ["translation"], [self.translate(images)]
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """``state_dict()`` without the fixed modules listed in :attr:`frozen_prefixes`."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_prefixes)}

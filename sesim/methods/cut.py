@@ -60,11 +60,10 @@ from ..config import TrainConfig
 from ..losses.gan import GANLoss
 from ..losses.patchnce import PatchSampleMLP, patch_nce_loss
 from ..nets.init import init_weights
-from ..nets.patchgan import PatchDiscriminator
 from ..nets.resnet_generator import ResnetGenerator
 from .base import Method, checked
 from .image_pool import ImagePool
-from .sesim import build_generator
+from .sesim import build_discriminator, build_generator
 
 __all__ = ["CUTMethod"]
 
@@ -88,7 +87,7 @@ class CUTMethod(Method):
         m, lc, o = cfg.model, cfg.loss, cfg.optim
         self.cfg = cfg
         self.G: ResnetGenerator = init_weights(build_generator(cfg), m.init, m.init_gain)
-        self.D = init_weights(PatchDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.norm), m.init, m.init_gain)
+        self.D = init_weights(build_discriminator(cfg), m.init, m.init_gain)
         self.nce_layers = list(dict.fromkeys(lc.nce_layers))
         valid = self.G.layer_names()
         unknown = [name for name in self.nce_layers if name not in valid]

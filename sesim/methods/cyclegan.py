@@ -40,11 +40,10 @@ from torch import Tensor
 from ..config import TrainConfig
 from ..losses.gan import GANLoss
 from ..nets.init import init_weights
-from ..nets.patchgan import PatchDiscriminator
 from ..nets.resnet_generator import ResnetGenerator
 from .base import Method, checked
 from .image_pool import ImagePool
-from .sesim import build_generator
+from .sesim import build_discriminator, build_generator
 
 
 class CycleGANMethod(Method):
@@ -56,8 +55,8 @@ class CycleGANMethod(Method):
         self.cfg = cfg
         self.G_A = init_weights(build_generator(cfg), m.init, m.init_gain)  # A -> B
         self.G_B = init_weights(build_generator(cfg), m.init, m.init_gain)  # B -> A
-        self.D_A = init_weights(PatchDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.norm), m.init, m.init_gain)
-        self.D_B = init_weights(PatchDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.norm), m.init, m.init_gain)
+        self.D_A = init_weights(build_discriminator(cfg), m.init, m.init_gain)
+        self.D_B = init_weights(build_discriminator(cfg), m.init, m.init_gain)
         self.gan = GANLoss(lc.gan_mode)
         self.pool_A = ImagePool(lc.pool_size)  # fakes of domain B, for D_A
         self.pool_B = ImagePool(lc.pool_size)  # fakes of domain A, for D_B

@@ -34,10 +34,24 @@ from .base import Method, checked
 from .image_pool import ImagePool
 
 
-def build_generator(cfg: TrainConfig) -> ResnetGenerator:
+def build_generator(cfg: TrainConfig) -> torch.nn.Module:
     """The translation network of a run, as ``sesim translate`` rebuilds it from ``config.json``."""
+    if cfg.model.mode == "multimodal":  # MUNIT-style content/style generator (sesim/methods/multimodal.py)
+        from .multimodal import build_multimodal_generator
+
+        return build_multimodal_generator(cfg)
+    if cfg.model.mode == "single-image":  # StyleGAN2-style generator (sesim/methods/single_image.py)
+        from .single_image import build_single_image_generator
+
+        return build_single_image_generator(cfg)
     m, c = cfg.model, cfg.data.channels
-    return ResnetGenerator(c, c, ngf=m.ngf, n_blocks=m.n_blocks, norm=m.norm)
+    return ResnetGenerator(c, c, ngf=m.ngf, n_blocks=m.n_blocks, norm=m.norm, antialias=m.antialias)
+
+
+def build_discriminator(cfg: TrainConfig) -> PatchDiscriminator:
+    """The PatchGAN of the single-modal methods (sesim, CUT, CycleGAN), from ``cfg.model``."""
+    m = cfg.model
+    return PatchDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.norm, antialias=m.antialias)
 
 
 def build_structure_loss(cfg: TrainConfig) -> torch.nn.Module:
@@ -71,7 +85,7 @@ class SeSimMethod(Method):
         m, lc, o = cfg.model, cfg.loss, cfg.optim
         self.cfg = cfg
         self.G = init_weights(build_generator(cfg), m.init, m.init_gain)
-        self.D = init_weights(PatchDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.norm), m.init, m.init_gain)
+        self.D = init_weights(build_discriminator(cfg), m.init, m.init_gain)
         self.structure = build_structure_loss(cfg)
         self.gan = GANLoss(lc.gan_mode)
         self.pool = ImagePool(lc.pool_size)
@@ -90,11 +104,13 @@ class SeSimMethod(Method):
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim): learn maps that match under appearance changes
+        source_features = None  # the fixed backbone's features of real_a, reused in step 3
         if self.learned:
             opt = self.optimizers["head"]
             opt.zero_grad(set_to_none=True)
             other = real_b.flip(2, 3)
-            loss_head = self.structure.contrastive_loss(real_a, structure_preserving_augment(real_a, lc.augment), other)
+            loss_head, source_features = self.structure.contrastive_loss(
+                real_a, structure_preserving_augment(real_a, lc.augment), other, return_source_features=True)
             if lc.head_on_translation:
                 with torch.no_grad():
                     fake = self.G(real_a)
@@ -118,7 +134,8 @@ class SeSimMethod(Method):
         opt = self.optimizers["G"]
         opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
-        loss_structure = self.structure(real_a, fake_b)
+        loss_structure = (self.structure(real_a, fake_b, source_features=source_features) if source_features
+                          else self.structure(real_a, fake_b))
         loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
         if lc.lambda_identity > 0 or lc.lambda_structure_identity > 0:
             idt_b = self.G(real_b)

@@ -26,6 +26,8 @@ __all__ = [
     "PixelClassifier",
     "pixel_accuracy",
     "mean_iou",
+    "confusion_matrix",
+    "segmentation_scores",
     "appearance_distance",
     "structure_appearance_report",
 ]
@@ -202,14 +204,66 @@ class PixelClassifier:
 
 
 # ----------------------------------------------------------------------------- scores
-def pixel_accuracy(pred, true) -> float:
-    """Fraction of pixels whose predicted class equals the true class."""
+def pixel_accuracy(pred, true, *, ignore_index: int | None = None) -> float:
+    """Fraction of pixels whose predicted class equals the true class (pixels whose true label is
+    ``ignore_index`` are left out)."""
     p, t = np.asarray(pred), np.asarray(true)
     if p.shape != t.shape:
         raise ValueError(f"shape mismatch: {p.shape} vs {t.shape}")
+    if ignore_index is not None:
+        keep = t != ignore_index
+        p, t = p[keep], t[keep]
     if p.size == 0:
-        raise ValueError("empty arrays")
+        raise ValueError("empty arrays (or every pixel ignored)")
     return float((p == t).mean())
+
+
+def confusion_matrix(pred, true, num_classes: int, *, ignore_index: int | None = 255) -> np.ndarray:
+    """``(K, K + 1)`` int64 counts: row = true class, column = predicted class, the last column
+    counts predictions outside ``0..K-1`` (always wrong). Pixels whose true label is
+    ``ignore_index`` or outside ``0..K-1`` are not counted (Cityscapes: 255 = void)."""
+    p = np.asarray(pred).astype(np.int64).ravel()
+    t = np.asarray(true).astype(np.int64).ravel()
+    if p.shape != t.shape:
+        raise ValueError(f"shape mismatch: {np.shape(pred)} vs {np.shape(true)}")
+    k = int(num_classes)
+    keep = (t >= 0) & (t < k)
+    if ignore_index is not None:
+        keep &= t != ignore_index
+    p, t = p[keep], t[keep]
+    p = np.where((p >= 0) & (p < k), p, k)
+    return np.bincount(t * (k + 1) + p, minlength=k * (k + 1)).reshape(k, k + 1)
+
+
+def segmentation_scores(conf: np.ndarray) -> dict[str, float]:
+    """FCN-score style numbers from a :func:`confusion_matrix` ``(K, K + 1)``.
+
+    ``pixel_accuracy`` = correct / counted pixels; ``mean_class_accuracy`` = mean over classes
+    present in the labels of correct / labelled-as-that-class; ``mean_iou`` = mean over classes
+    present in labels or predictions of ``TP / (TP + FP + FN)``. Also ``class_iou`` (list, NaN for
+    classes absent from both) and ``pixels`` (number counted).
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    k = conf.shape[0]
+    if conf.ndim != 2 or conf.shape[1] != k + 1:
+        raise ValueError(f"expected a (K, K+1) confusion matrix, got {conf.shape}")
+    total = conf.sum()
+    if total == 0:
+        raise ValueError("no labelled pixels (every pixel ignored?)")
+    tp = np.diag(conf[:, :k])
+    gt = conf.sum(1)
+    predicted = conf[:, :k].sum(0)
+    union = gt + predicted - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        class_acc = np.where(gt > 0, tp / gt, np.nan)
+        iou = np.where(union > 0, tp / union, np.nan)
+    return {
+        "pixel_accuracy": float(tp.sum() / total),
+        "mean_class_accuracy": float(np.nanmean(class_acc)),
+        "mean_iou": float(np.nanmean(iou)),
+        "class_iou": [None if np.isnan(v) else float(v) for v in iou],
+        "pixels": int(total),
+    }
 
 
 def mean_iou(pred, true, num_classes: int) -> float:

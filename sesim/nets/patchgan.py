@@ -10,6 +10,8 @@ With ``n_layers=3`` every output logit sees a 70x70 patch of the input ("70x70 P
     head        conv4x4 s1 p1 -> 1 channel (raw logits, no sigmoid)
 
 Sub-layers are named ``conv``, ``norm``, ``act`` (e.g. ``disc.down2.norm``, ``disc.head.conv``).
+With ``antialias=True`` (the public CUT / F-LSeSim D) each stride-2 conv becomes a stride-1 conv
+followed by ``blur`` (:class:`~sesim.nets.blur.BlurDownsample`) after the activation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from sesim.nets.blur import BlurDownsample
 from sesim.nets.resnet_generator import NORMS, make_norm
 
 __all__ = ["PatchDiscriminator"]
@@ -42,7 +45,8 @@ class PatchDiscriminator(nn.Module):
     With the defaults (ndf=64, n_layers=3, instance norm) the network has 2,764,737 parameters.
     """
 
-    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
+                 antialias: bool = False) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
@@ -52,54 +56,66 @@ class PatchDiscriminator(nn.Module):
         self.ndf = ndf
         self.n_layers = n_layers
         self.norm = norm
+        self.antialias = antialias
         bias = norm != "batch"
 
-        self.stem = self._block(in_channels, ndf, stride=2, norm=None, bias=True)
+        self.stem = self._block(in_channels, ndf, stride=2, norm=None, bias=True, antialias=antialias)
         cin = ndf
         for n in range(1, n_layers):
             cout = ndf * min(2**n, 8)
-            self.add_module(f"down{n}", self._block(cin, cout, stride=2, norm=norm, bias=bias))
+            self.add_module(f"down{n}", self._block(cin, cout, stride=2, norm=norm, bias=bias,
+                                                                 antialias=antialias))
             cin = cout
         cout = ndf * min(2**n_layers, 8)
         self.conv_s1 = self._block(cin, cout, stride=1, norm=norm, bias=bias)
         self.head = nn.Sequential(OrderedDict([("conv", nn.Conv2d(cout, 1, 4, stride=1, padding=1))]))
 
     @staticmethod
-    def _block(cin: int, cout: int, stride: int, norm: str | None, bias: bool) -> nn.Sequential:
-        layers: list[tuple[str, nn.Module]] = [("conv", nn.Conv2d(cin, cout, 4, stride=stride, padding=1, bias=bias))]
+    def _block(cin: int, cout: int, stride: int, norm: str | None, bias: bool, antialias: bool = False) -> nn.Sequential:
+        blur = antialias and stride == 2
+        conv_stride = 1 if blur else stride
+        layers: list[tuple[str, nn.Module]] = [("conv", nn.Conv2d(cin, cout, 4, stride=conv_stride, padding=1, bias=bias))]
         if norm is not None:
             layers.append(("norm", make_norm(norm, cout)))
         layers.append(("act", nn.LeakyReLU(0.2, inplace=True)))
+        if blur:
+            layers.append(("blur", BlurDownsample(cout)))
         return nn.Sequential(OrderedDict(layers))
 
     def layer_names(self) -> list[str]:
         """Top-level layer names in forward order: ``stem``, ``down1`` .. ``down{n_layers-1}``, ``conv_s1``, ``head``."""
         return ["stem", *(f"down{n}" for n in range(1, self.n_layers)), "conv_s1", "head"]
 
-    def _convs(self) -> list[nn.Conv2d]:
-        """All Conv2d layers in forward order."""
-        return [m for name in self.layer_names() for m in getattr(self, name).modules() if isinstance(m, nn.Conv2d)]
+    def _windows(self) -> list[tuple[int, int, int]]:
+        """(kernel, stride, padding) of every spatial window (convs and blur-pools) in forward order."""
+        out = []
+        for name in self.layer_names():
+            for m in getattr(self, name).modules():
+                if isinstance(m, nn.Conv2d):
+                    assert m.dilation == (1, 1) and m.kernel_size[0] == m.kernel_size[1]
+                    out.append((m.kernel_size[0], m.stride[0], m.padding[0]))
+                elif isinstance(m, BlurDownsample):
+                    out.append((3, 2, 1))
+        return out
 
     def receptive_field(self) -> int:
-        """Side length (px) of the input patch seen by one output logit, computed from the conv stack.
+        """Side length (px) of the input patch seen by one output logit, computed from the layer stack.
 
-        Walking backwards from one output pixel, each conv with kernel k, stride s and dilation d
-        maps a receptive field r to ``(r - 1) * s + d * (k - 1) + 1``. Gives 70 for n_layers=3
-        (34 for 2, 142 for 4).
+        Walking backwards from one output pixel, each window with kernel k and stride s maps a
+        receptive field r to ``(r - 1) * s + k``. Gives 70 for n_layers=3 (34 for 2, 142 for 4);
+        the anti-aliased variant sees more (its blur widens every stride-2 step).
         """
         r = 1
-        for conv in reversed(self._convs()):
-            k, s, d = conv.kernel_size[0], conv.stride[0], conv.dilation[0]
-            r = (r - 1) * s + d * (k - 1) + 1
+        for k, s, _ in reversed(self._windows()):
+            r = (r - 1) * s + k
         return r
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Spatial size (H', W') of the logit map for an (H, W) input (may be <= 0 if too small)."""
         h, w = height, width
-        for conv in self._convs():
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-            h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-            w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        for k, s, p in self._windows():
+            h = (h + 2 * p - k) // s + 1
+            w = (w + 2 * p - k) // s + 1
         return h, w
 
     def forward(self, x: Tensor) -> Tensor:

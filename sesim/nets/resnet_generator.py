@@ -12,6 +12,11 @@ Tasks", CVPR 2021)::
     up2     convT3x3 stride 2 (ngf), norm, ReLU                     H   x W
     to_rgb  reflection-pad 3, conv7x7 (out_channels), tanh          H   x W
 
+With ``antialias=True`` (the public CUT / F-LSeSim generator) the resampling layers become
+``down*``: conv3x3 stride 1, norm, ReLU, ``blur`` (:class:`~sesim.nets.blur.BlurDownsample`) and
+``up*``: ``blur`` (:class:`~sesim.nets.blur.BlurUpsample`), conv3x3 stride 1, norm, ReLU; shapes
+and layer names of the stages are unchanged.
+
 Every layer is reachable by name (``gen.stem.conv``, ``gen.blocks.block3``,
 ``gen.up2.norm`` ...); nothing needs to be addressed by integer index.
 """
@@ -22,6 +27,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from torch import Tensor, nn
+
+from .blur import BlurDownsample, BlurUpsample
 
 __all__ = ["ResnetBlock", "ResnetGenerator", "make_norm", "NORMS", "PADDINGS"]
 
@@ -102,6 +109,8 @@ class ResnetGenerator(nn.Module):
         padding: padding of the stride-1 convolutions (stem, residual blocks, to_rgb):
             ``"reflect"`` (default), ``"replicate"`` or ``"zero"``. The stride-2 downsampling convs
             always zero-pad by 1, as in CycleGAN.
+        antialias: blur-pool downsampling and blur upsampling instead of strided and transposed
+            convolutions (see the module docstring); same parameter count.
 
     Input: (N, in_channels, H, W), nominally in [-1, 1]. H and W must be multiples of
     :attr:`stride` (= 4) so that the two stride-2 downsamplings are exactly undone by the two
@@ -125,6 +134,7 @@ class ResnetGenerator(nn.Module):
         n_blocks: int = 9,
         norm: str = "instance",
         padding: str = "reflect",
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if norm not in NORMS:
@@ -139,6 +149,7 @@ class ResnetGenerator(nn.Module):
         self.n_blocks = n_blocks
         self.norm = norm
         self.padding = padding
+        self.antialias = antialias
         bias = _uses_bias(norm)
 
         # Stem: 7x7 conv at full resolution.
@@ -149,43 +160,38 @@ class ResnetGenerator(nn.Module):
             )
         )
         # Two stride-2 downsamplings.
-        self.down1 = self._down(ngf, ngf * 2, norm, bias)
-        self.down2 = self._down(ngf * 2, ngf * 4, norm, bias)
+        self.down1 = self._down(ngf, ngf * 2, norm, bias, antialias)
+        self.down2 = self._down(ngf * 2, ngf * 4, norm, bias, antialias)
         # Residual bottleneck.
         self.blocks = nn.Sequential(
             OrderedDict((f"block{i}", ResnetBlock(ngf * 4, norm, padding)) for i in range(1, n_blocks + 1))
         )
         # Two stride-2 upsamplings (exact x2: k3, s2, p1, output_padding 1).
-        self.up1 = self._up(ngf * 4, ngf * 2, norm, bias)
-        self.up2 = self._up(ngf * 2, ngf, norm, bias)
+        self.up1 = self._up(ngf * 4, ngf * 2, norm, bias, antialias)
+        self.up2 = self._up(ngf * 2, ngf, norm, bias, antialias)
         # Back to image space. CycleGAN keeps the bias here regardless of the norm.
         self.to_rgb = nn.Sequential(
             OrderedDict(_padded_conv(ngf, out_channels, 7, padding, True) + [("tanh", nn.Tanh())])
         )
 
     @staticmethod
-    def _down(cin: int, cout: int, norm: str, bias: bool) -> nn.Sequential:
-        return nn.Sequential(
-            OrderedDict(
-                [
-                    ("conv", nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=bias)),
-                    ("norm", make_norm(norm, cout)),
-                    ("relu", nn.ReLU(inplace=True)),
-                ]
-            )
-        )
+    def _down(cin: int, cout: int, norm: str, bias: bool, antialias: bool = False) -> nn.Sequential:
+        if antialias:
+            layers = [("conv", nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=bias)), ("norm", make_norm(norm, cout)),
+                      ("relu", nn.ReLU(inplace=True)), ("blur", BlurDownsample(cout))]
+        else:
+            layers = [("conv", nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=bias)), ("norm", make_norm(norm, cout)),
+                      ("relu", nn.ReLU(inplace=True))]
+        return nn.Sequential(OrderedDict(layers))
 
     @staticmethod
-    def _up(cin: int, cout: int, norm: str, bias: bool) -> nn.Sequential:
-        return nn.Sequential(
-            OrderedDict(
-                [
-                    ("conv", nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias)),
-                    ("norm", make_norm(norm, cout)),
-                    ("relu", nn.ReLU(inplace=True)),
-                ]
-            )
-        )
+    def _up(cin: int, cout: int, norm: str, bias: bool, antialias: bool = False) -> nn.Sequential:
+        if antialias:
+            layers = [("blur", BlurUpsample(cin)), ("conv", nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=bias))]
+        else:
+            layers = [("conv", nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias))]
+        layers += [("norm", make_norm(norm, cout)), ("relu", nn.ReLU(inplace=True))]
+        return nn.Sequential(OrderedDict(layers))
 
     # ------------------------------------------------------------------ layers
     def layer_names(self) -> list[str]:

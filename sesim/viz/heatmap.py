@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..data.images import tensor_to_pil
-from ..losses.spatial import LayerMaps
+from ..losses.spatial import LayerMaps, SpatialCorrelativeLoss
 
 # A perceptually ordered dark-blue -> teal -> yellow ramp (control points, linearly interpolated).
 _RAMP = np.array([[48, 18, 59], [65, 69, 171], [57, 129, 227], [30, 188, 190],
@@ -33,6 +35,12 @@ def query_map(layer: LayerMaps, query: int, image_index: int = 0) -> np.ndarray:
     positions = torch.arange(layer.height * layer.width) if layer.window is None else layer.window[query].cpu()
     full[positions] = values
     return full.view(layer.height, layer.width).numpy()
+
+
+def panel(image: torch.Tensor, size: int) -> Image.Image:
+    """``(C, H, W)`` image in [-1, 1] as an RGB picture ``size`` pixels wide (bicubic, like :func:`overlay`)."""
+    base = tensor_to_pil(image).convert("RGB")
+    return base.resize((size, round(size * base.height / base.width)), Image.BICUBIC)
 
 
 def overlay(image: torch.Tensor, heat: np.ndarray, *, alpha: float = 0.6, size: int | None = None,
@@ -66,3 +74,99 @@ def overlay(image: torch.Tensor, heat: np.ndarray, *, alpha: float = 0.6, size: 
         cy, cx, rad = (r + 0.5) * sy, (c + 0.5) * sx, max(3.0, 0.6 * max(sx, sy))
         ImageDraw.Draw(result).ellipse((cx - rad, cy - rad, cx + rad, cy + rad), outline=(255, 255, 255), width=2)
     return result
+
+
+def feature_position(point: tuple[int, int], image_hw: tuple[int, int], feature_hw: tuple[int, int]) -> tuple[int, int]:
+    """Feature-map ``(row, col)`` covering image pixel ``point = (x, y)`` (x = column, y = row).
+
+    Raises ``ValueError`` if the point lies outside the ``image_hw = (H, W)`` image.
+    """
+    x, y = point
+    (h_img, w_img), (h, w) = image_hw, feature_hw
+    if not (0 <= x < w_img and 0 <= y < h_img):
+        raise ValueError(f"point x={x}, y={y} lies outside the {w_img}x{h_img} image")
+    return min(h - 1, y * h // h_img), min(w - 1, x * w // w_img)
+
+
+def pair_maps(structure: SpatialCorrelativeLoss, source: torch.Tensor, translation: torch.Tensor, layer: str,
+              position: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Self-similarity maps of one query, for a source and its translation.
+
+    Args:
+        structure: the loss whose features (VGG16, or its LSeSim heads) and window size are used.
+        source, translation: ``(C, H, W)`` images in [-1, 1], same shape.
+        layer: one of ``structure.layers``.
+        position: ``(row, col)`` of the query in that layer's feature map.
+
+    Returns:
+        Two ``(h, w)`` arrays (``h x w`` = the layer's feature map), NaN outside the query's window.
+    """
+    if source.shape != translation.shape:
+        raise ValueError(f"source and translation shapes differ: {tuple(source.shape)} vs {tuple(translation.shape)}")
+    batch = torch.stack([source, translation])
+    h, w = structure.structure_features(batch[:1])[layer].shape[-2:]
+    r, c = position
+    maps = structure.maps(batch, {layer: torch.tensor([r * w + c])})[layer]
+    return query_map(maps, 0, 0), query_map(maps, 0, 1)
+
+
+def heatmap_figure(
+    structure: SpatialCorrelativeLoss | Mapping[str, SpatialCorrelativeLoss],
+    source: torch.Tensor,
+    translation: torch.Tensor,
+    points: Sequence[tuple[int, int]],
+    layers: Sequence[str] | None = None,
+    *,
+    side: int = 160,
+    title: str | None = None,
+) -> Image.Image:
+    """Paper Fig. 1/3: one row per query point (and per structure loss); columns: source,
+    translation, then for every layer the query's self-similarity map over the source and over the
+    translation (same colour scale within a pair; dark blue = low, dark red = high; white ring =
+    the query). Captions give the pair's value range and the cosine between the two maps.
+
+    Args:
+        structure: the loss whose maps are drawn, or ``{name: loss}`` to draw several (e.g.
+            ``{"LSeSim": run_loss, "FSeSim": same_features_without_heads}``), one row each per point.
+        source, translation: ``(C, H, W)`` in [-1, 1], same shape.
+        points: query points ``(x, y)`` in source pixels.
+        layers: layers every loss uses (default: the first loss's layers).
+        side: width of every panel in pixels.
+    """
+    from .grid import figure_grid
+
+    variants = dict(structure) if isinstance(structure, Mapping) else {"": structure}
+    first = next(iter(variants.values()))
+    layers = tuple(layers or first.layers)
+    for loss in variants.values():
+        unknown = [name for name in layers if name not in loss.layers]
+        if unknown:
+            raise ValueError(f"layer(s) {unknown} not in the structure loss's layers {list(loss.layers)}")
+    if not points:
+        raise ValueError("give at least one query point")
+    image_hw = tuple(source.shape[-2:])
+    rows, captions = [], []
+    for x, y in points:
+        for name, loss in variants.items():
+            feats = loss.structure_features(source[None])
+            row = [panel(source, side), panel(translation, side)]
+            cap = [f"query x={x}, y={y}", f"{name} maps:" if name else ""]
+            for layer in layers:
+                pos = feature_position((x, y), image_hw, tuple(feats[layer].shape[-2:]))
+                hs, ht = pair_maps(loss, source, translation, layer, pos)
+                lo, hi = float(np.nanmin([hs, ht])), float(np.nanmax([hs, ht]))
+                row += [overlay(source, hs, size=side, mark=pos, vmin=lo, vmax=hi),
+                        overlay(translation, ht, size=side, mark=pos, vmin=lo, vmax=hi)]
+                cap += [f"range {lo:.2f}..{hi:.2f}", f"cos(maps) = {_nan_cosine(hs, ht):.2f}"]
+            rows.append(row)
+            captions.append(cap)
+    titles = ["source", "translation"] + [f"{layer}: {side_name}" for layer in layers
+                                          for side_name in ("source map", "translation map")]
+    return figure_grid(rows, column_titles=titles, captions=captions, title=title)
+
+
+def _nan_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two maps over their finite entries (what FSeSim's distance is 1 minus)."""
+    keep = np.isfinite(a) & np.isfinite(b)
+    u, v = a[keep].astype(np.float64), b[keep].astype(np.float64)
+    return float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-12))

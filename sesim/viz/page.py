@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from pathlib import Path
 from typing import Any, Sequence
+
+log = logging.getLogger("sesim")
 
 
 def _esc(x: Any) -> str:
@@ -34,16 +37,38 @@ def write_page(path: str | Path, title: str, body: str) -> None:
 
 
 def write_run_index(run_dir: str | Path, config: dict[str, Any], last_logs: dict[str, Any] | None) -> None:
-    """``index.html`` of a run: latest losses, sample grids newest first, the resolved config."""
+    """``index.html`` of a run: latest losses, loss and metric curves (redrawn from ``log.jsonl`` on
+    every call), the sample grid of every checkpoint newest first, the resolved config."""
     run_dir = Path(run_dir)
     parts = [f"<p>Run folder <code>{_esc(run_dir.resolve())}</code>. Sample grids show test inputs "
              "(left) and their translations (right).</p>"]
     if last_logs:
         parts.append("<h2>Latest losses</h2>" + table([[k, f"{v:.4g}" if isinstance(v, float) else v]
                                                       for k, v in last_logs.items()]))
+    parts.append(_curves_html(run_dir))
     samples = sorted((run_dir / "samples").glob("step_*.png"), reverse=True)
-    parts.append("<h2>Samples</h2>")
+    parts.append(f"<h2>Samples</h2><p>{len(samples)} sample grid(s), newest first.</p>")
     for s in samples:
-        parts.append(f"<h3>{_esc(s.stem.replace('_', ' '))}</h3><img src='samples/{_esc(s.name)}'>")
+        step = s.stem.removeprefix("step_").lstrip("0") or "0"
+        parts.append(f"<h3>step {_esc(step)}</h3><img src='samples/{_esc(s.name)}'>")
     parts.append("<h2>Configuration</h2><pre>" + _esc(json.dumps(config, indent=2)) + "</pre>")
     write_page(run_dir / "index.html", f"sesim run {run_dir.name}", "\n".join(parts))
+
+
+def _curves_html(run_dir: Path) -> str:
+    """The curves section; drawing problems are reported on the page and never stop training."""
+    from .curves import write_run_curves
+
+    try:
+        written = write_run_curves(run_dir)
+    except Exception as err:  # noqa: BLE001 - a figure must never kill a training run
+        log.warning("could not draw the curves of %s: %s", run_dir, err)
+        return f"<h2>Curves</h2><p>Curves could not be drawn: <code>{_esc(err)}</code></p>"
+    if not written:
+        return "<h2>Curves</h2><p>No logged steps yet.</p>"
+    html_parts = ["<h2>Curves</h2>"]
+    if "losses" in written:
+        html_parts.append("<h3>Losses</h3><img src='plots/losses.png'>")
+    if "metrics" in written:
+        html_parts.append("<h3>Evaluation metrics</h3><img src='plots/metrics.png'>")
+    return "".join(html_parts)

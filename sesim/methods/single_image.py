@@ -1,0 +1,193 @@
+"""Single-image translation (paper Sec. 4.3, Fig. 9): train on one source and one target image.
+
+Both recipes use the StyleGAN2-style networks of :mod:`sesim.nets.stylegan2` on random zoomed
+patches (:mod:`sesim.data.single_image`), the non-saturating GAN loss and a gradient penalty on D:
+
+- :class:`SingleImageSeSimMethod` (``--method sesim --mode single-image``, preset ``painting2photo``):
+  ``G loss = lambda_gan * GAN + lambda_structure * FSeSim(a, G(a))``. FSeSim is the only content
+  loss and there is no identity loss (as the paper says).
+- :class:`SinCUTMethod` (``--method cut --mode single-image``, preset ``sincut``): the SinCUT
+  baseline, ``lambda_gan * GAN + lambda_nce * 0.5 * (NCE(a, G(a)) + NCE(b, G(b))) +
+  lambda_identity * L1(G(b), b)``, PatchNCE on the generator's encoder layers through MLP heads,
+  negatives from the whole minibatch of patches.
+
+Gradient penalty (``--gradient-penalty``, weight ``--lambda-gp``), added to D's loss every step:
+
+- ``r1`` (default): ``lambda / 2 * E |grad_x D(x)|^2`` on real target patches (zero-centred), the
+  regulariser of StyleGAN2 and of SinCUT (``lambda_R1 = 1``). It is the default because it is the
+  penalty designed for the non-saturating loss used here and the one the SinCUT baseline uses, so
+  both methods differ only in their content loss.
+- ``wgangp``: ``lambda * E (|grad D(x_hat)| - 1)^2`` on random interpolates of real and fake
+  patches (one-centred), what the public F-LSeSim ``sinsc`` code adds (``lambda_gradient = 1``).
+- ``none``.
+
+Per step: D update (GAN + penalty), then G (and F for SinCUT) update with D frozen.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import TrainConfig
+from ..losses.gan import GANLoss
+from ..losses.patchnce import PatchSampleMLP, patch_nce_loss
+from ..nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from .base import Method, checked
+
+__all__ = ["SingleImageSeSimMethod", "SinCUTMethod", "build_single_image_generator", "gradient_penalty"]
+
+
+def build_single_image_generator(cfg: TrainConfig) -> StyleGAN2Generator:
+    m, c = cfg.model, cfg.data.channels
+    return StyleGAN2Generator(c, c, ngf=m.ngf, n_down=m.n_downsampling, n_blocks=m.n_blocks, noise=m.noise_inputs)
+
+
+def gradient_penalty(D: torch.nn.Module, real: Tensor, fake: Tensor | None, mode: str) -> Tensor:
+    """Unweighted penalty: ``r1`` -> ``0.5 * E|grad D(real)|^2``; ``wgangp`` -> ``E(|grad D(x_hat)| - 1)^2``.
+
+    ``real`` / ``fake`` are ``(N, C, H, W)`` patches; the result is a scalar with a graph to D's weights.
+    """
+    if mode == "r1":
+        x = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+        return 0.5 * grad.pow(2).flatten(1).sum(1).mean()
+    if mode == "wgangp":
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+        x = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+        return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    raise ValueError(f"unknown gradient penalty {mode!r}")
+
+
+class _SingleImageBase(Method):
+    """Networks, optimisers and the D step shared by both single-image recipes."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__()
+        m, lc, o = cfg.model, cfg.loss, cfg.optim
+        size = cfg.data.size
+        if size < 8 or size & (size - 1):
+            raise ValueError(f"--mode single-image needs a power-of-two patch --size >= 8, got {size}")
+        if size % 2 ** m.n_downsampling:
+            raise ValueError(f"patch --size {size} must be a multiple of 2^n_downsampling")
+        self.cfg = cfg
+        self.G = build_single_image_generator(cfg)
+        self.D = StyleGAN2Discriminator(cfg.data.channels, size=size, ndf=m.ndf)
+        self.gan = GANLoss(lc.gan_mode)
+        adam = dict(lr=o.lr, betas=(o.beta1, o.beta2))
+        self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), **adam),
+                           "D": torch.optim.Adam(self.D.parameters(), **adam)}
+
+    def d_step(self, real_b: Tensor, fake_b: Tensor) -> dict[str, float]:
+        lc = self.cfg.loss
+        self.D.requires_grad_(True)
+        opt = self.optimizers["D"]
+        opt.zero_grad(set_to_none=True)
+        loss_d = self.gan.discriminator_loss(self.D(real_b), self.D(fake_b.detach()))
+        logs = {"D": loss_d.item()}
+        if lc.gradient_penalty != "none" and lc.lambda_gp > 0:
+            gp = gradient_penalty(self.D, real_b, fake_b, lc.gradient_penalty)
+            loss_d = loss_d + lc.lambda_gp * gp
+            logs["D_gp"] = gp.item()
+        checked("D", loss_d).backward()
+        opt.step()
+        self.D.requires_grad_(False)
+        return logs
+
+    def generators(self) -> dict[str, StyleGAN2Generator]:
+        return {"AtoB": self.G}
+
+
+class SingleImageSeSimMethod(_SingleImageBase):
+    """FSeSim single-image translation: StyleGAN2-style G/D, non-saturating GAN + penalty, FSeSim content loss."""
+
+    @property
+    def frozen_prefixes(self) -> tuple[str, ...]:  # the fixed feature extractor is not saved
+        return ("structure.extractor.",)
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        if cfg.loss.structure == "lsesim":
+            raise ValueError("--mode single-image supports --structure fsesim (the paper's setting), perceptual, "
+                             "l1 or none; lsesim is not implemented in this mode")
+        from .sesim import build_structure_loss
+
+        self.structure = build_structure_loss(cfg)
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        lc = self.cfg.loss
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b = self.G(real_a)
+        logs = self.d_step(real_b, fake_b)
+        opt = self.optimizers["G"]
+        opt.zero_grad(set_to_none=True)
+        loss_gan = self.gan.generator_loss(self.D(fake_b))
+        loss_structure = self.structure(real_a, fake_b)
+        loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
+        checked("G", loss_g).backward()
+        opt.step()
+        self.D.requires_grad_(True)
+        logs.update(G_gan=loss_gan.item(), G_structure=loss_structure.item(), G=loss_g.item())
+        return logs
+
+
+class SinCUTMethod(_SingleImageBase):
+    """SinCUT baseline: StyleGAN2-style G/D, PatchNCE (+ identity NCE) and identity L1, R1 on D."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        lc, m, o = cfg.loss, cfg.model, cfg.optim
+        self.nce_layers = list(dict.fromkeys(lc.nce_layers))
+        valid = self.G.layer_names()
+        unknown = [name for name in self.nce_layers if name not in valid]
+        if unknown or not self.nce_layers:
+            raise ValueError(f"nce_layers {list(lc.nce_layers)}: choose among the single-image generator's "
+                             f"encoder layers {', '.join(valid)} (the sincut preset uses input,down1,enc1)")
+        channels = self.G.layer_channels()
+        self.F = PatchSampleMLP({name: channels[name] for name in self.nce_layers}, lc.nce_mlp_channels,
+                                init=m.init, init_gain=m.init_gain)
+        self.optimizers["F"] = torch.optim.Adam(self.F.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+
+    def nce_loss(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Mean over layers of the mean PatchNCE loss between ``tgt = G(src)`` (queries) and ``src`` (keys)."""
+        lc = self.cfg.loss
+        feat_k = self.G.encode(src, self.nce_layers)
+        feat_q = self.G.encode(tgt, self.nce_layers)
+        emb_k, ids = self.F(feat_k, lc.nce_num_patches)
+        emb_q, _ = self.F(feat_q, lc.nce_num_patches, ids)
+        return torch.stack([
+            patch_nce_loss(emb_q[n], emb_k[n], temperature=lc.nce_temperature, batch_size=src.shape[0],
+                           negatives_from_minibatch=lc.nce_negatives_from_minibatch).mean()
+            for n in self.nce_layers
+        ]).mean()
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        lc = self.cfg.loss
+        real_a, real_b = batch["A"], batch["B"]
+        use_idt = lc.nce_idt or lc.lambda_identity > 0
+        fake = self.G(torch.cat([real_a, real_b]) if use_idt else real_a)
+        fake_b, idt_b = fake[: real_a.shape[0]], (fake[real_a.shape[0]:] if use_idt else None)
+        logs = self.d_step(real_b, fake_b)
+        opt_g, opt_f = self.optimizers["G"], self.optimizers["F"]
+        opt_g.zero_grad(set_to_none=True)
+        opt_f.zero_grad(set_to_none=True)
+        loss_gan = self.gan.generator_loss(self.D(fake_b))
+        loss_nce = self.nce_loss(real_a, fake_b)
+        logs.update(G_gan=loss_gan.item(), G_nce=loss_nce.item())
+        if lc.nce_idt:
+            loss_nce_idt = self.nce_loss(real_b, idt_b)
+            logs["G_nce_idt"] = loss_nce_idt.item()
+            loss_nce = 0.5 * (loss_nce + loss_nce_idt)
+        loss_g = lc.lambda_gan * loss_gan + lc.lambda_nce * loss_nce
+        if lc.lambda_identity > 0:
+            loss_idt = F.l1_loss(idt_b, real_b)
+            loss_g = loss_g + lc.lambda_identity * loss_idt
+            logs["G_identity"] = loss_idt.item()
+        checked("G", loss_g).backward()
+        opt_g.step()
+        opt_f.step()
+        self.D.requires_grad_(True)
+        logs["G"] = loss_g.item()
+        return logs

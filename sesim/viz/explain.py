@@ -1,0 +1,297 @@
+"""``sesim viz``: figures that explain a translation, from image files and (optionally) a run.
+
+- :func:`heatmap_command`: self-similarity maps of chosen query points, source vs. translation,
+  per layer (paper Fig. 1 and 3), with FSeSim or a run's trained LSeSim heads.
+- :func:`errormap_command`: per-location error of several content losses between an image and one
+  or more candidates (paper Fig. 5).
+
+A run is rebuilt from its ``config.json`` and ``checkpoint.pt``. The VGG16 of the structure loss is
+not stored in checkpoints (it is fixed); when the run used randomly initialised VGG16 features
+(no ImageNet weights), the same random network is rebuilt by seeding torch with the run's seed
+before building the method, exactly as the trainer does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..checkpoint import CONFIG_FILE, STATE_FILE, load_state
+from ..config import TrainConfig
+from ..data.images import load_image, pil_to_tensor
+from ..losses.patchnce import PatchSampleMLP
+from ..losses.spatial import PAPER_SETTINGS, SpatialCorrelativeLoss
+from ..methods import Method, build_method
+from ..methods.sesim import build_generator
+from ..nets.init import init_weights
+from ..nets.vgg import VGG16Features, find_imagenet_weights
+from ..train import seed_everything
+from ..translate import translate_tensor
+from .errormap import ErrorMap, l1_error, patchnce_error, perceptual_error, sesim_error
+from .grid import figure_grid
+from .heatmap import heatmap_figure, overlay, panel
+
+log = logging.getLogger("sesim")
+
+PERCEPTUAL_LAYERS = ("relu3_3",)
+
+
+class VizError(ValueError):
+    """Bad request for a figure (the message says what to do)."""
+
+
+# ----------------------------------------------------------------------------------- inputs
+def load_run_method(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Method, TrainConfig]:
+    """Rebuild a run's method (all networks, trained weights from ``checkpoint.pt``) in eval mode.
+
+    Seeds torch with the run's seed first, so that a randomly initialised (untrained, unsaved)
+    VGG16 comes out identical to the one the run was trained with.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise VizError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
+    if not (run_dir / STATE_FILE).is_file():
+        raise VizError(f"{run_dir / STATE_FILE} not found: the run has not saved a checkpoint yet")
+    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    seed_everything(cfg.run.seed)
+    method = build_method(cfg)
+    method.load_trainable_state_dict(load_state(run_dir / STATE_FILE)["method"])
+    return method.to(device).eval(), cfg
+
+
+def parse_points(text: str | None, width: int, height: int) -> list[tuple[int, int]]:
+    """``"x,y;x,y"`` (pixels of the source) -> ``[(x, y), ...]``; default: the image centre and two
+    points on its diagonal (at 1/4 and 3/4)."""
+    if not text:
+        return [(width // 4, height // 4), (width // 2, height // 2), (3 * width // 4, 3 * height // 4)]
+    points = []
+    for item in text.replace(" ", "").split(";"):
+        if not item:
+            continue
+        try:
+            x, y = (int(v) for v in item.split(","))
+        except ValueError:
+            raise VizError(f"bad query point {item!r}: write points as x,y;x,y in pixels") from None
+        if not (0 <= x < width and 0 <= y < height):
+            raise VizError(f"query point x={x}, y={y} lies outside the {width}x{height} source image")
+        points.append((x, y))
+    if not points:
+        raise VizError("--points is empty; write points as x,y;x,y in pixels")
+    return points
+
+
+def _load(path: str | Path, channels: int = 3) -> torch.Tensor:
+    return pil_to_tensor(load_image(path, channels))
+
+
+def _vgg_weights(weights: str | None) -> tuple[str | None, str]:
+    """``--vgg-weights`` -> (argument for VGG16Features, words for the figure title)."""
+    if weights in (None, "random"):
+        return None, "random-init VGG16"
+    if weights == "auto":
+        if find_imagenet_weights() is None:
+            print("note: no ImageNet VGG16 weights found (see the README for where to put vgg16-397923af.pth); "
+                  "using a randomly initialised VGG16 instead")
+            return None, "random-init VGG16 (no ImageNet weights found)"
+        return "imagenet", "ImageNet VGG16"
+    return weights, "ImageNet VGG16" if weights == "imagenet" else f"VGG16 from {weights}"
+
+
+def _fsesim(weights: str | None, layers: Sequence[str], norm: str) -> tuple[SpatialCorrelativeLoss, str]:
+    arg, words = _vgg_weights(weights)
+    # auto: mean-centre random features. Random-init ReLU features share a large positive component,
+    # so with plain L2 every map is nearly flat and distances are ~100x smaller (tests/test_viz_errormap.py)
+    if norm == "auto":
+        norm = "l2" if arg is not None else "centered_l2"
+    loss = SpatialCorrelativeLoss(layers, weights=arg, patch_size=PAPER_SETTINGS["patch_size"], norm=norm)
+    return loss.eval(), f"FSeSim, {words}, {norm} features"
+
+
+def _without_heads(structure: SpatialCorrelativeLoss) -> SpatialCorrelativeLoss:
+    """FSeSim with the same features and settings as a (possibly LSeSim) structure loss."""
+    return SpatialCorrelativeLoss(
+        structure.layers, extractor=structure.extractor, num_queries=structure.num_queries,
+        sampling=structure.sampling, patch_size=structure.patch_size, keys=structure.keys, norm=structure.norm,
+        distance=structure.distance, mask_keep=structure.mask_keep, mask_from=structure.mask_from,
+        tanh_scale=structure.tanh_scale,
+    ).eval()
+
+
+def _describe_run_structure(structure: SpatialCorrelativeLoss, run: Path) -> str:
+    kind = "LSeSim (trained heads)" if structure.learned else "FSeSim"
+    source = getattr(structure.extractor, "weights_source", "custom")
+    vgg = "random-init VGG16" if source == "random" else f"VGG16 {source}"
+    return f"{kind} of run {run.name}, {vgg}, {structure.norm} features"
+
+
+def _check_output(output: str | Path, overwrite: bool) -> Path:
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise VizError(f"--output {output}: use a .png (or .jpg/.webp) file name")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+# ---------------------------------------------------------------------------------- heatmap
+def heatmap_command(source: str | Path, output: str | Path, *, translation: str | Path | None = None,
+                    run: str | Path | None = None, points: str | None = None, layers: str | None = None,
+                    vgg_weights: str | None = "auto", feature_norm: str = "auto", side: int = 160,
+                    overwrite: bool = False) -> Path:
+    """Write the self-similarity heat-map figure; returns its path."""
+    output = _check_output(output, overwrite)
+    if translation is None and run is None:
+        raise VizError("give --translation, or --run to translate the source with the run's generator")
+    layer_list = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
+    if run is not None:
+        method, cfg = load_run_method(run)
+        structure = getattr(method, "structure", None)
+        if not isinstance(structure, SpatialCorrelativeLoss):
+            raise VizError(f"run {run} was trained without the spatially-correlative loss "
+                           f"(method {cfg.method!r}, structure {cfg.loss.structure!r}); drop --run to use FSeSim")
+        title = _describe_run_structure(structure, Path(run))
+        if structure.learned:  # show what the trained heads change: the same features without them
+            structure = {"LSeSim": structure, "FSeSim": _without_heads(structure)}
+            title += " (rows: with the trained heads, and FSeSim on the same VGG16 features)"
+        x = _load(source, cfg.data.channels)
+        if translation is None:
+            y = translate_tensor(method.generators()["AtoB"], x[None])[0]
+            title += "; translation by the run's generator"
+        else:
+            y = _load(translation, cfg.data.channels)
+    else:
+        x, y = _load(source), _load(translation)
+        torch.manual_seed(0)  # a random-init VGG16 is the same on every call
+        structure, title = _fsesim(vgg_weights, layer_list or PAPER_SETTINGS["layers"], feature_norm)
+    if x.shape != y.shape:
+        raise VizError(f"source {tuple(x.shape[-2:])} and translation {tuple(y.shape[-2:])} differ in size")
+    if layer_list:
+        used = next(iter(structure.values())).layers if isinstance(structure, dict) else structure.layers
+        unknown = [n for n in layer_list if n not in used]
+        if unknown:
+            raise VizError(f"layer(s) {unknown} not used by this structure loss; choose from {list(used)}")
+    pts = parse_points(points, x.shape[-1], x.shape[-2])
+    fig = heatmap_figure(structure, x, y, pts, layer_list, side=side,
+                         title=f"Self-similarity of query points (white rings). {title}. "
+                               "Blue = low, red = high similarity to the query.")
+    fig.save(output)
+    return output
+
+
+# --------------------------------------------------------------------------------- errormap
+@dataclass
+class _ContentLosses:
+    """The losses compared by the error-map figure and a note on each."""
+
+    fsesim: SpatialCorrelativeLoss
+    lsesim: SpatialCorrelativeLoss | None
+    perceptual: VGG16Features
+    nce_encoder: torch.nn.Module
+    nce_mlp: PatchSampleMLP
+    nce_layers: tuple[str, ...]
+    nce_temperature: float
+    notes: dict[str, str]
+
+
+def content_losses(run: str | Path | None, vgg_weights: str | None = "auto", feature_norm: str = "auto",
+                   channels: int = 3) -> _ContentLosses:
+    """The losses of the error-map figure: FSeSim / LSeSim from ``run`` when it has a
+    spatially-correlative loss (else FSeSim with ``vgg_weights``), a perceptual VGG16, and PatchNCE
+    from a CUT ``run`` (else a random-init encoder and heads); ``notes`` says which is which."""
+    notes: dict[str, str] = {}
+    method = cfg = None
+    if run is not None:
+        method, cfg = load_run_method(run)
+    structure = getattr(method, "structure", None)
+    if isinstance(structure, SpatialCorrelativeLoss):
+        fsesim = _without_heads(structure)
+        lsesim = structure if structure.learned else None
+        notes["FSeSim"] = _describe_run_structure(fsesim, Path(run))
+        if lsesim is None:
+            notes["LSeSim"] = f"skipped: run {Path(run).name} has no trained LSeSim heads"
+    else:
+        torch.manual_seed(0)  # random-init networks are the same on every call
+        fsesim, notes["FSeSim"] = _fsesim(vgg_weights, PAPER_SETTINGS["layers"], feature_norm)
+        lsesim = None
+        notes["LSeSim"] = "skipped: needs --run of an LSeSim run (trained heads)"
+    source = getattr(fsesim.extractor, "weights_source", "random")
+    if source == "random":
+        perceptual = VGG16Features(PERCEPTUAL_LAYERS, None)
+        notes["perceptual"] = f"{','.join(PERCEPTUAL_LAYERS)} of a random-init VGG16"
+    else:
+        perceptual = VGG16Features(PERCEPTUAL_LAYERS, source)
+        notes["perceptual"] = f"{','.join(PERCEPTUAL_LAYERS)} of VGG16 {source}"
+    if method is not None and hasattr(method, "F") and hasattr(method, "nce_layers"):
+        encoder, mlp, layers = method.G, method.F, tuple(method.nce_layers)
+        temperature = cfg.loss.nce_temperature
+        notes["PatchNCE"] = f"trained encoder and heads of CUT run {Path(run).name}"
+    else:
+        base = TrainConfig()
+        base.data.channels = channels
+        encoder = init_weights(build_generator(base), base.model.init, base.model.init_gain).eval()
+        layers = tuple(base.loss.nce_layers)
+        channels_of = encoder.layer_channels()
+        mlp = PatchSampleMLP({n: channels_of[n] for n in layers}, base.loss.nce_mlp_channels).eval()
+        temperature = base.loss.nce_temperature
+        notes["PatchNCE"] = "RANDOM-INIT encoder and heads (no trained CUT run given)"
+    return _ContentLosses(fsesim, lsesim, perceptual.eval(), encoder.eval(), mlp.eval(), layers, temperature, notes)
+
+
+def error_maps(a: torch.Tensor, b: torch.Tensor, losses: _ContentLosses) -> list[ErrorMap | None]:
+    """Error maps of every loss (``None`` for a skipped one), in the figure's column order."""
+    out: list[ErrorMap | None] = [
+        ErrorMap("L1", l1_error(a, b), "pixels"),
+        ErrorMap("perceptual", perceptual_error(a, b, losses.perceptual, PERCEPTUAL_LAYERS), losses.notes["perceptual"]),
+        ErrorMap("PatchNCE", patchnce_error(a, b, losses.nce_encoder.encode, losses.nce_mlp, losses.nce_layers,
+                                            losses.nce_temperature), losses.notes["PatchNCE"]),
+        ErrorMap("FSeSim", sesim_error(a, b, losses.fsesim), losses.notes["FSeSim"]),
+    ]
+    out.append(ErrorMap("LSeSim", sesim_error(a, b, losses.lsesim), "trained heads")
+               if losses.lsesim is not None else None)
+    return out
+
+
+def errormap_command(a: str | Path, b: Sequence[str | Path], output: str | Path, *, run: str | Path | None = None,
+                     vgg_weights: str | None = "auto", feature_norm: str = "auto", side: int = 128,
+                     overwrite: bool = False) -> tuple[Path, list[list[ErrorMap | None]]]:
+    """Write the error-map figure: one row per image in ``b``, compared with ``a``.
+
+    Returns the figure's path and the error maps (rows x losses; ``None`` = skipped loss).
+    """
+    output = _check_output(output, overwrite)
+    if not b:
+        raise VizError("give at least one image with --b")
+    channels = 3
+    if run is not None:
+        channels = TrainConfig.load(Path(run) / CONFIG_FILE).data.channels if (Path(run) / CONFIG_FILE).is_file() else 3
+    xa = _load(a, channels)
+    xbs = [_load(p, channels) for p in b]
+    for p, xb in zip(b, xbs):
+        if xb.shape != xa.shape:
+            raise VizError(f"{p} is {xb.shape[-1]}x{xb.shape[-2]} but {a} is {xa.shape[-1]}x{xa.shape[-2]}; "
+                           "error maps compare images of the same size")
+    if xa.shape[-1] % 4 or xa.shape[-2] % 4:
+        raise VizError(f"image size {xa.shape[-1]}x{xa.shape[-2]}: width and height must be multiples of 4 "
+                       "(PatchNCE runs the images through a generator's encoder)")
+    losses = content_losses(run, vgg_weights, feature_norm, channels)
+    maps = [error_maps(xa, xb, losses) for xb in xbs]
+    names = ["L1", "perceptual", "PatchNCE", "FSeSim", "LSeSim"]
+    # one colour scale per loss (column), shared by all rows: 0 .. the column's largest error
+    top = [max((float(row[i].values.max()) for row in maps if row[i] is not None), default=1.0) for i in range(5)]
+    cells, captions = [], []
+    for path, xb, row in zip(b, xbs, maps):
+        cells.append([panel(xa, side), panel(xb, side)] +
+                     [overlay(xb, m.values, alpha=1.0, size=side, vmin=0.0, vmax=top[i]) if m is not None else None
+                      for i, m in enumerate(row)])
+        captions.append(["a", Path(path).name] + [f"mean {m.mean:.3f}" if m is not None else "(skipped)" for m in row])
+    notes = "; ".join(f"{k}: {v}" for k, v in losses.notes.items())
+    title = ("Per-location error of content losses between a and b (blue = 0, red = the column's largest error; "
+             f"one colour scale per loss). {notes}.")
+    fig = figure_grid(cells, column_titles=["a", "b", *names], captions=captions, title=title)
+    fig.save(output)
+    return output, maps

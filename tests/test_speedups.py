@@ -1,0 +1,82 @@
+"""Optional execution settings (sesim/speedups.py): bf16 autocast, channels-last, torch.compile.
+
+Each must train and compute what the default float32 run computes, up to rounding; speed itself is
+measured in bench/speed.py, not here.
+"""
+
+import json
+
+import pytest
+import torch
+
+from sesim import speedups
+from sesim.checkpoint import STATE_FILE, load_state
+from sesim.config import TrainConfig
+from sesim.methods import build_method
+from sesim.train import seed_everything, train
+from test_train import tiny_config
+
+
+def logs(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_bf16_autocast_runs_the_networks_in_bfloat16_and_trains(tiny_dataset, tmp_path):
+    cfg = tiny_config(tiny_dataset, tmp_path / "runs", structure="lsesim")
+    method = build_method(cfg)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with speedups.autocast(torch.device("cpu"), "bf16"):
+        assert method.G(x).dtype == torch.bfloat16
+    with speedups.autocast(torch.device("cpu"), "fp32"):
+        assert method.G(x).dtype == torch.float32
+
+    fp32 = train(cfg, progress=False)
+    cfg16 = tiny_config(tiny_dataset, tmp_path / "runs16", structure="lsesim")
+    cfg16.update("run", {"precision": "bf16"})
+    bf16 = train(cfg16, progress=False)
+    a, b = logs(fp32), logs(bf16)
+    assert len(b) == 4 and all(torch.isfinite(torch.tensor(v)) for e in b for v in e.values() if isinstance(v, float))
+    # Same data, seeds and initialisation: the first step's losses agree to bfloat16 precision ...
+    for key in ("D", "G_gan", "G_structure", "head_nce"):
+        assert b[0][key] == pytest.approx(a[0][key], rel=0.05), key
+    # ... and the weights (kept in float32) moved as in float32, not identically.
+    sa, sb = load_state(fp32 / STATE_FILE)["method"], load_state(bf16 / STATE_FILE)["method"]
+    w = "G.to_rgb.conv.weight"
+    assert sb[w].dtype == torch.float32 and not torch.equal(sa[w], sb[w])
+    torch.testing.assert_close(sb[w], sa[w], atol=5e-3, rtol=0)
+
+
+def test_precision_is_validated():
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig().set_flat("precision", "fp16")
+    with pytest.raises(ValueError, match="precision"):
+        speedups.autocast(torch.device("cpu"), "fp8")
+
+
+def test_channels_last_trains_to_the_same_weights(tiny_dataset, tmp_path):
+    plain = train(tiny_config(tiny_dataset, tmp_path / "a"), progress=False)
+    cfg = tiny_config(tiny_dataset, tmp_path / "b")
+    cfg.update("run", {"channels_last": True})
+    nhwc = train(cfg, progress=False)
+    seed_everything(cfg.run.seed)  # as the Trainer does before building the method
+    init = build_method(cfg).trainable_state_dict()
+    sa, sb = load_state(plain / STATE_FILE)["method"], load_state(nhwc / STATE_FILE)["method"]
+    assert sa.keys() == sb.keys() == init.keys()
+    # Adam turns rounding differences of near-zero gradients into full-size steps, so compare the
+    # weights' movement as a whole: channels-last must move them where float32 NCHW does.
+    moved = torch.cat([(sa[k] - init[k]).flatten() for k in sa if sa[k].is_floating_point()])
+    differ = torch.cat([(sb[k] - sa[k]).flatten() for k in sa if sa[k].is_floating_point()])
+    assert moved.norm() > 0 and differ.norm() < 0.05 * moved.norm()
+    assert [e["G"] for e in logs(nhwc)] == pytest.approx([e["G"] for e in logs(plain)], rel=1e-3)
+
+
+def test_compile_in_place_keeps_checkpoint_keys(tiny_dataset, tmp_path):
+    plain = train(tiny_config(tiny_dataset, tmp_path / "a"), progress=False)
+    cfg = tiny_config(tiny_dataset, tmp_path / "b")
+    cfg.update("run", {"compile": True, "compile_backend": "eager", "steps": 2})
+    compiled = train(cfg, progress=False)
+    sa, sb = load_state(plain / STATE_FILE)["method"], load_state(compiled / STATE_FILE)["method"]
+    assert sa.keys() == sb.keys()  # no "_orig_mod." prefixes: translate and resume read them as usual
+    assert len(logs(compiled)) == 2
+    method = build_method(cfg)
+    assert set(speedups.compile_networks(method, "eager")) >= {"G", "D"}
