@@ -29,8 +29,8 @@ Both runs train at the same time in two subprocesses with one torch thread each
 (``bench/quality.py``'s ``run_one``). The VGG16 of FSeSim uses ImageNet weights if they are found
 locally (``vgg_weights = "auto"``) and is random otherwise; the report says which.
 
-    python bench/multimodal.py --quick   # regression check: 60 steps, ~2 min on 2 busy CPU cores
-    python bench/multimodal.py           # the reported numbers: 600 steps at 64 px, < 20 min on 2 busy cores
+    python bench/multimodal.py --quick   # regression check: 60 steps; 1.2-1.4 min on 2 CPU cores at load ~7
+    python bench/multimodal.py           # the reported numbers: 600 steps at 64 px; 7-9 min at load ~7
 
 Writes ``bench/results/multimodal[-quick].{md,json}`` and ``docs/multimodal.png`` (default run
 only): rows = held-out inputs; columns = input, single-modal output, then the multi-modal output
@@ -88,6 +88,7 @@ def configs(data: Path, runs: Path, steps: int, seed: int, device: str) -> dict:
     for key, mode in (("single", "single-modal"), ("multi", "multimodal")):
         cfg = TrainConfig()
         cfg.apply_preset("demo")  # 64 px pipeline, lr 2e-4, no pool, centered_l2 maps, vgg "auto"
+        cfg.update("model", {"antialias": True})  # as bench/quality.py: the public code's anti-aliased resampling
         cfg.update("data", {"data": str(data), "size": SIZE, "load_size": SIZE, "preprocess": "crop"})
         cfg.update("model", {"mode": mode, "ngf": WIDTH, "ndf": WIDTH})
         cfg.update("loss", {"structure": "fsesim"})
@@ -192,7 +193,7 @@ def write_report(result: dict, md: Path) -> None:
                      f"{pm(row, 'kid_x100', 2)} | {pm(row, 'pixel_accuracy', 3)} | {pm(row, 'mean_iou', 3)} | "
                      f"{row['train_seconds']:.0f} | {row['step_seconds'] or float('nan'):.3f} |")
     real = r["real"]
-    lines.append(f"| real B photos (different images) | {real['div_feature']:.3f} | {real['div_pixel']:.4f} | "
+    lines.append(f"| real photos (diversity: pairs of different real B; rest: oracle renderings of the inputs) | {real['div_feature']:.3f} | {real['div_pixel']:.4f} | "
                  f"{real['fd']:.2f} | {real['kid_x100']:.2f} | {real['pixel_accuracy']:.3f} | "
                  f"{real['mean_iou']:.3f} | | |")
     lines += [

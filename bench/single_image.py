@@ -4,8 +4,8 @@ The pair needs no download; both images come from scikit-image's bundled data:
 
 * **source "painting"**: scikit-image's ``rocket`` photo (640 x 427) turned into a painting-like
   image here (no painting ships with any installed package): Pillow's mode filter (size 9, flat
-  brush-like regions), posterised to 4 bits per channel, saturation x1.6, then a light emboss-free
-  edge darkening. It is a *stylised photo*, not a real painting.
+  brush-like regions), posterised to 4 bits per channel, saturation x1.6, then dark
+  edges (pixels with a strong FIND_EDGES response blended towards dark brown). It is a *stylised photo*, not a real painting.
 * **target photo**: scikit-image's ``motorcycle_left`` (the left view of the Middlebury
   motorcycle stereo pair, 741 x 500), a different scene, as in the paper's task (a painting and a
   photo that are unpaired).
@@ -50,7 +50,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
@@ -62,7 +61,6 @@ from sesim.losses.spatial import SpatialCorrelativeLoss  # noqa: E402
 from sesim.metrics.single_image import (  # noqa: E402
     random_feature_extractor, self_similarity_distance, sifid, sifid_inception_extractor,
 )
-from sesim.tiled import translate_tiled  # noqa: E402
 from sesim.translate import load_run_generator, translate_tensor  # noqa: E402
 
 METHODS = {"FSeSim": "painting2photo", "SinCUT": "sincut"}

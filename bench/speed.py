@@ -56,6 +56,7 @@ from sesim.config import TrainConfig  # noqa: E402
 from sesim.losses.spatial import SpatialCorrelativeLoss  # noqa: E402
 from sesim.methods import build_method, build_generator  # noqa: E402
 from sesim.nets.init import init_weights  # noqa: E402
+from sesim import speedups  # noqa: E402
 from sesim.ops import selfsim  # noqa: E402
 from sesim.ops.selfsim import map_distance, sample_queries, self_similarity, window_index  # noqa: E402
 from sesim.translate import translate_tensor  # noqa: E402
@@ -64,6 +65,10 @@ logging.getLogger("sesim").setLevel(logging.ERROR)  # "VGG16 features are random
 
 METHODS = ("fsesim", "lsesim", "cut", "fastcut", "cyclegan")
 METHOD_LABEL = {"fsesim": "FSeSim", "lsesim": "LSeSim", "cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
+# FSeSim with one execution option changed, at the largest size only: what each option costs or saves here
+VARIANTS = ("fsesim@antialias", "fsesim@channels_last", "fsesim@bf16")
+VARIANT_LABEL = {"antialias": "--antialias", "channels_last": "--channels-last",
+                 "bf16": "--precision bf16"}
 PATCH = 32
 NUM_QUERIES = 256
 LAYERS = {"relu3_1": (256, 4), "relu4_1": (512, 8)}  # channels, stride
@@ -276,8 +281,17 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
 # --------------------------------------------------------------------------------------------
 # b. full training steps, one fresh subprocess per method and size
 # --------------------------------------------------------------------------------------------
+def label(method: str) -> str:
+    base, _, option = method.partition("@")
+    return METHOD_LABEL[base] + (f" ({VARIANT_LABEL[option]})" if option else "")
+
+
 def method_config(method: str, size: int) -> TrainConfig:
+    """``method`` is a key of METHODS, optionally with ``@<variant>`` (see VARIANTS)."""
+    method, _, option = method.partition("@")
     cfg = TrainConfig()
+    if option == "antialias":
+        cfg.set_flat("antialias", True)
     if method in ("lsesim", "cut", "fastcut", "cyclegan"):
         cfg.apply_preset(method)
     cfg.set_flat("structure", "lsesim" if method == "lsesim" else "fsesim")
@@ -293,12 +307,21 @@ def child_train(method: str, size: int, warmup: int, repeats: int, threads: int)
     rss_import = read_status("VmRSS")
     torch.manual_seed(0)
     cfg = method_config(method, size)
+    option = method.partition("@")[2]
     model = build_method(cfg)
     model.train()
     gen = torch.Generator().manual_seed(1)
     batch = {"A": torch.rand(1, 3, size, size, generator=gen) * 2 - 1,
              "B": torch.rand(1, 3, size, size, generator=gen) * 2 - 1}
-    m = measure(lambda: model.train_step(batch), warmup, repeats)
+    if option == "channels_last":
+        speedups.to_channels_last(model)
+        batch = speedups.batch_to_channels_last(batch)
+
+    def step():
+        with speedups.autocast(torch.device("cpu"), "bf16" if option == "bf16" else "fp32"):
+            return model.train_step(batch)
+
+    m = measure(step, warmup, repeats)
     m.update(method=method, size=size, peak_rss=read_status("VmHWM"), rss_after_import=rss_import,
              rss_end=read_status("VmRSS"), threads=torch.get_num_threads(),
              params={k: sum(p.numel() for p in v.parameters()) for k, v in model.named_children()
@@ -309,7 +332,7 @@ def child_train(method: str, size: int, warmup: int, repeats: int, threads: int)
 def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], threads: int) -> list[dict]:
     rows = []
     for size in sizes:
-        for method in METHODS:
+        for method in [*METHODS, *(VARIANTS if size == max(sizes) else ())]:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child-train", method, str(size),
                    "--warmup", str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)]
             monitor = LoadMonitor().start()
@@ -325,7 +348,7 @@ def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int]
             row["process_wall_s"] = total
             row["foreign_cores_process"] = foreign_process
             rows.append(row)
-            say(f"  train {size:>4}px {METHOD_LABEL[method]:8} {_fmt_s(row)}  peak {_gb(row['peak_rss'])} GB"
+            say(f"  train {size:>4}px {label(method):8} {_fmt_s(row)}  peak {_gb(row['peak_rss'])} GB"
                 f"  (child {total:.0f} s){_flag(row)}")
     return rows
 
@@ -527,7 +550,7 @@ def write_report(res: dict, out: Path) -> str:
     for r in res["train"]:
         g, f = _rate(r, peak)
         ref = GUIDE_TRAIN.get((r["method"], r["size"]))
-        lines.append(f"| {r['size']} | {METHOD_LABEL[r['method']]} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) "
+        lines.append(f"| {r['size']} | {label(r['method'])} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) "
                      f"| {1 / r['wall_s']:.2f} | {r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_gb(r['peak_rss'])} GB | "
                      f"{_gb(r['rss_after_import'])} GB | {_load(r)} | {'–' if ref is None else f'{ref:.3f}'} |")
 

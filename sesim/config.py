@@ -53,8 +53,9 @@ class ModelConfig:
     ndf: int = _f(64, "discriminator base channels")
     n_layers_d: int = _f(3, "PatchGAN conv layers (3 = 70x70 receptive field)")
     norm: str = _f("instance", "normalisation layers of G and D", choices=("instance", "batch", "none"))
-    antialias: bool = _f(False, "blur-pool down/upsampling in G and D instead of strided / transposed convs "
-                                "(the public CUT / F-LSeSim networks)")
+    antialias: bool = _f(False, "blur-pool down/upsampling in G and D (the public CUT / F-LSeSim networks) instead "
+                                "of CycleGAN's strided / transposed convs (the paper's description); see the README "
+                                "for what each gives")
     init: str = _f("normal", "weight initialisation", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = _f(0.02, "std / gain of the weight initialisation")
     # --mode multimodal (sesim/nets/munit.py, sesim/nets/multiscale_d.py); ngf, n_blocks (residual blocks of the

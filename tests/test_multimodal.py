@@ -202,3 +202,31 @@ def test_export_bakes_in_the_zero_style(tiny_dataset, tmp_path):
     x = torch.rand(1, 3, 32, 36) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(exported(x), generator(x, torch.zeros(8)), atol=1e-5)
+
+
+def test_bench_diversity_measure():
+    """bench/multimodal.py's diversity: 0 for identical samples, grows with the difference."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_multimodal", bench / "multimodal.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up here
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
+        sys.modules.pop("bench_multimodal", None)
+    features = lambda imgs: imgs.reshape(len(imgs), -1).astype(np.float64).mean(1, keepdims=True)  # noqa: E731
+    same = np.full((3, 4, 8, 8, 3), 100, np.uint8)
+    assert module.diversity(features, same)["div_pixel"] == 0.0
+    assert module.diversity(features, same[:, :1])["pairs"] == 0
+    varied = same.copy()
+    varied[:, 1] += 51  # one of the 4 samples differs by 0.2: 3 of the 6 pairs
+    d = module.diversity(features, varied)
+    assert d["div_pixel"] == pytest.approx(0.1) and d["div_feature"] == pytest.approx(25.5) and d["pairs"] == 18

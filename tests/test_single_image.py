@@ -11,7 +11,7 @@ from PIL import Image
 from sesim.checkpoint import STATE_FILE, load_state
 from sesim.cli import main
 from sesim.config import TrainConfig
-from sesim.data.single_image import SingleImagePairDataset, sample_box
+from sesim.data.single_image import SingleImageError, SingleImagePairDataset, sample_box, single_image_dataset
 from sesim.losses.spatial import SpatialCorrelativeLoss
 from sesim.methods.single_image import gradient_penalty
 from sesim.metrics.single_image import random_feature_extractor, self_similarity_distance, sifid
@@ -93,7 +93,10 @@ def test_folder_with_several_images_is_a_clear_error(pair, tmp_path):
     one.mkdir()
     Image.fromarray(_scene(32, 40, 3)).save(one / "only.png")
     cfg.data.dir_a = str(one)
-    assert (train(cfg, progress=False, stop_at=1) / "config.json").exists()
+    assert single_image_dataset(cfg).paths[0] == one / "only.png"  # a folder with exactly one image is fine
+    cfg.data.dir_a = str(tmp_path / "missing.png")
+    with pytest.raises(SingleImageError, match="does not exist"):
+        single_image_dataset(cfg)
 
 
 # -- networks -----------------------------------------------------------------------------
@@ -221,6 +224,10 @@ def test_single_image_mode_rejects_other_methods_and_sizes(pair, tmp_path):
     cfg = _config(pair, tmp_path / "runs2")
     cfg.data.size = 24
     with pytest.raises(ValueError, match="power-of-two"):
+        train(cfg, progress=False)
+    cfg = _config(pair, tmp_path / "runs3")
+    cfg.loss.structure = "patchnce"  # would otherwise silently fall back to FSeSim
+    with pytest.raises(ValueError, match="--method cut"):
         train(cfg, progress=False)
 
 

@@ -101,11 +101,13 @@ class MultimodalMethod(Method):
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim)
+        source_features = None  # the fixed backbone's features of real_a, reused in step 4
         if self.learned:
             opt = self.optimizers["head"]
             opt.zero_grad(set_to_none=True)
             other = real_b.flip(2, 3)
-            loss_head = self.structure.contrastive_loss(real_a, structure_preserving_augment(real_a, lc.augment), other)
+            loss_head, source_features = self.structure.contrastive_loss(
+                real_a, structure_preserving_augment(real_a, lc.augment), other, return_source_features=True)
             checked("head_nce", loss_head).backward()
             opt.step()
             logs["head_nce"] = loss_head.item()
@@ -128,7 +130,8 @@ class MultimodalMethod(Method):
         opt = self.optimizers["G"]
         opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
-        loss_structure = self.structure(real_a, fake_b)
+        loss_structure = (self.structure(real_a, fake_b, source_features=source_features) if source_features
+                          else self.structure(real_a, fake_b))
         loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
         if self.G.has_style_encoder:
             loss_style = F.l1_loss(self.G.encode_style(fake_b), style)

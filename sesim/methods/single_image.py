@@ -109,9 +109,10 @@ class SingleImageSeSimMethod(_SingleImageBase):
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
-        if cfg.loss.structure == "lsesim":
+        if cfg.loss.structure in ("lsesim", "patchnce"):
             raise ValueError("--mode single-image supports --structure fsesim (the paper's setting), perceptual, "
-                             "l1 or none; lsesim is not implemented in this mode")
+                             f"l1 or none; {cfg.loss.structure} is not available in this mode (for PatchNCE train "
+                             "the SinCUT baseline: --preset sincut / --method cut)")
         from .sesim import build_structure_loss
 
         self.structure = build_structure_loss(cfg)

@@ -40,7 +40,7 @@ class AdaIN(nn.Module):
         self.scale: Tensor | None = None
         self.shift: Tensor | None = None
 
-    def set_params(self, scale: Tensor, shift: Tensor) -> None:
+    def set_params(self, scale: Tensor | None, shift: Tensor | None) -> None:
         self.scale, self.shift = scale, shift
 
     def forward(self, x: Tensor) -> Tensor:
@@ -169,7 +169,8 @@ class StyleMLP(nn.Module):
 class Decoder(nn.Module):
     """Content ``(N, ch, h, w)`` -> image ``(N, out_channels, h * 2**n_up, w * 2**n_up)`` in [-1, 1]:
     ``n_res`` AdaIN residual blocks, ``n_up`` x (nearest x2 upsampling, 5x5 conv halving the
-    channels, layer norm, ReLU), 7x7 conv and tanh. Call :meth:`set_style_params` first."""
+    channels, layer norm, ReLU), 7x7 conv and tanh. ``style_params`` ``(N, n_style_params)`` (from
+    :class:`StyleMLP`) set the AdaIN layers for this call only."""
 
     def __init__(self, channels: int, out_channels: int, n_up: int = 2, n_res: int = 4) -> None:
         super().__init__()
@@ -196,13 +197,18 @@ class Decoder(nn.Module):
             layer.set_params(1.0 + params[:, i + c: i + 2 * c], params[:, i: i + c])
             i += 2 * c
 
-    def forward(self, content: Tensor) -> Tensor:
-        x = content
-        for block in self.blocks:
-            x = block(x)
-        for layer in self.up:
-            x = layer(F.interpolate(x, scale_factor=2, mode="nearest"))
-        return torch.tanh(self.to_rgb(x))
+    def forward(self, content: Tensor, style_params: Tensor) -> Tensor:
+        self.set_style_params(style_params)
+        try:
+            x = content
+            for block in self.blocks:
+                x = block(x)
+            for layer in self.up:
+                x = layer(F.interpolate(x, scale_factor=2, mode="nearest"))
+            return torch.tanh(self.to_rgb(x))
+        finally:  # hold no per-call tensors between calls (deepcopy, memory)
+            for layer in self.adain_layers():
+                layer.set_params(None, None)
 
 
 class MultimodalGenerator(nn.Module):
@@ -243,8 +249,7 @@ class MultimodalGenerator(nn.Module):
         if style.shape[-1] != self.style_dim:
             raise ValueError(f"style code has {style.shape[-1]} numbers, the generator expects {self.style_dim}")
         style = style.expand(content.shape[0], -1)
-        self.decoder.set_style_params(self.style_mlp(style))
-        return self.decoder(content)
+        return self.decoder(content, self.style_mlp(style))
 
     def forward(self, x: Tensor, style: Tensor | None = None) -> Tensor:
         if style is None:

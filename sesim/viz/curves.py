@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -109,18 +110,30 @@ def plot_series(data: dict[str, tuple[list[float], list[float]]], keys: Sequence
     return path
 
 
-def write_run_curves(run_dir: str | Path) -> dict[str, Path]:
+# run folder -> (time.monotonic() when its last drawing ended, seconds that drawing took)
+_LAST_DRAWING: dict[Path, tuple[float, float]] = {}
+
+
+def write_run_curves(run_dir: str | Path, *, budget: float | None = 0.05) -> dict[str, Path]:
     """Draw ``plots/losses.png`` (losses, learning rate, speed) and ``plots/metrics.png`` (``eval/*``)
     from the run's ``log.jsonl``; returns the files by kind (nothing when the log is empty).
 
-    Cost: about 0.5 s of CPU per call (matplotlib), plus its import once per process; skipped when
-    the plots are newer than the log."""
+    Cost: about 0.3 s of CPU per drawing (matplotlib), plus its import once per process. Nothing is
+    redrawn when the plots are newer than the log, nor, with ``budget``, when this process drew them
+    so recently that redrawing would spend more than that fraction of the time since on drawing
+    (pages written every few seconds, as in tests; a training page written every minute is always
+    redrawn). ``budget=None`` always redraws a changed log.
+    """
     run_dir = Path(run_dir)
     log_file, plots = run_dir / "log.jsonl", run_dir / "plots"
     existing = {name: plots / f"{name}.png" for name in ("losses", "metrics") if (plots / f"{name}.png").is_file()}
     if existing and log_file.is_file() and all(p.stat().st_mtime_ns > log_file.stat().st_mtime_ns
                                                for p in existing.values()):
         return existing  # nothing was logged since the last drawing
+    last = _LAST_DRAWING.get(run_dir.resolve())
+    if existing and budget is not None and last is not None and time.monotonic() - last[0] < last[1] / budget:
+        return existing
+    started = time.monotonic()
     data = series(read_log(log_file))
     losses, schedule, metrics = split_keys(list(data))
     written = {}
@@ -131,4 +144,5 @@ def write_run_curves(run_dir: str | Path) -> dict[str, Path]:
     if metrics:
         written["metrics"] = plot_series(data, metrics, run_dir / "plots" / "metrics.png",
                                          title="evaluation metrics", columns=3)
+    _LAST_DRAWING[run_dir.resolve()] = (time.monotonic(), time.monotonic() - started)
     return written

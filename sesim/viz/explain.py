@@ -28,7 +28,7 @@ from ..losses.spatial import PAPER_SETTINGS, SpatialCorrelativeLoss
 from ..methods import Method, build_method
 from ..methods.sesim import build_generator
 from ..nets.init import init_weights
-from ..nets.vgg import VGG16Features, find_imagenet_weights
+from ..nets.vgg import VGG16_IMAGENET_FILE, VGG16Features, find_imagenet_weights
 from ..train import seed_everything
 from ..translate import translate_tensor
 from .errormap import ErrorMap, l1_error, patchnce_error, perceptual_error, sesim_error
@@ -94,8 +94,8 @@ def _vgg_weights(weights: str | None) -> tuple[str | None, str]:
         return None, "random-init VGG16"
     if weights == "auto":
         if find_imagenet_weights() is None:
-            print("note: no ImageNet VGG16 weights found (see the README for where to put vgg16-397923af.pth); "
-                  "using a randomly initialised VGG16 instead")
+            print(f"note: no ImageNet VGG16 weights found (set $SESIM_VGG16_WEIGHTS or put {VGG16_IMAGENET_FILE} in "
+                  "the torch hub cache, ~/.cache/torch/hub/checkpoints); using a randomly initialised VGG16 instead")
             return None, "random-init VGG16 (no ImageNet weights found)"
         return "imagenet", "ImageNet VGG16"
     return weights, "ImageNet VGG16" if weights == "imagenet" else f"VGG16 from {weights}"
@@ -185,7 +185,7 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
 
 # --------------------------------------------------------------------------------- errormap
 @dataclass
-class _ContentLosses:
+class ContentLosses:
     """The losses compared by the error-map figure and a note on each."""
 
     fsesim: SpatialCorrelativeLoss
@@ -199,7 +199,7 @@ class _ContentLosses:
 
 
 def content_losses(run: str | Path | None, vgg_weights: str | None = "auto", feature_norm: str = "auto",
-                   channels: int = 3) -> _ContentLosses:
+                   channels: int = 3) -> ContentLosses:
     """The losses of the error-map figure: FSeSim / LSeSim from ``run`` when it has a
     spatially-correlative loss (else FSeSim with ``vgg_weights``), a perceptual VGG16, and PatchNCE
     from a CUT ``run`` (else a random-init encoder and heads); ``notes`` says which is which."""
@@ -239,10 +239,10 @@ def content_losses(run: str | Path | None, vgg_weights: str | None = "auto", fea
         mlp = PatchSampleMLP({n: channels_of[n] for n in layers}, base.loss.nce_mlp_channels).eval()
         temperature = base.loss.nce_temperature
         notes["PatchNCE"] = "RANDOM-INIT encoder and heads (no trained CUT run given)"
-    return _ContentLosses(fsesim, lsesim, perceptual.eval(), encoder.eval(), mlp.eval(), layers, temperature, notes)
+    return ContentLosses(fsesim, lsesim, perceptual.eval(), encoder.eval(), mlp.eval(), layers, temperature, notes)
 
 
-def error_maps(a: torch.Tensor, b: torch.Tensor, losses: _ContentLosses) -> list[ErrorMap | None]:
+def error_maps(a: torch.Tensor, b: torch.Tensor, losses: ContentLosses) -> list[ErrorMap | None]:
     """Error maps of every loss (``None`` for a skipped one), in the figure's column order."""
     out: list[ErrorMap | None] = [
         ErrorMap("L1", l1_error(a, b), "pixels"),

@@ -37,10 +37,18 @@ def query_map(layer: LayerMaps, query: int, image_index: int = 0) -> np.ndarray:
     return full.view(layer.height, layer.width).numpy()
 
 
-def panel(image: torch.Tensor, size: int) -> Image.Image:
-    """``(C, H, W)`` image in [-1, 1] as an RGB picture ``size`` pixels wide (bicubic, like :func:`overlay`)."""
+def panel(image: torch.Tensor, size: int, mark: tuple[int, int] | None = None) -> Image.Image:
+    """``(C, H, W)`` image in [-1, 1] as an RGB picture ``size`` pixels wide (bicubic, like :func:`overlay`);
+    ``mark = (x, y)`` in image pixels draws a white ring with a black outline there."""
     base = tensor_to_pil(image).convert("RGB")
-    return base.resize((size, round(size * base.height / base.width)), Image.BICUBIC)
+    out = base.resize((size, round(size * base.height / base.width)), Image.BICUBIC)
+    if mark is not None:
+        s = size / base.width
+        cx, cy, rad = (mark[0] + 0.5) * s, (mark[1] + 0.5) * s, max(4.0, 3 * s)
+        draw = ImageDraw.Draw(out)
+        draw.ellipse((cx - rad - 1, cy - rad - 1, cx + rad + 1, cy + rad + 1), outline=(0, 0, 0), width=1)
+        draw.ellipse((cx - rad, cy - rad, cx + rad, cy + rad), outline=(255, 255, 255), width=2)
+    return out
 
 
 def overlay(image: torch.Tensor, heat: np.ndarray, *, alpha: float = 0.6, size: int | None = None,
@@ -149,7 +157,7 @@ def heatmap_figure(
     for x, y in points:
         for name, loss in variants.items():
             feats = loss.structure_features(source[None])
-            row = [panel(source, side), panel(translation, side)]
+            row = [panel(source, side, (x, y)), panel(translation, side, (x, y))]
             cap = [f"query x={x}, y={y}", f"{name} maps:" if name else ""]
             for layer in layers:
                 pos = feature_position((x, y), image_hw, tuple(feats[layer].shape[-2:]))
