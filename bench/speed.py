@@ -249,16 +249,16 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
                 fx = torch.rand(1, c, s, s, generator=gen)  # ReLU-like, non-negative
                 fy = torch.rand(1, c, s, s, generator=gen).requires_grad_()
                 feats.append((fx, fy))
-            for window, patch, impl in (("local", PATCH, "fast"), ("local", PATCH, "untiled"), ("global", None, "fast"),
+            for window, patch, impl in (("local", PATCH, "fast"), ("local", PATCH, "tiled"), ("global", None, "fast"),
                                         ("local", PATCH, "per-query")):
 
                 def step(patch=patch, impl=impl):
                     total = 0.0
-                    selfsim.TILE_WINDOWS = impl != "untiled"  # "untiled": whole-map product + gather only
+                    selfsim.TILE_WINDOWS = impl == "tiled"  # "fast": sesim's default (whole-map product + gather)
                     for fx, fy in feats:
                         h, w = fx.shape[-2:]
                         q = sample_queries(h, w, NUM_QUERIES)
-                        if impl in ("fast", "untiled"):
+                        if impl in ("fast", "tiled"):
                             win = window_index(q, h, w, patch)
                             sx, sy = self_similarity(fx, q, win), self_similarity(fy, q, win)
                         else:
@@ -270,7 +270,7 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
 
                 torch.manual_seed(0)
                 m = measure(step, warmup, repeats, min_time=min_time)
-                selfsim.TILE_WINDOWS = True
+                selfsim.TILE_WINDOWS = False
                 shapes = ", ".join(f"{n} {c}x{size // LAYERS[n][1]}x{size // LAYERS[n][1]}" for n, c in channels.items())
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
                              "features": shapes, "windows": window_note(size, patch), **m})
@@ -527,9 +527,9 @@ def write_report(res: dict, out: Path) -> str:
     lines += ["", "### The map part alone (no VGG16)", "",
               "Maps of source (no grad) and translation (grad) + cosine map distance, forward + backward to the "
               "translation's features; precomputed random non-negative features shaped like relu3_1/relu4_1 "
-              "(LSeSim: the heads' C/4 outputs). *fast* = sesim's kernel as used in training (row-band tiles "
-              "where windows are much smaller than the map, else one whole-map product + gather); *untiled* = "
-              "the whole-map product + gather everywhere (`sesim.ops.selfsim.TILE_WINDOWS = False`).", "",
+              "(LSeSim: the heads' C/4 outputs). *fast* = sesim's default kernel (one whole-map product + a gather "
+              "of each window); *tiled* = the optional row-band kernel (`sesim.ops.selfsim.TILE_WINDOWS = True`: "
+              "each group of queries multiplied only with the rows holding its windows).", "",
               "| size | features | maps | implementation | s/call | CPU s | GFLOP | load | windows |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in res["kernel"]:
@@ -572,7 +572,7 @@ def write_report(res: dict, out: Path) -> str:
               "FLOPs come from `torch.utils.flop_counter.FlopCounterMode` over one call (forward and backward "
               "matmuls and convolutions; element-wise work such as normalisation, activations and Adam is not "
               "counted). The per-query reference multiplies each query with its window only, so it does fewer FLOPs than the "
-              "untiled path, which computes the product with the whole map and then gathers the windows; the tiled "
+              "fast path, which computes the product with the whole map and then gathers the windows; the tiled "
               "path multiplies each group of queries with the band of rows holding their windows.", ""]
     return "\n".join(lines) + "\n"
 

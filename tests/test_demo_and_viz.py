@@ -46,7 +46,7 @@ def test_demo_config_uses_the_preset(tmp_path):
     cfg = demo_config(tmp_path, steps=None, structure="lsesim", device="cpu", seed=1)
     assert cfg.data.size == 64 and cfg.loss.structure == "lsesim" and cfg.run.seed == 1
     assert cfg.loss.vgg_weights == "auto" and cfg.presets == ["demo"]
-    assert demo_config(tmp_path, steps=7, structure=None, device="cpu", seed=0).loss.structure == "lsesim"
+    assert demo_config(tmp_path, steps=7, structure=None, device="cpu", seed=0).loss.structure == "fsesim"
 
 
 def test_query_point_lies_in_a_building():

@@ -14,10 +14,10 @@ map the window is the whole map, i.e. the global map. The query is at the window
 Implementation: one batched product of the sampled queries against the whole map
 (``N x N_s x HW``), then a gather of each query's window. This avoids a Python loop over queries
 and never materialises per-window feature copies (``C x N_s x N_p``); its cost is that of the
-global map. When the windows are much smaller than the map (e.g. 32 x 32 windows on the 64 x 64
-``relu3_1`` map of a 256 px image), the queries are first grouped by where their windows lie
-(a few bands of window origins per axis) and each group is multiplied only against the rectangle
-that holds its windows; the values are the same dot products, in about half the arithmetic.
+global map. Optionally (:data:`TILE_WINDOWS`), when the windows are much smaller than the map (e.g.
+32 x 32 windows on the 64 x 64 ``relu3_1`` map of a 256 px image), the queries are first grouped by
+the band of rows holding their windows and each group is multiplied only against that band; the
+values are the same dot products in about 60 % of the arithmetic, but measured slower on a CPU.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ NORMS = ("l2", "centered_l2", "tanh")
 DISTANCES = ("cos", "l1")
 SAMPLINGS = ("random", "grid")
 
-#: Use the row-band tiled product for local windows where it saves work (see :func:`_worth_tiling`).
-#: A switch for benchmarks and tests; both paths give the same maps.
-TILE_WINDOWS = True
+#: Use the row-band tiled product for local windows where it saves arithmetic (see :func:`_worth_tiling`).
+#: Off by default: on the 2-core CPU sesim is benchmarked on, the saved arithmetic did not pay for the
+#: extra small products (bench/speed.py, "tiled" vs "fast" rows). Both paths give the same maps.
+TILE_WINDOWS = False
 
 
 def sample_queries(
