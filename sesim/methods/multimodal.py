@@ -31,15 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig
-from ..data.augment import structure_preserving_augment
-from ..losses.gan import GANLoss
-from ..losses.spatial import SpatialCorrelativeLoss
 from ..nets.init import init_weights
 from ..nets.multiscale_d import MultiScaleDiscriminator
 from ..nets.munit import MultimodalGenerator, style_codes
-from .base import Method, checked
-from .image_pool import ImagePool
-from .sesim import build_structure_loss  # the same content losses as single-modal sesim
+from .base import checked
+from .sesim import StructureLossMethod  # the same content losses and head step as single-modal sesim
 
 #: seed of the style code used for the training-loop sample grids (a sample of the prior, fixed over the run)
 SAMPLE_STYLE_SEED = 0
@@ -59,17 +55,12 @@ def build_multiscale_discriminator(cfg: TrainConfig) -> MultiScaleDiscriminator:
     return MultiScaleDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.n_scales_d)
 
 
-class MultimodalMethod(Method):
+class MultimodalMethod(StructureLossMethod):
     """MUNIT-style content/style generator + multi-scale D, trained with a GAN loss and F/LSeSim."""
-
-    @property
-    def frozen_prefixes(self) -> tuple[str, ...]:  # a fixed VGG16 is not saved in checkpoints
-        trained = getattr(self.structure, "train_backbone", False)
-        return () if trained else ("structure.extractor.",)
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
-        m, lc, o = cfg.model, cfg.loss, cfg.optim
+        m, lc = cfg.model, cfg.loss
         if lc.structure == "patchnce":
             raise ValueError("--mode multimodal supports --structure fsesim, lsesim, perceptual, l1 or none "
                              "(patchnce needs the ResNet generator's encoder layers)")
@@ -83,17 +74,7 @@ class MultimodalMethod(Method):
             raise ValueError(f"--size {cfg.data.size} is too small for the multi-scale discriminator "
                              f"({m.n_scales_d} scales x {m.n_layers_d} layers need >= {self.D.min_size} px); "
                              "lower --n-scales-d or --n-layers-d")
-        self.structure = build_structure_loss(cfg)
-        self.gan = GANLoss(lc.gan_mode)
-        self.pool = ImagePool(lc.pool_size)
-        adam = dict(betas=(o.beta1, o.beta2))
-        self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=o.lr, **adam),
-            "D": torch.optim.Adam(self.D.parameters(), lr=o.lr, **adam),
-        }
-        self.learned = isinstance(self.structure, SpatialCorrelativeLoss) and self.structure.learned
-        if self.learned:
-            self.optimizers["head"] = torch.optim.Adam(self.structure.head_parameters(), lr=o.lr_head or o.lr, **adam)
+        self.setup_losses(cfg)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         lc = self.cfg.loss
@@ -101,16 +82,7 @@ class MultimodalMethod(Method):
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim)
-        source_features = None  # the fixed backbone's features of real_a, reused in step 4
-        if self.learned:
-            opt = self.optimizers["head"]
-            opt.zero_grad(set_to_none=True)
-            other = real_b.flip(2, 3)
-            loss_head, source_features = self.structure.contrastive_loss(
-                real_a, structure_preserving_augment(real_a, lc.augment), other, return_source_features=True)
-            checked("head_nce", loss_head).backward()
-            opt.step()
-            logs["head_nce"] = loss_head.item()
+        source_features = self.head_step(real_a, real_b, logs)
 
         # 2. one sampled style per image
         style = torch.randn(real_a.shape[0], self.G.style_dim, device=real_a.device)
@@ -130,8 +102,7 @@ class MultimodalMethod(Method):
         opt = self.optimizers["G"]
         opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
-        loss_structure = (self.structure(real_a, fake_b, source_features=source_features) if source_features
-                          else self.structure(real_a, fake_b))
+        loss_structure = self.structure_loss(real_a, fake_b, source_features)
         loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
         if self.G.has_style_encoder:
             loss_style = F.l1_loss(self.G.encode_style(fake_b), style)

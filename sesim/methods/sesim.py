@@ -72,20 +72,18 @@ def build_structure_loss(cfg: TrainConfig) -> torch.nn.Module:
     )
 
 
-class SeSimMethod(Method):
-    """ResNet generator + 70x70 PatchGAN trained with a GAN loss and F/LSeSim."""
+class StructureLossMethod(Method):
+    """What the F/LSeSim recipes share (single-modal here, multi-modal in ``multimodal.py``): the
+    content loss, the GAN loss, the image pool, Adam for G, D and the LSeSim heads, and the heads'
+    step. A subclass builds ``self.G`` and ``self.D``, then calls :meth:`setup_losses`."""
 
     @property
     def frozen_prefixes(self) -> tuple[str, ...]:  # a fixed VGG16 is not saved in checkpoints
         trained = getattr(self.structure, "train_backbone", False)
         return () if trained else ("structure.extractor.",)
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        m, lc, o = cfg.model, cfg.loss, cfg.optim
-        self.cfg = cfg
-        self.G = init_weights(build_generator(cfg), m.init, m.init_gain)
-        self.D = init_weights(build_discriminator(cfg), m.init, m.init_gain)
+    def setup_losses(self, cfg: TrainConfig) -> None:
+        lc, o = cfg.loss, cfg.optim
         self.structure = build_structure_loss(cfg)
         self.gan = GANLoss(lc.gan_mode)
         self.pool = ImagePool(lc.pool_size)
@@ -98,26 +96,55 @@ class SeSimMethod(Method):
         if self.learned:
             self.optimizers["head"] = torch.optim.Adam(self.structure.head_parameters(), lr=o.lr_head or o.lr, **adam)
 
+    def head_step(self, real_a: torch.Tensor, real_b: torch.Tensor, logs: dict[str, float],
+                  translate=None) -> dict[str, torch.Tensor] | None:
+        """LSeSim only (a no-op otherwise): one step of the structure heads on InfoNCE (Eq. 3) between
+        ``real_a`` and a structure-preserving augmentation of it, with a flipped ``real_b`` as extra
+        negatives; with ``translate`` (``real_a -> translation``), also on (source, translation).
+        Returns the fixed backbone's features of ``real_a`` for :meth:`structure_loss`, or None."""
+        if not self.learned:
+            return None
+        lc = self.cfg.loss
+        opt = self.optimizers["head"]
+        opt.zero_grad(set_to_none=True)
+        other = real_b.flip(2, 3)
+        loss_head, source_features = self.structure.contrastive_loss(
+            real_a, structure_preserving_augment(real_a, lc.augment), other, return_source_features=True)
+        if translate is not None:
+            with torch.no_grad():
+                fake = translate(real_a)
+            loss_head = 0.5 * (loss_head + self.structure.contrastive_loss(real_a, fake, other))
+        checked("head_nce", loss_head).backward()
+        opt.step()
+        logs["head_nce"] = loss_head.item()
+        return source_features
+
+    def structure_loss(self, real_a: torch.Tensor, fake_b: torch.Tensor,
+                       source_features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The content loss S(real_a, fake_b), reusing the head step's backbone features when given."""
+        if source_features:
+            return self.structure(real_a, fake_b, source_features=source_features)
+        return self.structure(real_a, fake_b)
+
+
+class SeSimMethod(StructureLossMethod):
+    """ResNet generator + 70x70 PatchGAN trained with a GAN loss and F/LSeSim."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__()
+        m = cfg.model
+        self.cfg = cfg
+        self.G = init_weights(build_generator(cfg), m.init, m.init_gain)
+        self.D = init_weights(build_discriminator(cfg), m.init, m.init_gain)
+        self.setup_losses(cfg)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         lc = self.cfg.loss
         real_a, real_b = batch["A"], batch["B"]
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim): learn maps that match under appearance changes
-        source_features = None  # the fixed backbone's features of real_a, reused in step 3
-        if self.learned:
-            opt = self.optimizers["head"]
-            opt.zero_grad(set_to_none=True)
-            other = real_b.flip(2, 3)
-            loss_head, source_features = self.structure.contrastive_loss(
-                real_a, structure_preserving_augment(real_a, lc.augment), other, return_source_features=True)
-            if lc.head_on_translation:
-                with torch.no_grad():
-                    fake = self.G(real_a)
-                loss_head = 0.5 * (loss_head + self.structure.contrastive_loss(real_a, fake, other))
-            checked("head_nce", loss_head).backward()
-            opt.step()
-            logs["head_nce"] = loss_head.item()
+        source_features = self.head_step(real_a, real_b, logs, self.G if lc.head_on_translation else None)
 
         # 2. discriminator
         fake_b = self.G(real_a)
@@ -134,8 +161,7 @@ class SeSimMethod(Method):
         opt = self.optimizers["G"]
         opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
-        loss_structure = (self.structure(real_a, fake_b, source_features=source_features) if source_features
-                          else self.structure(real_a, fake_b))
+        loss_structure = self.structure_loss(real_a, fake_b, source_features)
         loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
         if lc.lambda_identity > 0 or lc.lambda_structure_identity > 0:
             idt_b = self.G(real_b)
