@@ -1,4 +1,4 @@
-"""The self-similarity kernel against brute-force per-query computations."""
+"""The self-similarity kernel against the per-query reference loop (tests/reference_selfsim.py)."""
 
 import math
 
@@ -8,29 +8,7 @@ import torch.nn.functional as F
 
 from sesim.ops.infonce import patch_infonce
 from sesim.ops.selfsim import map_distance, normalize_features, sample_queries, self_similarity, window_index
-
-
-def brute_force_maps(f, queries, patch, norm="l2", tanh_scale=10.0):
-    """Per-query loop: the window is P x P around the query, shifted inward at borders."""
-    n, c, h, w = f.shape
-    if norm == "l2":
-        g = f / f.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    else:
-        g = f - f.mean(dim=(2, 3), keepdim=True)
-        g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-8) if norm == "centered_l2" else g / math.sqrt(c)
-    rows = []
-    for q in queries.tolist():
-        r, col = divmod(q, w)
-        if patch is None:
-            top, left, ph, pw = 0, 0, h, w
-        else:
-            ph, pw = min(patch, h), min(patch, w)
-            top = min(max(r - ph // 2, 0), h - ph)
-            left = min(max(col - pw // 2, 0), w - pw)
-        keys = g[:, :, top:top + ph, left:left + pw].reshape(n, c, -1)
-        sim = torch.einsum("nc,nck->nk", g[:, :, r, col], keys)
-        rows.append(torch.tanh(sim / tanh_scale) if norm == "tanh" else sim)
-    return torch.stack(rows, dim=1)
+from reference_selfsim import per_query_maps  # the per-query loop, written independently of sesim
 
 
 @pytest.mark.parametrize("h,w,patch", [(9, 9, 4), (7, 12, 5), (12, 7, 3), (6, 10, 8), (5, 5, None), (6, 4, 16)])
@@ -42,7 +20,7 @@ def test_local_windows_match_brute_force(h, w, patch, norm):
     queries = torch.arange(h * w)
     window = window_index(queries, h, w, patch)
     fast = self_similarity(f, queries, window, norm=norm, tanh_scale=3.0)
-    slow = brute_force_maps(f, queries, patch, norm=norm, tanh_scale=3.0)
+    slow = per_query_maps(f, queries, patch, norm=norm, tanh_scale=3.0)
     assert fast.shape == slow.shape
     torch.testing.assert_close(fast, slow)
 
@@ -54,7 +32,7 @@ def test_local_window_gradients_match_brute_force():
     queries = torch.tensor([0, 9, 35, 69, 44, 22])  # corners, edges, interior
     weights = torch.randn(1, 6, 9, dtype=torch.float64)
     (self_similarity(f1, queries, window_index(queries, 7, 10, 3)) * weights).sum().backward()
-    (brute_force_maps(f2, queries, 3) * weights).sum().backward()
+    (per_query_maps(f2, queries, 3) * weights).sum().backward()
     torch.testing.assert_close(f1.grad, f2.grad)
 
 
@@ -147,3 +125,35 @@ def test_infonce_is_low_when_positives_match():
     matched = patch_infonce(q, q + 0.01 * torch.randn_like(q)).mean()
     shuffled = patch_infonce(q, q[:, torch.randperm(64)]).mean()
     assert matched < 0.1 < math.log(64) * 0.5 < shuffled
+
+
+@pytest.mark.parametrize("patch", [3, None])
+def test_kernel_backward_passes_gradcheck(patch):
+    """The hand-written backward of the query product (map and query gradients, window scatter)."""
+    torch.manual_seed(0)
+    f = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([0, 7, 13, 29])
+    win = window_index(q, 5, 6, patch)
+    assert torch.autograd.gradcheck(lambda t: self_similarity(t, q, win), (f,))
+
+
+def test_kernel_keys_may_be_the_sampled_queries_themselves():
+    """The 'sampled' keys (STROTSS-like ablation): every query against the other sampled locations."""
+    torch.manual_seed(0)
+    f = torch.randn(1, 6, 5, 5, dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([1, 8, 12, 24])
+    keys = q.unsqueeze(0).expand(4, -1)
+    sim = self_similarity(f, q, keys)
+    g = F.normalize(f, dim=1).flatten(2)[:, :, q]
+    torch.testing.assert_close(sim, g.transpose(1, 2) @ g)
+    assert torch.autograd.gradcheck(lambda t: self_similarity(t, q, keys), (f,))
+
+
+def test_unit_length_matches_normalize_and_survives_zero_vectors():
+    torch.manual_seed(0)
+    f = torch.randn(2, 8, 4, 4)
+    f[0, :, 1, 2] = 0  # a location with no activation at all
+    torch.testing.assert_close(normalize_features(f, "l2"), F.normalize(f, dim=1, eps=1e-8))
+    for dtype in (torch.bfloat16, torch.float16):
+        g = normalize_features(f.to(dtype), "l2")
+        assert torch.isfinite(g.float()).all() and (g[0, :, 1, 2] == 0).all()

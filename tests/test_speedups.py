@@ -5,6 +5,7 @@ measured in bench/speed.py, not here.
 """
 
 import json
+import re
 
 import pytest
 import torch
@@ -59,14 +60,21 @@ def test_channels_last_trains_to_the_same_weights(tiny_dataset, tmp_path):
     cfg.update("run", {"channels_last": True})
     nhwc = train(cfg, progress=False)
     seed_everything(cfg.run.seed)  # as the Trainer does before building the method
-    init = build_method(cfg).trainable_state_dict()
+    method = build_method(cfg)
+    init = method.trainable_state_dict()
     sa, sb = load_state(plain / STATE_FILE)["method"], load_state(nhwc / STATE_FILE)["method"]
     assert sa.keys() == sb.keys() == init.keys()
-    # Adam turns rounding differences of near-zero gradients into full-size steps, so compare the
-    # weights' movement as a whole: channels-last must move them where float32 NCHW does.
-    moved = torch.cat([(sa[k] - init[k]).flatten() for k in sa if sa[k].is_floating_point()])
-    differ = torch.cat([(sb[k] - sa[k]).flatten() for k in sa if sa[k].is_floating_point()])
-    assert moved.norm() > 0 and differ.norm() < 0.05 * moved.norm()
+    # A conv bias followed by instance norm has an analytically zero gradient, so its rounding noise
+    # is all Adam sees and turns into full-size steps in either layout: compare everything else.
+    modules = dict(method.named_modules())
+    followed = {k: re.fullmatch(r"(.*\.)conv(\d*)\.bias", k) for k in sa}  # "<block>.conv<i>" -> "<block>.norm<i>"
+    cancelled = {k for k, m in followed.items()
+                 if m and isinstance(modules.get(f"{m[1]}norm{m[2]}"), torch.nn.InstanceNorm2d)}
+    assert cancelled and len(cancelled) < len(sa) // 2
+    kept = [k for k in sa if sa[k].is_floating_point() and k not in cancelled]
+    moved = torch.cat([(sa[k] - init[k]).flatten() for k in kept])
+    differ = torch.cat([(sb[k] - sa[k]).flatten() for k in kept])
+    assert moved.norm() > 0 and differ.norm() < 1e-3 * moved.norm()
     assert [e["G"] for e in logs(nhwc)] == pytest.approx([e["G"] for e in logs(plain)], rel=1e-3)
 
 

@@ -14,10 +14,15 @@ map the window is the whole map, i.e. the global map. The query is at the window
 Implementation: one batched product of the sampled queries against the whole map
 (``N x N_s x HW``), then a gather of each query's window. This avoids a Python loop over queries
 and never materialises per-window feature copies (``C x N_s x N_p``); its cost is that of the
-global map. Optionally (:data:`TILE_WINDOWS`), when the windows are much smaller than the map (e.g.
-32 x 32 windows on the 64 x 64 ``relu3_1`` map of a 256 px image), the queries are first grouped by
-the band of rows holding their windows and each group is multiplied only against that band; the
-values are the same dot products in about 60 % of the arithmetic, but measured slower on a CPU.
+global map. Its backward (:class:`_QueryProduct`) and the feature normalisation's
+(:class:`_UnitLength`) are written out by hand: fewer temporaries than autograd's generic chain,
+which matters on a CPU where these small products are near the matmul peak and the rest is
+overhead (``bench/speed.py``'s kernel rows).
+
+Optionally (:data:`TILE_WINDOWS`), when the windows are much smaller than the map (e.g. 32 x 32
+windows on the 64 x 64 ``relu3_1`` map of a 256 px image), the queries are first grouped by the
+band of rows holding their windows and each group is multiplied only against that band; the values
+are the same dot products in about 60 % of the arithmetic, but measured slower on a CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 NORMS = ("l2", "centered_l2", "tanh")
 DISTANCES = ("cos", "l1")
@@ -105,12 +111,44 @@ def normalize_features(f: torch.Tensor, norm: str = "l2") -> torch.Tensor:
     - ``"tanh"`` (public code default): subtract each channel's spatial mean and divide by
       ``sqrt(C)``; :func:`self_similarity` then squashes dot products with ``tanh(. / scale)``.
     """
-    if norm == "l2":
-        return F.normalize(f, dim=1, eps=1e-8)
+    if norm not in NORMS:
+        raise ValueError(f"unknown feature normalisation {norm!r}; choose from {NORMS}")
     if norm in ("centered_l2", "tanh"):
         f = f - f.mean(dim=(2, 3), keepdim=True)
-        return F.normalize(f, dim=1, eps=1e-8) if norm == "centered_l2" else f / math.sqrt(f.shape[1])
-    raise ValueError(f"unknown feature normalisation {norm!r}; choose from {NORMS}")
+    if norm == "tanh":
+        return f / math.sqrt(f.shape[1])
+    return _unit_length(f)
+
+
+def _unit_length(f: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``f / max(|f|, eps)`` along dim 1 (``F.normalize``'s values), computed as ``f * rsqrt(sum f^2)``
+    with a hand-written backward (:class:`_UnitLength`).
+
+    On a CPU this is 2-3x faster forward + backward than ``F.normalize`` on NCHW maps of the sizes
+    sesim uses (1x64x64x64 to 1x512x32x32), where the channel-strided vector norm is slow.
+    ``eps^2`` is raised to the dtype's smallest normal number so half precision cannot divide by 0.
+    """
+    return _UnitLength.apply(f, max(eps * eps, torch.finfo(f.dtype).tiny))
+
+
+class _UnitLength(torch.autograd.Function):
+    """``y = f * r`` with ``r = rsqrt(max(sum_c f^2, floor))``; backward ``r * (g - y * sum_c(g * y))``
+    (the clamped locations get ``r * g``: their norm is a constant there)."""
+
+    @staticmethod
+    def forward(ctx, f, floor):  # type: ignore[override]
+        sq = (f * f).sum(dim=1, keepdim=True)
+        r = sq.clamp_min(floor).rsqrt_()
+        y = f * r
+        ctx.save_for_backward(y, r, sq >= floor)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):  # type: ignore[override]
+        y, r, live = ctx.saved_tensors
+        dot = (g * y).sum(dim=1, keepdim=True).mul_(live)
+        return (g - y * dot).mul_(r), None
 
 
 def self_similarity(
@@ -136,16 +174,50 @@ def self_similarity(
     """
     f = normalize_features(f, norm)
     flat = f.flatten(2)  # (N, C, HW)
-    q = flat[:, :, queries]  # (N, C, Ns)
     if window is not None and _worth_tiling(window, f.shape[-2], f.shape[-1]):
-        sim = _tiled_windows(f, q, window)
+        sim = _tiled_windows(f, flat[:, :, queries], window)
     else:
-        sim = torch.bmm(q.transpose(1, 2), flat)  # (N, Ns, HW)
-        if window is not None:
-            sim = sim.gather(2, window.unsqueeze(0).expand(sim.shape[0], -1, -1))
+        sim = _QueryProduct.apply(flat, queries, window)
     if norm == "tanh":
         sim = torch.tanh(sim / tanh_scale)
     return sim
+
+
+class _QueryProduct(torch.autograd.Function):
+    """Queries against the whole map, then each query's window: ``(N, C, HW)`` -> ``(N, N_s, N_p)``.
+
+    Forward: one ``bmm`` of the ``N_s`` query columns against the map and a gather of the windows
+    (none for the global map). Backward, written out so that nothing is computed twice: the window
+    gradients are scattered into one ``(N, N_s, HW)`` buffer, which feeds both products (the map's
+    gradient and the queries'), and the queries' gradient is added into the map's columns in place.
+    Same values as autograd through ``bmm`` + ``gather`` (tests/test_reference_selfsim.py).
+    """
+
+    @staticmethod
+    def forward(ctx, flat, queries, window):  # type: ignore[override]
+        q = flat.index_select(2, queries)  # (N, C, Ns); faster than flat[:, :, queries] on a CPU
+        sim = torch.bmm(q.transpose(1, 2), flat)  # (N, Ns, HW)
+        if window is not None:
+            sim = sim.gather(2, window.unsqueeze(0).expand(sim.shape[0], -1, -1))
+        ctx.save_for_backward(flat, q, queries, window)
+        return sim
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_sim):  # type: ignore[override]
+        flat, q, queries, window = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        n, _, hw = flat.shape
+        if window is None:
+            dense = grad_sim
+        else:
+            dense = grad_sim.new_zeros(n, grad_sim.shape[1], hw)
+            dense.scatter_add_(2, window.unsqueeze(0).expand(n, -1, -1), grad_sim)
+        grad_flat = torch.bmm(q, dense)  # d/d map:     sum over queries of q_s * g_s  (N, C, HW)
+        grad_q = torch.bmm(flat, dense.transpose(1, 2))  # d/d queries: (N, C, Ns)
+        grad_flat.index_add_(2, queries, grad_q)
+        return grad_flat, None, None
 
 
 def _window_geometry(window: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
