@@ -94,6 +94,8 @@ class LossConfig:
     train_backbone: bool = _f(False, "LSeSim: also train VGG16 with the InfoNCE objective (paper wording; the public "
                                      "code keeps it frozen, the default)")
     head_on_translation: bool = _f(False, "LSeSim: also use (source, translation) as a positive pair (public code)")
+    head_warmup: int = _f(0, "LSeSim: train only the structure heads for this many steps before the generator and "
+                             "discriminator start (the steps count towards --steps; 0 = off, the paper and public code)")
     lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")
     lambda_gan: float = _f(1.0, "weight of the adversarial loss")
     lambda_identity: float = _f(0.0, "weight of L1(G(b), b) (identity loss)")

@@ -106,6 +106,18 @@ def test_train_step_updates_generator_style_encoder_and_heads(tiny_dataset, tmp_
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(part)), part
 
 
+def test_head_warmup_holds_the_generator_and_discriminator(tiny_dataset, tmp_path):
+    torch.manual_seed(0)
+    method = build_method(mm_config(tiny_dataset, tmp_path, structure="lsesim", head_warmup=1))
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    batch = {"A": torch.rand(2, 3, 32, 32) * 2 - 1, "B": torch.rand(2, 3, 32, 32) * 2 - 1}
+    assert set(method.train_step(batch)) == {"head_nce"}  # the warm-up step: heads only
+    after = method.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("G.", "D.")))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("structure.heads."))
+    assert "G" in method.train_step(batch) and method.extra_state()["head_steps"] == 2
+
+
 @pytest.mark.parametrize("preset", ["winter2summer", "night2day"])
 def test_presets_select_the_munit_settings(preset):
     cfg = TrainConfig()

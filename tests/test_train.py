@@ -11,7 +11,8 @@ import torch
 from sesim.checkpoint import GENERATOR_FILE, STATE_FILE, load_generator_weights, load_state
 from sesim.cli import main
 from sesim.config import TrainConfig, available_presets
-from sesim.train import Trainer, TrainingError, lr_factor, resume, train
+from sesim.methods import build_method
+from sesim.train import Trainer, TrainingError, lr_factor, resume, seed_everything, train
 
 
 def tiny_config(data, runs, **loss):
@@ -73,6 +74,30 @@ def test_resume_restores_identical_state(tiny_dataset, tmp_path):
     lb = [json.loads(x) for x in (interrupted / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lb] == [1, 2, 3, 4]
     assert [x["G"] for x in la] == [x["G"] for x in lb]
+
+
+def test_head_warmup_trains_only_the_heads_first_and_resumes_mid_warmup(tiny_dataset, tmp_path):
+    cfg = tiny_config(tiny_dataset, tmp_path / "a", structure="lsesim", head_warmup=2)
+    seed_everything(cfg.run.seed)  # as the Trainer does before building the method
+    start = build_method(cfg).trainable_state_dict()
+    cfg = tiny_config(tiny_dataset, tmp_path / "b", structure="lsesim", head_warmup=2)
+    warm = load_state(train(cfg, progress=False, stop_at=2) / STATE_FILE)["method"]
+    heads = [k for k in start if k.startswith("structure.heads.")]
+    assert heads and all(not torch.equal(start[k], warm[k]) for k in heads if k.endswith("weight"))
+    assert all(torch.equal(start[k], warm[k]) for k in start if k.startswith(("G.", "D.")))
+
+    straight = train(tiny_config(tiny_dataset, tmp_path / "c", structure="lsesim", head_warmup=2), progress=False)
+    logs = [json.loads(x) for x in (straight / "log.jsonl").read_text().splitlines()]
+    assert ["G" in x for x in logs] == [False, False, True, True] and all("head_nce" in x for x in logs)
+    cfg = tiny_config(tiny_dataset, tmp_path / "d", structure="lsesim", head_warmup=2)
+    interrupted = train(cfg, progress=False, stop_at=1)  # inside the warm-up: its clock must resume too
+    resume(interrupted, progress=False)
+    assert_identical_checkpoints(straight, interrupted, ("G", "D", "head"))
+
+
+def test_head_warmup_needs_learned_heads(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="head-warmup"):
+        train(tiny_config(tiny_dataset, tmp_path / "a", structure="fsesim", head_warmup=3), progress=False)
 
 
 def test_resume_extends_a_finished_run(tiny_dataset, tmp_path):

@@ -82,7 +82,10 @@ class MultimodalMethod(StructureLossMethod):
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim)
+        warming_up = self.warming_up_heads()
         source_features = self.head_step(real_a, real_b, logs)
+        if warming_up:  # --head-warmup: only the heads learn for now
+            return logs
 
         # 2. one sampled style per image
         style = torch.randn(real_a.shape[0], self.G.style_dim, device=real_a.device)

@@ -19,6 +19,8 @@ rows are options of the spatially-correlative loss itself (``keys``, ``layers``,
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -93,6 +95,11 @@ class StructureLossMethod(Method):
             "D": torch.optim.Adam(self.D.parameters(), lr=o.lr, **adam),
         }
         self.learned = isinstance(self.structure, SpatialCorrelativeLoss) and self.structure.learned
+        self.head_steps = 0  # head updates so far (resumed with the checkpoint): the --head-warmup clock
+        if lc.head_warmup and not self.learned:
+            raise ValueError("--head-warmup trains the learned structure heads: it needs --structure lsesim")
+        if lc.head_warmup < 0:
+            raise ValueError(f"--head-warmup must be >= 0, got {lc.head_warmup}")
         if self.learned:
             self.optimizers["head"] = torch.optim.Adam(self.structure.head_parameters(), lr=o.lr_head or o.lr, **adam)
 
@@ -104,6 +111,7 @@ class StructureLossMethod(Method):
         Returns the fixed backbone's features of ``real_a`` for :meth:`structure_loss`, or None."""
         if not self.learned:
             return None
+        self.head_steps += 1
         lc = self.cfg.loss
         opt = self.optimizers["head"]
         opt.zero_grad(set_to_none=True)
@@ -118,6 +126,17 @@ class StructureLossMethod(Method):
         opt.step()
         logs["head_nce"] = loss_head.item()
         return source_features
+
+    def warming_up_heads(self) -> bool:
+        """True while ``--head-warmup`` steps train only the LSeSim heads (the caller then skips G and D)."""
+        return self.learned and self.head_steps < self.cfg.loss.head_warmup
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "head_steps": self.head_steps}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.head_steps = int(state.get("head_steps", 0))
 
     def structure_loss(self, real_a: torch.Tensor, fake_b: torch.Tensor,
                        source_features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -144,7 +163,10 @@ class SeSimMethod(StructureLossMethod):
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim): learn maps that match under appearance changes
+        warming_up = self.warming_up_heads()
         source_features = self.head_step(real_a, real_b, logs, self.G if lc.head_on_translation else None)
+        if warming_up:  # --head-warmup: the heads learn before the generator sees their maps
+            return logs
 
         # 2. discriminator
         fake_b = self.G(real_a)
