@@ -92,13 +92,7 @@ class MultimodalMethod(StructureLossMethod):
         fake_b = self.G(real_a, style)
 
         # 3. discriminator (all scales)
-        self.D.requires_grad_(True)
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss_d = self.gan.discriminator_loss(self.D(real_b), self.D(self.pool.query(fake_b.detach())))
-        checked("D", loss_d).backward()
-        opt.step()
-        logs["D"] = loss_d.item()
+        self.discriminator_step(real_b, fake_b, logs)
 
         # 4. generator (+ style encoder)
         self.D.requires_grad_(False)

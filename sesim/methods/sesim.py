@@ -127,6 +127,16 @@ class StructureLossMethod(Method):
         logs["head_nce"] = loss_head.item()
         return source_features
 
+    def discriminator_step(self, real_b: torch.Tensor, fake_b: torch.Tensor, logs: dict[str, float]) -> None:
+        """One update of D on ``real_b`` against a pooled, detached ``fake_b`` (both (N, C, H, W) in [-1, 1])."""
+        self.D.requires_grad_(True)
+        opt = self.optimizers["D"]
+        opt.zero_grad(set_to_none=True)
+        loss_d = self.gan.discriminator_loss(self.D(real_b), self.D(self.pool.query(fake_b.detach())))
+        checked("D", loss_d).backward()
+        opt.step()
+        logs["D"] = loss_d.item()
+
     def warming_up_heads(self) -> bool:
         """True while ``--head-warmup`` steps train only the LSeSim heads (the caller then skips G and D)."""
         return self.learned and self.head_steps < self.cfg.loss.head_warmup
@@ -170,13 +180,7 @@ class SeSimMethod(StructureLossMethod):
 
         # 2. discriminator
         fake_b = self.G(real_a)
-        self.D.requires_grad_(True)
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss_d = self.gan.discriminator_loss(self.D(real_b), self.D(self.pool.query(fake_b.detach())))
-        checked("D", loss_d).backward()
-        opt.step()
-        logs["D"] = loss_d.item()
+        self.discriminator_step(real_b, fake_b, logs)
 
         # 3. generator
         self.D.requires_grad_(False)
