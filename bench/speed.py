@@ -176,44 +176,27 @@ def measure(fn: Callable[[], object], warmup: int, repeats: int, *, count_flops:
             min_time: float = 0.0) -> dict:
     """Time ``fn``: ``warmup`` untimed calls (the first under the FLOP counter), then ``repeats`` timed
     calls, continued (up to ``10 * repeats``) until the timed calls add up to ``min_time`` seconds."""
-    flops = None
-    for i in range(max(warmup, 1 if count_flops else 0)):
-        if i == 0 and count_flops:
-            with FlopCounterMode(display=False) as counter:
-                fn()
-            flops = int(counter.get_total_flops())
-        else:
-            fn()
-    walls, cpus = [], []
-    monitor = LoadMonitor().start()
-    while len(walls) < repeats or (sum(walls) < min_time and len(walls) < 10 * repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    foreign = monitor.stop()
-    p25, med, p75 = _quartiles(walls)
-    return {"wall_s": med, "p25": p25, "p75": p75, "cpu_s": statistics.median(cpus), "walls": walls, "cpus": cpus,
-            "flops": flops, "foreign_cores": foreign, "warmup": warmup, "repeats": len(walls)}
+    return measure_interleaved({"fn": fn}, warmup, repeats, count_flops=count_flops, min_time=min_time)["fn"]
 
 
 def measure_interleaved(fns: dict[str, Callable[[], object]], warmup: int, repeats: int, *,
-                        min_time: float = 0.0) -> dict[str, dict]:
+                        count_flops: bool = True, min_time: float = 0.0) -> dict[str, dict]:
     """Time several implementations of one computation in alternation, so that they share whatever
     the machine does meanwhile (frequency, cache, allocator state). Each timed round calls every
     function once (the order rotates between rounds); rounds continue past ``repeats`` (up to
     ``10 * repeats``) until all timed calls add up to ``min_time`` seconds.
 
-    Returns one :func:`measure`-like dict per name (FLOPs counted on its first warm-up call), plus,
-    for every name but the first, ``paired_ratio``: the median over rounds of its time divided by
-    the first function's time in the same round -- the speed-up statistic the targets use, robust
-    to the drifts that make a ratio of two separately measured medians swing.
+    Returns one dict per name: wall-clock median and quartiles, median CPU seconds, the raw timings,
+    FLOPs counted on its first warm-up call (None without ``count_flops``) and the load from other
+    processes; plus, for every name but the first, ``paired_ratio``: the median over rounds of its
+    time divided by the first function's time in the same round -- the speed-up statistic the
+    targets use, robust to the drifts that make a ratio of two separately measured medians swing.
     """
     names = list(fns)
-    flops = {}
+    flops: dict[str, int | None] = dict.fromkeys(names)
     for name, fn in fns.items():
-        for i in range(max(warmup, 1)):
-            if i == 0:
+        for i in range(max(warmup, 1 if count_flops else 0)):
+            if i == 0 and count_flops:
                 with FlopCounterMode(display=False) as counter:
                     fn()
                 flops[name] = int(counter.get_total_flops())
@@ -327,14 +310,17 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
                             sx, sy = per_query_maps(fx, q, patch), per_query_maps(fy, q, patch)
                         total = total + map_distance(sx, sy).mean()
                     total.backward()
-                    selfsim.TILE_WINDOWS = False
                     for _, fy in feats:
                         fy.grad = None
 
                 steps[window, impl] = step
             torch.manual_seed(0)
             shapes = ", ".join(f"{n} {c}x{size // LAYERS[n][1]}x{size // LAYERS[n][1]}" for n, c in channels.items())
-            for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
+            try:
+                measured = measure_interleaved(steps, warmup, repeats, min_time=min_time)
+            finally:
+                selfsim.TILE_WINDOWS = False  # the library default, whatever call ran last
+            for (window, impl), m in measured.items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
                              "features": shapes, "windows": window_note(size, impls[window, impl]), **m})
                 say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
