@@ -1,6 +1,6 @@
 """Translation quality of sesim and its baselines: same data, networks, steps and seeds for every method.
 
-Trains each method (CycleGAN, CUT, FastCUT, FSeSim, LSeSim, optionally GAN-only) on each task with
+Trains each method (CycleGAN, CUT, FastCUT, GAN-only, FSeSim, LSeSim) on each task with
 the same ResNet generator and 70x70 PatchGAN, image size, batch size, number of steps and seeds,
 translates the held-out inputs and scores them:
 
@@ -27,8 +27,8 @@ baseline of a process that only imported torch and sesim is measured the same wa
 next to it. Wall time is measured inside the subprocess around ``sesim.train.train`` (network
 construction, training and the final checkpoint; not the translation or scoring).
 
-    python bench/quality.py --quick      # regression check: 40 steps, 1 seed, 5 methods; 1.5-4.5 min on 2 CPU cores
-    python bench/quality.py              # the full table: 400 steps, seeds 0,1,2, 5 methods; 27-80 min on 2 cores
+    python bench/quality.py --quick      # regression check: 40 steps, 1 seed, 6 methods, into bench/work/results-quick
+    python bench/quality.py              # the full table: 400 steps, seeds 0,1,2, 6 methods; about an hour on 2 cores
     python bench/quality.py --size 256 --data DIR --steps 20000 --device cuda   # your data, on a GPU
 
 (The ranges are this machine idle and shared with 2-3 other busy processes; ``--quick`` prints an
@@ -39,7 +39,7 @@ machine slow each other down many times over.
 Only the generator weights, config and log of each run are kept (``--keep-checkpoints`` keeps the
 resumable ``checkpoint.pt`` too).
 
-Writes ``bench/results/quality[-quick|-<data>].md``, ``.csv`` (one row per task, method and seed,
+Writes ``bench/results/quality[-<data>].md`` (``--quick``: ``bench/work/results-quick/quality-quick.md``), ``.csv`` (one row per task, method and seed,
 plus the aggregated rows) and ``.png`` (one panel per task: input and target rows, then one row per
 method for the first seed, the first held-out inputs as columns). Work files (datasets, runs,
 translations, logs) go to ``--out`` (``bench/work/quality``); finished runs found there with
@@ -88,7 +88,7 @@ METHODS: dict[str, MethodSpec] = {m.key: m for m in (
     MethodSpec("cut", "CUT", ("cut",), note="preset `cut`: PatchNCE on G's encoder, identity NCE, lambda_NCE 1, lr 2e-4"),
     MethodSpec("fastcut", "FastCUT", ("fastcut",), note="preset `fastcut`: no identity NCE, lambda_NCE 10, flip equivariance, lr 2e-4"),
     MethodSpec("gan-only", "GAN only", (), {"structure": "none"}, note="sesim method, structure loss off (lambda = 0)"),
-    MethodSpec("fsesim", "FSeSim", (), {"structure": "fsesim"}, note="sesim method, fixed VGG16 self-similarity"),
+    MethodSpec("fsesim", "FSeSim", (), {"structure": "fsesim"}, note="sesim method, fixed pretrained self-similarity"),
     MethodSpec("lsesim", "LSeSim", (), {"structure": "lsesim"}, note="sesim method, learned heads (InfoNCE)"),
 )}
 METHOD_ORDER = list(METHODS)
@@ -105,12 +105,13 @@ class Mode:
     suffix: str
 
 
-# --quick must finish in < 5 min and the full run in < 90 min on 2 CPU cores (see the timings in the report of
-# bench/results/quality-quick.md: seconds per step of each method with 2 runs at a time, 1 thread each).
-QUICK = Mode(steps=40, seeds=(0,), methods=("cyclegan", "cut", "fastcut", "fsesim", "lsesim"), n_train=200, n_test=64,
-             feature_steps=200, suffix="-quick")
-FULL = Mode(steps=400, seeds=(0, 1, 2), methods=("cyclegan", "cut", "fastcut", "fsesim", "lsesim"), n_train=400,
-            n_test=128, feature_steps=1500, suffix="")
+# --quick must finish in < 5 min and the full run in < 90 min on 2 CPU cores (see the timings in the report of a
+# --quick run: seconds per step of each method with 2 runs at a time, 1 thread each).
+ALL_METHODS = ("cyclegan", "cut", "fastcut", "gan-only", "fsesim", "lsesim")
+QUICK = Mode(steps=40, seeds=(0,), methods=ALL_METHODS, n_train=200, n_test=64, feature_steps=200, suffix="-quick")
+FULL = Mode(steps=400, seeds=(0, 1, 2), methods=ALL_METHODS, n_train=400, n_test=128, feature_steps=1500, suffix="")
+#: --quick results go here unless --results is given: a regression check never overwrites committed results
+QUICK_RESULTS = "bench/work/results-quick"
 
 
 def base_config(size: int, *, small: bool) -> "TrainConfig":
@@ -504,7 +505,7 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
                 "baseline_rss_mb": _baseline_rss_mb(), "size": size, "steps": steps, "seeds": list(seeds), "methods": [m.key for m in runnable],
                 "skipped": skipped, "n_train": n_train, "n_test": n_test, "feature_steps": feature_steps,
                 "device": device, "jobs": jobs, "threads": threads, "total_seconds": time.perf_counter() - t_start,
-                "vgg_weights": _vgg_source(), "cpu_count": os.cpu_count(), "load_average_start": load_start,
+                "backbones": _backbones(out, planned), "cpu_count": os.cpu_count(), "load_average_start": load_start,
                 "load_average": _loadavg()}
     return {"rows": rows, "tasks": task_info, "settings": settings}
 
@@ -522,14 +523,18 @@ def _baseline_rss_mb() -> float:
         return float("nan")
 
 
-def _vgg_source() -> str:
-    """What ``vgg_weights = "auto"`` resolves to here: ``imagenet`` (weights found locally) or ``random``."""
-    try:
-        from sesim.nets.vgg import find_imagenet_weights
-
-        return "imagenet" if find_imagenet_weights() is not None else "random"
-    except Exception:  # pragma: no cover
-        return "unknown"
+def _backbones(out: Path, planned: list) -> dict[str, dict]:
+    """What each method's structure backbone resolved to, from the runs' ``config.json`` records
+    (method key -> record; methods without a pretrained feature network are left out)."""
+    found: dict[str, dict] = {}
+    for _task, spec, _seed, cfg, *_ in planned:
+        path = Path(cfg.run.runs) / cfg.run.name / "config.json"
+        if spec.key in found or not path.is_file():
+            continue
+        record = json.loads(path.read_text()).get("resolved", {}).get("backbone")
+        if record:
+            found[spec.key] = {k: record.get(k) for k in ("description", "file", "sha256")}
+    return found
 
 
 def _loadavg() -> list[float] | None:
@@ -705,12 +710,14 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
               "- Per method, its preset's published hyperparameters; nothing was tuned on these tasks for this benchmark:"]
     lines += [f"  - {METHODS[k].label}: {METHODS[k].note}" for k in st["methods"]]
     ours = [METHODS[k].label for k in ("gan-only", "fsesim", "lsesim") if k in st["methods"]]
-    lines += [f"  - {' / '.join(ours) or 'The sesim rows'} use the `demo` preset's loss settings (lr 2e-4, no image pool, "
-              "VGG16 `relu3_1`+`relu4_1`, 256 queries, 32×32 windows, mean-centred features). Those settings were "
-              "chosen by sesim's authors on the demo task, i.e. the *scenes* task here, so the sesim rows had more "
-              "attention on that task than the baselines did.",
-              f"- VGG16 weights for FSeSim/LSeSim: `{st['vgg_weights']}`"
-              + (" (no ImageNet weights on this machine: randomly initialised VGG16)." if st["vgg_weights"] == "random" else "."),
+    lines += [f"  - {' / '.join(ours) or 'The sesim rows'} use the `demo` preset's loss settings ({_demo_loss_words()}). "
+              "Those settings were chosen by sesim's authors on the demo task, i.e. the *scenes* task here, so the "
+              "sesim rows had more attention on that task than the baselines did."]
+    for key, record in st.get("backbones", {}).items():
+        lines.append(f"- Structure backbone of {METHODS[key].label}: {record['description']}"
+                     + (f", `{Path(record['file']).name}` (SHA-256 `{record['sha256'][:16]}…`)" if record.get("file")
+                        else " (randomly initialised)") + ".")
+    lines += [
               f"- Peak memory: `VmHWM` (peak resident set size, from `/proc/self/status`) of each training "
               f"subprocess, read by the subprocess when it is done; it includes the Python interpreter and torch: a "
               f"process that only imports torch and sesim peaks at {st['baseline_rss_mb']:.0f} MB here.",
@@ -720,6 +727,17 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
     paths["md"].write_text("\n".join(lines) + "\n")
     write_grid(result, paths["png"], seeds=st["seeds"])
     return paths
+
+
+def _demo_loss_words() -> str:
+    from sesim.config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg.apply_preset("demo")
+    lc, o = cfg.loss, cfg.optim
+    return (f"lr {o.lr:g}, {'no image pool' if not lc.pool_size else f'pool {lc.pool_size}'}, backbone `{lc.backbone}` "
+            f"with its default layers, {lc.num_queries} queries, {lc.patch_size}×{lc.patch_size} windows, "
+            f"`{lc.feature_norm}` features, λ {lc.lambda_structure:g}")
 
 
 def _findings(summary: list[dict], task: str, cols: list) -> list[str]:
@@ -816,7 +834,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch threads per run (default: cores / jobs; one thread per run avoids the heavy "
                          "slow-down of several multi-threaded runs on a shared machine)")
     ap.add_argument("--out", default="bench/work/quality", help="work folder (datasets, runs, translations, logs)")
-    ap.add_argument("--results", default="bench/results", help="where quality*.md/.csv/.json/.png go")
+    ap.add_argument("--results", default=None, help=f"where quality*.md/.csv/.json/.png go (default: bench/results; "
+                                                    f"{QUICK_RESULTS} with --quick, so it never replaces committed results)")
     ap.add_argument("--name", default=None, help="file stem of the results (default: quality[-quick|-<data>])")
     ap.add_argument("--fresh", action="store_true", help="retrain runs even when finished ones are found in --out")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep each run's resumable checkpoint.pt")
@@ -855,6 +874,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown task(s) {bad}; built-in tasks are scenes, photos (or use --data DIR)")
         stem = args.name or "quality" + mode.suffix + (f"-{args.size}" if args.size != 64 else "")
     os.environ.setdefault("SESIM_OFFLINE", "1")
+    args.results = args.results or (QUICK_RESULTS if args.quick else "bench/results")
     out = Path(args.out) / (stem if stem != "quality" else "full")
     cores = os.cpu_count() or 1
     jobs = args.jobs or (max(1, min(4, cores)) if args.device == "cpu" else 1)

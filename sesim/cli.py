@@ -21,16 +21,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} options")
         for f in dataclasses.fields(cls):
-            flag = "--" + f.name.replace("_", "-")
+            flags = ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             shown = ",".join(default) if isinstance(default, tuple) else default
             help_text = f.metadata.get("help", "")
             if "default" not in help_text:
                 help_text += f" (default: {shown})"
             if isinstance(default, bool):
-                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+                group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
             else:
-                group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+                group.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +98,7 @@ def _add_viz_parser(sub) -> None:
     h.add_argument("--translation", default=None, help="its translation (default: translate with --run's generator)")
     h.add_argument("--run", default=None, help="use this run's structure loss (and its trained LSeSim heads)")
     h.add_argument("--points", default=None, help="query points in source pixels, 'x,y;x,y' (default: 3 on the diagonal)")
-    h.add_argument("--layers", default=None, help="comma-separated VGG16 layers (default: the loss's layers)")
+    h.add_argument("--layers", default=None, help="comma-separated backbone layers (default: the loss's layers)")
     h.add_argument("--side", type=int, default=160, help="panel width in pixels")
     e = vsub.add_parser("errormap", help="per-location error of L1, perceptual, PatchNCE, FSeSim, LSeSim between images")
     e.add_argument("--a", required=True, help="reference image (e.g. the source)")
@@ -105,11 +106,14 @@ def _add_viz_parser(sub) -> None:
     e.add_argument("--run", default=None, help="use this run's structure loss / LSeSim heads (or a CUT run's PatchNCE)")
     e.add_argument("--side", type=int, default=128, help="panel width in pixels")
     for q in (h, e):
-        q.add_argument("--vgg-weights", default="auto", help="without --run: imagenet | auto | random | path "
-                       "(auto: ImageNet if found, else random-init with a note)")
+        q.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default="auto",
+                       help="without --run: the feature network (auto: ImageNet VGG16 if its file is found, else "
+                       "ImageNet EfficientNet-Lite0; with --run, the run's own)")
+        q.add_argument("--backbone-weights", "--vgg-weights", dest="backbone_weights", default="auto",
+                       help="without --run: auto | imagenet | random | path to a state dict")
         q.add_argument("--feature-norm", choices=("auto", "l2", "centered_l2", "tanh"), default="auto",
-                       help="without --run: FSeSim feature normalisation (auto: l2 with ImageNet weights, "
-                       "centered_l2 with random-init VGG16)")
+                       help="without --run: FSeSim feature normalisation (auto: l2 with pretrained weights, "
+                       "centered_l2 with random-init features)")
         q.add_argument("--output", required=True, help="figure file (.png)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -209,6 +213,10 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--labels", default=None, help="segmentation: label maps (class ids, 255 ignored)")
     p.add_argument("--num-classes", type=int, default=19)
     p.add_argument("--source", default=None, help="selfsim: the inputs the translations were made from")
+    p.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default=None,
+                   help="selfsim: feature network (default: the run's with --run, else auto: ImageNet VGG16 if its "
+                   "file is found, else ImageNet EfficientNet-Lite0)")
+    p.add_argument("--backbone-weights", default=None, help="selfsim: auto | imagenet | random | path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 
@@ -221,6 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 samples_dir=args.samples_dir, lpips_net=args.lpips_net, lpips_weights=args.lpips_weights,
                 lpips_backbone_weights=args.lpips_backbone_weights, segmenter=args.segmenter, labels=args.labels,
                 num_classes=args.num_classes, source=args.source, device=args.device)
+    opts.update({k: getattr(args, k) for k in ("backbone", "backbone_weights") if getattr(args, k) is not None})
     if args.run:
         if args.fake:
             raise SystemExit("sesim evaluate: give either --run or --fake, not both")
@@ -249,11 +258,13 @@ def cmd_viz(args: argparse.Namespace) -> int:
 
     if args.viz_command == "heatmap":
         path = heatmap_command(args.source, args.output, translation=args.translation, run=args.run,
-                               points=args.points, layers=args.layers, vgg_weights=args.vgg_weights,
-                               feature_norm=args.feature_norm, side=args.side, overwrite=args.overwrite)
+                               points=args.points, layers=args.layers, backbone=args.backbone,
+                               backbone_weights=args.backbone_weights, feature_norm=args.feature_norm,
+                               side=args.side, overwrite=args.overwrite)
     else:
-        path, maps = errormap_command(args.a, args.b, args.output, run=args.run, vgg_weights=args.vgg_weights,
-                                      feature_norm=args.feature_norm, side=args.side, overwrite=args.overwrite)
+        path, maps = errormap_command(args.a, args.b, args.output, run=args.run, backbone=args.backbone,
+                                      backbone_weights=args.backbone_weights, feature_norm=args.feature_norm,
+                                      side=args.side, overwrite=args.overwrite)
         for b, row in zip(args.b, maps):
             print(f"{b}: " + ", ".join(f"{m.name} {m.mean:.4f}" for m in row if m is not None))
     print(f"wrote {path}")
@@ -272,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
     from .data.images import EmptyFolderError, ImageError
-    from .nets.vgg import WeightsNotFoundError
+    from .nets.weightfiles import WeightsNotFoundError
     from .train import TrainingError
     from .translate import TranslateError
 

@@ -104,12 +104,15 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
                      lpips_backbone_weights: str | None = None, segmenter: str | Callable | None = None,
                      labels: str | os.PathLike | None = None, num_classes: int = 19,
                      source: str | os.PathLike | None = None, sifid_extractor: Callable | None = None,
-                     selfsim_loss: torch.nn.Module | None = None, device: str = "cpu") -> dict:
+                     selfsim_loss: torch.nn.Module | None = None, backbone: str = "auto",
+                     backbone_weights: str | None = "auto", device: str = "cpu") -> dict:
     """Compute ``metrics`` and return the report dict (see module doc); nothing is written.
 
     ``extractor``: an :class:`~sesim.metrics.features.Extractor` (any network, e.g. a random one in
     tests) or a name for :func:`~sesim.metrics.features.get_extractor`. ``source``: the inputs the
-    translations were made from (for ``selfsim``), matched by relative path.
+    translations were made from (for ``selfsim``), matched by relative path. ``backbone`` /
+    ``backbone_weights``: the feature network of ``selfsim`` (:mod:`sesim.nets.backbones`) unless
+    ``selfsim_loss`` is given.
     """
     metrics = parse_metrics(metrics)
     fake_images = load_folder(fake)
@@ -195,6 +198,10 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
         missing = [m for m in single if m not in SINGLE_IMAGE_METRICS]
         if missing:
             raise EvaluateError(f"{', '.join(missing)}: sesim.metrics.single_image is not available in this install")
+        if selfsim_loss is None and "selfsim" in single:
+            from .metrics.single_image import selfsim_metric_loss
+
+            selfsim_loss = selfsim_metric_loss(backbone, backbone_weights)
         _single_image(out, single, real_images, fake_images, source, inception_weights, sifid_extractor,
                       selfsim_loss)
     return report
@@ -239,15 +246,13 @@ def _single_image(out: dict, names: list[str], real: dict, fake: dict, source, i
             raise EvaluateError(f"no translation in the fake folder has a source image of the same name in {source}")
         fn = SINGLE_IMAGE_METRICS["selfsim"]
         loss = selfsim_loss
-        if loss is None:  # the function's documented default, built once for all images
-            from .losses.spatial import SpatialCorrelativeLoss
-
-            loss = SpatialCorrelativeLoss(("relu3_1", "relu4_1"), weights="imagenet", sampling="grid",
-                                          num_queries=256, patch_size=32)
         vals = [float(fn(t(s), t(f), loss)) for s, f in pairs]
-        desc = ("FSeSim distance (1 - cos of self-similarity maps), VGG16 relu3_1+relu4_1 "
-                f"({'ImageNet' if selfsim_loss is None else 'given loss'}), 256 grid queries, 32-position windows; "
-                "images at their own size")
+        from .nets.backbones import describe_backbone
+
+        desc = (f"FSeSim distance (1 - cos of self-similarity maps), {describe_backbone(loss.extractor)} "
+                f"{'+'.join(loss.layers)}, {loss.num_queries} {loss.sampling} queries, "
+                f"{loss.patch_size or 'global'}-position windows; images at their own size; only comparable "
+                "with the same backbone")
         out["selfsim"] = _entry(float(np.mean(vals)), desc, "sesim.metrics.single_image.self_similarity_distance",
                                 images=len(vals))
 
@@ -264,6 +269,9 @@ def evaluate_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, over
     if not (run_dir / CONFIG_FILE).is_file():
         raise EvaluateError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
     cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    if cfg.resolved.get("backbone"):  # selfsim on the features the run was trained with
+        kwargs.setdefault("backbone", cfg.loss.backbone)
+        kwargs.setdefault("backbone_weights", cfg.loss.backbone_weights)
     try:
         test_a, test_b = domain_dirs(cfg, "test")
     except (FileNotFoundError, ValueError) as err:

@@ -121,6 +121,28 @@ def sample_inputs(cfg: TrainConfig) -> list[torch.Tensor]:
     return out
 
 
+def record_backbone(cfg: TrainConfig, method: Method, *, resume: bool = False) -> None:
+    """Write what the content loss's feature network resolved to into ``cfg`` (saved as config.json):
+    concrete ``backbone`` / ``backbone_weights`` / layers, and ``cfg.resolved["backbone"]`` with the
+    weight file and its SHA-256. A resumed run must find the same network it was trained with."""
+    from .nets.backbones import backbone_record, record_mismatch
+
+    net = method.feature_backbone()
+    if net is None:
+        return
+    if resume:
+        diff = record_mismatch(cfg.resolved.get("backbone"), net)
+        if diff:
+            raise TrainingError(f"the run's structure backbone has changed since it was trained ({diff}); resume "
+                                "it on a machine with the same weights file")
+    record = backbone_record(net)
+    cfg.resolved["backbone"] = record
+    cfg.loss.backbone, cfg.loss.backbone_weights = record["backbone"], record["weights"]
+    layers = tuple(getattr(method.structure, "layers", ()))
+    if layers:
+        cfg.update("loss", {"perceptual_layers" if cfg.loss.structure == "perceptual" else "layers": layers})
+
+
 def lr_factor(step: int, total: int, decay_start: float) -> float:
     """Constant, then linear decay to 0 over the last ``1 - decay_start`` of the steps."""
     start = int(total * decay_start)
@@ -161,6 +183,7 @@ class Trainer:
             self.samples = sample_inputs(cfg)
         seed_everything(cfg.run.seed)
         self.method: Method = build_method(cfg).to(self.device)
+        record_backbone(cfg, self.method, resume=resume)
         if dist.enabled:
             synchronize_batch_norm(self.method, self.device)
         if cfg.run.channels_last:
