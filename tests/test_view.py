@@ -10,11 +10,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,16 +18,13 @@ import torch
 from PIL import Image
 
 from sesim.cli import main
-from sesim.data.images import load_image, pil_to_tensor, tensor_to_pil
+from sesim.data.images import pil_to_tensor
 from sesim.translate import translate_paths
 from sesim.viz.heatmap import _nan_cosine, feature_position, pair_maps
 from sesim.view.inputs import load_inputs, run_images
 from sesim.view.runs import ViewError, ViewRun
 from sesim.view.server import ViewServer, build_session
-from view_fixtures import view_runs  # noqa: F401 - the fixture
-
-REPO = Path(__file__).resolve().parents[1]
-
+from view_fixtures import start_view, view_runs  # noqa: F401 - view_runs is a fixture
 
 def png_tensor(data: bytes) -> torch.Tensor:
     return pil_to_tensor(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -302,20 +295,8 @@ def test_bad_images_options_and_a_busy_port_give_one_clear_line(view_runs, tmp_p
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_the_command_prints_its_url_and_stops_cleanly(view_runs, sig):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "sesim", "view", "--run", str(view_runs.fsesim), "--no-open",
-                             "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc, url = start_view(["--run", str(view_runs.fsesim)])
     try:
-        url = None
-        deadline = time.monotonic() + 120
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if " at http://127.0.0.1:" in line:
-                url = line.split(" at ", 1)[1].split()[0]
-        assert url, proc.stderr.read()
         host, port = url.removeprefix("http://").rstrip("/").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
         conn.request("GET", "/api/info")

@@ -12,79 +12,30 @@ import base64
 import io
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from view_fixtures import view_runs  # noqa: F401 - the fixture
-
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,1000")
-
-
-def _missing() -> str | None:
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not Path(path).is_file():
-            return f"{path} not found (apt-get install {package})"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[test]')"
-    return None
-
+from headless_chromium import chromium, click, missing_reason, wait_for
+from view_fixtures import start_view, view_runs  # noqa: F401 - view_runs is a fixture
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = _missing()
+    missing = missing_reason()
     if missing:
         if os.environ.get("SESIM_REQUIRE_BROWSER", "") not in ("", "0"):
             pytest.fail(f"SESIM_REQUIRE_BROWSER is set but {missing}")
         pytest.skip(f"no headless browser: {missing}")
-    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never fetch a driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="sesim-chromium-")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(60)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
 def view_url(view_runs):
     """The real command, ``sesim view --run FSESIM --run GAN_ONLY``, in a child process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "sesim", "view", "--run", str(view_runs.fsesim), "--run",
-                             str(view_runs.gan_only), "--no-open", "--port", "0"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = None
-    deadline = time.monotonic() + 180
-    while url is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if " at http://127.0.0.1:" in line:
-            url = line.split(" at ", 1)[1].split()[0]
-    if url is None:
-        proc.kill()
-        pytest.fail(f"sesim view did not start: {proc.stderr.read()}")
+    proc, url = start_view(["--run", str(view_runs.fsesim), "--run", str(view_runs.gan_only)])
     yield url
     proc.terminate()
     proc.communicate(timeout=60)
@@ -93,16 +44,6 @@ def view_url(view_runs):
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=60) as response:
         return response.read()
-
-
-def wait_for(driver, script: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for: {script} (status: {driver.execute_script('return sesimView.message')})")
 
 
 def canvas_pixels(driver, index: int) -> np.ndarray:
@@ -124,15 +65,6 @@ def expected_pixels(image: np.ndarray, panel: dict, scale: int, ramp: np.ndarray
     colour = ramp[np.floor(t * 255 + 0.5).astype(int)]
     out = np.where(np.isfinite(v)[..., None], np.round(big * (1 - alpha) + colour * alpha), big)
     return out.astype(np.uint8)
-
-
-def click(driver, canvas, point: tuple[int, int], scale: int) -> None:
-    """Click image pixel ``point = (x, y)`` of a panel drawn at ``scale`` screen pixels per image pixel."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    w, h = canvas.size["width"], canvas.size["height"]
-    x, y = (point[0] + 0.5) * scale - w / 2, (point[1] + 0.5) * scale - h / 2
-    ActionChains(driver).move_to_element_with_offset(canvas, round(x), round(y)).click().perform()
 
 
 def test_clicks_layers_second_run_error_map_steps_and_download(browser, view_url, view_runs, tmp_path):

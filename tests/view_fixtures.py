@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +16,8 @@ from sesim.checkpoint import GENERATOR_FILE
 from sesim.config import TrainConfig
 from sesim.data.demo_scenes import make_demo_dataset
 from sesim.train import resume, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -50,3 +56,20 @@ def view_runs(tmp_path_factory) -> ViewRuns:
     mm_cfg.run.steps = 2
     multimodal = train(mm_cfg, progress=False)
     return ViewRuns(root / "data", fsesim, gan_only, multimodal)
+
+
+def start_view(args: list[str], timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    """Run ``python -m sesim view ARGS --no-open --port 0`` from this checkout; return the process
+    and the URL it printed (the process is killed if it prints none)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "sesim", "view", *args, "--no-open", "--port", "0"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if " at http://127.0.0.1:" in line:
+            return proc, line.split(" at ", 1)[1].split()[0]
+    proc.kill()
+    raise AssertionError(f"sesim view did not start: {proc.communicate()[1]}")

@@ -26,7 +26,6 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 
 from ..checkpoint import CONFIG_FILE, GENERATOR_FILE, STATE_FILE, load_generator_weights
-from ..config import TrainConfig
 from ..data.images import pil_to_tensor, tensor_to_pil
 from ..methods import build_generator
 from ..methods.multimodal import SAMPLE_STYLES
