@@ -70,6 +70,11 @@ class ViewSession:
         self._lock = threading.Lock()
         self._cache = _LRU(CACHE_ENTRIES)
 
+    def clear_cache(self) -> None:
+        """Forget every computed translation, feature and error map (for benchmarks)."""
+        with self._lock:
+            self._cache.data.clear()
+
     # -- validation --------------------------------------------------------------------------
     def image(self, index: int) -> ViewImage:
         if not 0 <= index < len(self.images):

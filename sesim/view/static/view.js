@@ -8,7 +8,7 @@
 const S = {
   info: null, image: 0, point: null, hover: null, layer: null, mode: "run", error: false,
   variants: [], panels: [], inflight: false, pending: null, draws: 0, lastUrl: "", lastMap: null,
-  lastError: null, lastDownload: null, ready: false, message: "",
+  lastError: null, lastDownload: null, ready: false, message: "", clickedAt: null, clickToDrawMs: null,
 };
 window.sesimView = S;
 
@@ -278,6 +278,10 @@ function drawMap(data, point) {
       panel.caption.textContent = `structure loss at this query: ${loss.value.toFixed(4)} (${what}); ${range}`;
     }
   }
+  if (pinned && S.clickedAt !== null) {  // click -> drawn, as the user sees it
+    S.clickToDrawMs = performance.now() - S.clickedAt;
+    S.clickedAt = null;
+  }
   status(`maps in ${data.ms} ms on the server`);
   S.draws += 1;
 }
@@ -325,6 +329,7 @@ function onPointer(ev, panel, click) {
   if (!panel.base) return;
   const point = pointOf(ev, panel);
   if (click) {
+    S.clickedAt = performance.now();
     S.point = point;
     if (S.error) { S.error = false; $("errormap").checked = false; }
     requestMap(point);
