@@ -24,7 +24,7 @@ from sesim.viz.heatmap import _nan_cosine, feature_position, pair_maps
 from sesim.view.inputs import load_inputs, run_images
 from sesim.view.runs import ViewError, ViewRun
 from sesim.view.server import ViewServer, build_session
-from view_fixtures import start_view, view_runs  # noqa: F401 - view_runs is a fixture
+from view_fixtures import start_view
 
 def png_tensor(data: bytes) -> torch.Tensor:
     return pil_to_tensor(Image.open(io.BytesIO(data)).convert("RGB"))

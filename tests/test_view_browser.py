@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from headless_chromium import chromium, click, missing_reason, wait_for
-from view_fixtures import start_view, view_runs  # noqa: F401 - view_runs is a fixture
+from view_fixtures import start_view
 
 @pytest.fixture(scope="module")
 def browser():
