@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import os
+import time
 import urllib.request
 
 import numpy as np
@@ -151,3 +152,34 @@ def test_clicks_layers_second_run_error_map_steps_and_download(browser, view_url
     done = wait_for(driver, "return sesimView.lastDownload")
     assert done["width"] > 3 * 32 * scale and done["bytes"] > 1000 and done["name"].endswith(".png")
     assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_new_style_button_of_a_multimodal_run(browser, view_runs):
+    from selenium.webdriver.common.by import By
+
+    proc, url = start_view(["--run", str(view_runs.multimodal)])
+    try:
+        driver = browser
+        driver.get(url)
+        wait_for(driver, "return window.sesimView && sesimView.ready")
+        scale = driver.execute_script("return sesimView.panels[1].scale")
+        shown = "return Array.from(sesimView.panels[1].base.data.filter((_, i) => i % 4 < 3))"  # RGB of the panel
+
+        def served(style: int) -> np.ndarray:
+            png = fetch(url + f"api/translation?image=0&run=0&style={style}")
+            return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).repeat(scale, 0).repeat(scale, 1)
+
+        side = 32 * scale
+        assert np.array_equal(np.array(driver.execute_script(shown), np.uint8).reshape(side, side, 3), served(0))
+        driver.find_element(By.CSS_SELECTOR, "button.newstyle[data-run='0']").click()
+        wait_for(driver, "return sesimView.variants[0].style === 1")
+        expected = served(1)
+        assert not np.array_equal(expected, served(0))
+        wait_for(driver, "return document.querySelector('.stylelabel').textContent === 'style 1'")
+        deadline = time.monotonic() + 60
+        while not np.array_equal(np.array(driver.execute_script(shown), np.uint8).reshape(side, side, 3), expected):
+            assert time.monotonic() < deadline, "the page did not draw style 1"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)

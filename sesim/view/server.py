@@ -249,12 +249,17 @@ def _can_open_browser() -> bool:
 def serve(runs: Sequence[str | Path], input_path: str | Path | None = None, *, host: str = "127.0.0.1",
           port: int = DEFAULT_PORT, open_browser: bool = True, style_from: str | Path | None = None,
           size: int | None = None) -> int:
-    """``sesim view``: open the runs, print the URL, serve until Ctrl-C (or SIGTERM); returns 0."""
+    """``sesim view``: open the runs, print the URL, serve until Ctrl-C (or SIGTERM); returns 0
+    (130 when interrupted before the server started)."""
     if not 0 <= port <= 65535:
         raise ViewError(f"--port must be 0 .. 65535, got {port}")
     if size is not None and size < 0:
         raise ViewError(f"--size must be >= 0 (0 keeps the images' own size), got {size}")
-    session = build_session(runs, input_path, style_from=style_from, size=size)
+    try:
+        session = build_session(runs, input_path, style_from=style_from, size=size)
+    except KeyboardInterrupt:  # Ctrl-C while the runs load
+        print("sesim view: stopped", flush=True)
+        return 130
     server = ViewServer(session, host, port)
     if not server.loopback_only:
         print(f"sesim view: warning: listening on {host}: anyone who can reach this machine can see these images",
