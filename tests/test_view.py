@@ -94,7 +94,7 @@ def test_run_without_a_structure_loss_is_drawn_by_the_labelled_fallback(view_run
     assert not first.own_loss and "RANDOM-INIT" in first.loss_note and "not the run's" in first.loss_note
     assert first.describe()["layers"] == list(first.structure.layers)
     own = ViewRun(view_runs.fsesim)
-    assert own.own_loss and own.loss_note.startswith("the run's FSeSim")
+    assert own.own_loss and own.loss_note.startswith("the run's own loss: FSeSim of run fsesim")
     x = run_images(first)[0].image
     a = first.structure.structure_features(x[None])
     b = second.structure.structure_features(x[None])

@@ -10,6 +10,7 @@ All images are ``(C, H, W)`` tensors in [-1, 1]; features are ``layer -> (1, C_l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from ..config import TrainConfig
 from ..losses.spatial import PAPER_SETTINGS, LayerMaps, SpatialCorrelativeLoss
 from ..ops.selfsim import map_distance, self_similarity, window_index
 from ..viz.errormap import sesim_error
+from ..viz.explain import _describe_run_structure
 from ..viz.heatmap import feature_position, query_map
 
 #: seed of the fallback loss's random-init feature network (the same network on every start)
@@ -42,14 +44,12 @@ def fallback_structure_loss(cfg: TrainConfig) -> tuple[SpatialCorrelativeLoss, s
     return loss.eval(), "RANDOM-INIT VGG16 (not the run's: it has no spatially-correlative loss), centered_l2 features"
 
 
-def run_structure_loss(method: torch.nn.Module, cfg: TrainConfig) -> tuple[SpatialCorrelativeLoss, bool, str]:
-    """``(loss, is_the_runs_own, description)`` for a rebuilt run ``method``."""
+def run_structure_loss(method: torch.nn.Module, cfg: TrainConfig, run_dir: Path) -> tuple[SpatialCorrelativeLoss, bool, str]:
+    """``(loss, is_the_runs_own, description)`` for the rebuilt ``method`` of the run in ``run_dir``
+    (the description of a run's own loss is ``sesim viz``'s, which names its feature network)."""
     structure = getattr(method, "structure", None)
     if isinstance(structure, SpatialCorrelativeLoss):
-        kind = "LSeSim (trained heads)" if structure.learned else "FSeSim"
-        source = getattr(structure.extractor, "weights_source", "custom")
-        backbone = "random-init VGG16" if source == "random" else f"VGG16 {source}"
-        return structure.eval(), True, f"the run's {kind}: {backbone}, {structure.norm} features"
+        return structure.eval(), True, f"the run's own loss: {_describe_run_structure(structure, run_dir)}"
     loss, words = fallback_structure_loss(cfg)
     return loss, False, words
 

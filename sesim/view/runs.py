@@ -145,7 +145,7 @@ class ViewRun:
             raise ViewError(f"run {self.dir} could not be loaded from {CONFIG_FILE} and {STATE_FILE} "
                             f"({type(err).__name__}: {err})") from None
         self.generator = method.generators()["AtoB"].eval()
-        self.structure, self.own_loss, self.loss_note = run_structure_loss(method, self.cfg)
+        self.structure, self.own_loss, self.loss_note = run_structure_loss(method, self.cfg, self.dir)
         self.steps = discover_steps(self.dir)
         own = _weights_step(self.dir / GENERATOR_FILE)
         self.latest = own if own is not None else max((s for s, st in self.steps.items() if st.weights), default=0)
