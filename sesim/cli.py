@@ -1,4 +1,4 @@
-"""The ``sesim`` command: ``train``, ``translate``, ``evaluate``, ``viz``, ``demo``, ``export``,
+"""The ``sesim`` command: ``train``, ``translate``, ``evaluate``, ``viz``, ``view``, ``demo``, ``export``,
 ``presets``. Thin: it parses flags and calls the layers below. Training flags are generated from the config dataclasses (one flag per
 field, help text from the field), so the CLI and the saved ``config.json`` never disagree."""
 
@@ -87,7 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
     _add_evaluate_parser(sub)
     _add_viz_parser(sub)
+    _add_view_parser(sub)
     return parser
+
+
+def _add_view_parser(sub) -> None:
+    p = sub.add_parser("view", help="a local web page: click a point, see its self-similarity maps in the input "
+                       "and the translations, layer by layer and step by step")
+    p.add_argument("--run", action="append", required=True, metavar="RUN",
+                   help="run folder; repeat to compare runs side by side")
+    p.add_argument("--input", default=None, metavar="IMAGE_OR_FOLDER",
+                   help="images to look at (default: the first run's sample images)")
+    p.add_argument("--size", type=int, default=None, metavar="PX", help="--input images: longer side in pixels "
+                   "(default: the first run's training size; 0 keeps their size)")
+    p.add_argument("--style-from", default=None, metavar="IMAGE",
+                   help="multimodal runs: start with the style of this target-domain image")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free port; default 8765)")
+    p.add_argument("--no-open", action="store_true", help="do not open a browser")
 
 
 def _add_viz_parser(sub) -> None:
@@ -271,6 +288,13 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from .view.server import serve
+
+    return serve(args.run, args.input, host=args.host, port=args.port, open_browser=not args.no_open,
+                 style_from=args.style_from, size=args.size)
+
+
 def cmd_presets(_args: argparse.Namespace) -> int:
     import tomllib
 
@@ -288,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     from .translate import TranslateError
 
     commands = {"train": cmd_train, "translate": cmd_translate, "demo": cmd_demo, "export": cmd_export,
-                "evaluate": cmd_evaluate, "presets": cmd_presets, "viz": cmd_viz}
+                "evaluate": cmd_evaluate, "presets": cmd_presets, "viz": cmd_viz, "view": cmd_view}
     try:
         return commands[args.command](args)
     except (TrainingError, TranslateError, WeightsNotFoundError, ImageError, EmptyFolderError,
