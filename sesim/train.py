@@ -42,6 +42,7 @@ from .distributed import DistInfo, broadcast_object, sync_gradients_before_step,
 from .distributed import setup as setup_distributed
 from .data.unpaired import UnpairedImageDataset, make_loader, preprocess_image, resolve_domain_dirs
 from .methods import Method, NonFiniteLossError, build_method
+from .nets.backbones import backbone_record, record_mismatch
 from .viz.grid import image_grid
 from .viz.page import write_run_index
 

@@ -186,12 +186,8 @@ def build_backbone(backbone: str = "auto", layers: str | Iterable[str] | None = 
     random_init = choice.weights == "random"
     if random_init:
         _notice(RANDOM_FEATURES_WARNING.format(title=_SPECS[choice.name].title))
-    if choice.name == "vgg16":
-        net = VGG16Features(names, None if random_init else choice.weights, requires_grad=requires_grad)
-    else:
-        net = EfficientNetLite0Trunk(names, None if random_init else choice.weights, requires_grad=requires_grad)
-    net.name = choice.name
-    return net
+    cls = VGG16Features if choice.name == "vgg16" else EfficientNetLite0Trunk  # each has .name = the backbone's
+    return cls(names, None if random_init else choice.weights, requires_grad=requires_grad)
 
 
 @functools.lru_cache(maxsize=8)
