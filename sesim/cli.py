@@ -14,7 +14,7 @@ from . import __version__
 from .config import SECTIONS, TrainConfig, available_presets, load_preset_text
 
 RESUME_OVERRIDABLE = ("steps", "device", "checkpoint_every", "sample_every", "log_every", "workers", "num_samples",
-                      "eval_every", "eval_images", "channels_last", "compile", "compile_backend")
+                      "eval_every", "eval_images", "snapshot_every", "channels_last", "compile", "compile_backend")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
