@@ -165,7 +165,7 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
         report["n_real"] = header["counts"]["real"] = len(real_images)
 
     if any(m in FEATURE_METRICS for m in metrics):
-        ext = _feature_extractor(extractor, fid_impl, inception_weights, clean_inception_weights, device)
+        ext = build_feature_extractor(extractor, fid_impl, inception_weights, clean_inception_weights, device)
         fr = ext.features(list(real_images.values()))
         ff = ext.features(list(fake_images.values()))
         report["extractor"] = {"tag": ext.tag, "description": ext.description, "feature_dim": int(fr.shape[1])}
@@ -178,9 +178,9 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
             entries[ext.fd_name] = _entry(frechet_distance(fr, ff), ext.description, VERSIONS["fd"], n_real=len(fr),
                                           n_fake=len(ff), note=note)
             if few:
-                warning = (f"{ext.fd_name.upper()} from {len(fr)} real / {len(ff)} fake images (< {FID_MIN_SAMPLES}): "
-                           f"biased upward and noisy; compare only at these exact counts, prefer "
-                           f"{ext.kd_name.upper()} (unbiased)")
+                fd, kd = ("FID", "KID") if ext.tag == "inception" else (ext.fd_name, ext.kd_name)
+                warning = (f"{fd} from {len(fr)} real / {len(ff)} fake images (< {FID_MIN_SAMPLES}): biased upward "
+                           f"and noisy; compare only at these exact counts, prefer {kd} (unbiased, listed first)")
                 entries[ext.fd_name]["warning"] = warning
                 header["warnings"].append(warning)
         if "kid" in metrics:
@@ -270,7 +270,7 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
     return report
 
 
-def _feature_extractor(extractor, fid_impl: str, inception_weights, clean_inception_weights, device) -> Extractor:
+def build_feature_extractor(extractor, fid_impl: str, inception_weights, clean_inception_weights, device) -> Extractor:
     from .metrics.fid_impl import FID_IMPLEMENTATIONS, fid_extractor
 
     if fid_impl not in FID_IMPLEMENTATIONS:
