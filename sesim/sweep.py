@@ -80,7 +80,7 @@ def _best_index(values: list[float | None], higher: bool) -> int | None:
 
 
 def select_best_last(history: list[dict], metrics: Iterable[str], *, select_on: str = "test",
-                     report_on: str = "test") -> dict[str, dict]:
+                     report_on: str = "test", higher: dict[str, bool] | None = None) -> dict[str, dict]:
     """Best and last of each metric over a run's history.
 
     ``history``: ``[{"step": int, "test": {metric: value}, "val": {...}}, ...]`` (any order; a fold
@@ -88,20 +88,20 @@ def select_best_last(history: list[dict], metrics: Iterable[str], *, select_on: 
     the highest step; ``best`` = the ``report_on`` value at the step whose ``select_on`` value is
     best (see :func:`higher_is_better`; ties -> earlier step), with that ``selection_value``;
     ``gap`` = best - last (``None`` when either is missing); ``optimistic`` = selected on the
-    reported fold.
+    reported fold. ``higher``: metric -> higher is better, for names :func:`higher_is_better` does not know.
     """
     rows = sorted(history, key=lambda h: h["step"])
     out: dict[str, dict] = {}
     for metric in metrics:
-        higher = higher_is_better(metric)
+        up = (higher or {}).get(metric, higher_is_better(metric))
         picks = [r.get(select_on, {}).get(metric) for r in rows]
         reported = [r.get(report_on, {}).get(metric) for r in rows]
-        i = _best_index(picks, higher)
+        i = _best_index(picks, up)
         last = next(((r["step"], v) for r, v in zip(reversed(rows), reversed(reported)) if v is not None), None)
         best = None if i is None else {"step": rows[i]["step"], "value": reported[i], "selection_value": picks[i],
                                        "selected_on": select_on}
         gap = (best["value"] - last[1]) if best and best["value"] is not None and last else None
-        out[metric] = {"higher_is_better": higher, "optimistic": select_on == report_on,
+        out[metric] = {"higher_is_better": up, "optimistic": select_on == report_on,
                        "last": None if last is None else {"step": last[0], "value": last[1]}, "best": best,
                        "gap": gap}
     return out
