@@ -497,7 +497,7 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
             row["snapshots"] = _snapshot_scores().score_history(
                 task, Path(cfg.run.runs) / cfg.run.name, val_task=val_tasks.get(task.name),
                 work_dir=out / task.name / "snapshots" / cfg.run.name,
-                load=(lambda d: load_folder(d, size)) if task_name == "custom" else load_rgb_folder)
+                load=(lambda d: load_folder(d, size)) if task_name == "custom" else load_rgb_folder, log=log)
         rows.append(row)
         task_fakes[task_name].setdefault(spec.key, str(fake))
         log(f"[{task.name}] {spec.label} seed {seed}: "

@@ -35,7 +35,7 @@ import numpy as np
 __all__ = ["validation_task", "score_history", "markdown", "REALISM_KEYS"]
 
 #: realism keys of every task's scores (lower is better); the structure keys come from the task
-REALISM_KEYS = (("fd", "FD", False), ("kid_x100", "KID×100", False))
+REALISM_KEYS = (("fd", "FD ↓", False), ("kid_x100", "KID×100 ↓", False))
 
 
 def validation_task(task: Any, root: Path, *, size: int, n_val: int,
@@ -147,7 +147,8 @@ def markdown(result: dict, task: str, cols: list) -> list[str]:
     steps = rows[0]["snapshots"]["steps"]
     lines = [f"Best and last snapshot ({len(steps)} snapshots per run, every "
              f"{result['settings'].get('snapshot_every')} steps; best picked per metric {where}; mean over seeds, "
-             "best step in brackets):", "",
+             "best step in brackets; a best picked on validation images can be worse on the test split than the "
+             "last):", "",
              "| method | " + " | ".join(f"{h} last / best" for _, h, _ in keys) + " |", "|---|" + "---|" * len(keys)]
     labels = list(dict.fromkeys(r["label"] for r in rows))
     for label in labels:

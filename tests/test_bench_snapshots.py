@@ -1,25 +1,10 @@
 """bench/quality.py --snapshot-every: each run's best and last snapshot with the task's own scorers."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "quality.py"
-
-
-@pytest.fixture(scope="module")
-def quality():
-    spec = importlib.util.spec_from_file_location("bench_quality_snapshots", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+from test_quality_bench import quality  # noqa: F401  (the fixture: bench/quality.py loaded as a module)
 
 
 def test_tiny_benchmark_reports_best_and_last_per_run(quality, tmp_path):
@@ -49,5 +34,5 @@ def test_tiny_benchmark_reports_best_and_last_per_run(quality, tmp_path):
     md = paths["md"].read_text()
     assert md.count("Best and last snapshot (2 snapshots per run, every 2 steps; best picked per metric on the "
                     "validation split, reported on the test split") == 2
-    assert "| method | L1 to target ↓ last / best | SSIM to target ↑ last / best | FD last / best |" in md
+    assert "| method | L1 to target ↓ last / best | SSIM to target ↑ last / best | FD ↓ last / best |" in md
     assert json.loads(paths["json"].read_text())["rows"][-1]["snapshots"]["steps"] == [2, 3]

@@ -5,23 +5,13 @@ import hashlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from sesim.cli import main
 from sesim.evaluate import evaluate_folders, header_lines, markdown_summary
 from sesim.metrics.features import Extractor
 from sesim.metrics.frechet import kernel_inception_distance
-
-
-class _Features(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 8, 3)
-
-    def forward(self, x):
-        return torch.relu(self.conv(x.float() / 127.5 - 1)).mean(dim=(2, 3))
+from test_evaluate import TinyRandomFeatures
 
 
 def _folder(path, n, seed, size=32):
@@ -36,7 +26,7 @@ def _folder(path, n, seed, size=32):
 def test_header_kid_scale_and_order_with_few_samples(tmp_path):
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"not really weights")
-    net = _Features()
+    net = TinyRandomFeatures()
     ext = Extractor("inception", "stand-in Inception", net, weights_file=str(weights), implementation="legacy")
     real, fake = _folder(tmp_path / "real", 6, 1), _folder(tmp_path / "fake", 5, 2)
     rep = evaluate_folders(real, fake, metrics="fid,kid", extractor=ext, kid_subsets=4, kid_subset_size=5)

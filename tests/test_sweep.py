@@ -4,26 +4,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from sesim.evaluate import EvaluateError, evaluate_folders
 from sesim.metrics.features import Extractor
 from sesim.sweep import OPTIMISM_NOTE, select_best_last, sweep_run
-
-
-class _TinyFeatures(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 8, 3)
-
-    def forward(self, x):
-        return torch.relu(self.conv(x.float() / 127.5 - 1)).mean(dim=(2, 3))
+from test_evaluate import TinyRandomFeatures
 
 
 def _extractor(**kw):
-    return Extractor(kw.pop("tag", "random"), "test-only random conv features", _TinyFeatures(), **kw)
+    return Extractor(kw.pop("tag", "random"), "test-only random conv features", TinyRandomFeatures(), **kw)
 
 
 def _images(folder, n, seed, size=32):
