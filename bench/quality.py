@@ -30,6 +30,7 @@ construction, training and the final checkpoint; not the translation or scoring)
     python bench/quality.py --quick      # regression check: 40 steps, 1 seed, 6 methods, into bench/work/results-quick
     python bench/quality.py              # the full table: 400 steps, seeds 0,1,2, 6 methods; about an hour on 2 cores
     python bench/quality.py --size 256 --data DIR --steps 20000 --device cuda   # your data, on a GPU
+    python bench/quality.py --snapshot-every 50  # also the best and the last snapshot of every run (bench/snapshot_scores.py)
 
 (The ranges are this machine idle and shared with 2-3 other busy processes; ``--quick`` prints an
 estimate of the full run's duration at the speed it measured.) Runs go 2 at a time with one torch
@@ -389,7 +390,7 @@ _COST = {"cyclegan": 3.0, "cut": 2.0, "lsesim": 1.5, "fastcut": 1.3, "fsesim": 1
 def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: list[int], steps: int, size: int = 64,
                   n_train: int = 400, n_test: int = 128, feature_steps: int = 400, data: Path | None = None,
                   device: str = "cpu", jobs: int = 1, threads: int = 1, isolate: bool = True, fresh: bool = False,
-                  keep_checkpoints: bool = False, overrides: dict[str, str] | None = None,
+                  keep_checkpoints: bool = False, overrides: dict[str, str] | None = None, snapshot_every: int = 0,
                   log: Callable[[str], None] = print) -> dict:
     """Run every (task, method, seed); returns ``{"rows": [...], "tasks": {...}, "settings": {...}}``.
 
@@ -397,7 +398,8 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
     hold the metrics, ``steps``, ``train_seconds``, ``seconds_per_step`` and ``peak_rss_mb``.
     Training runs go to ``jobs`` subprocesses at a time (``threads`` torch threads each) while this
     process fits the scorers. Methods not registered in ``sesim.methods.METHODS`` are skipped
-    (listed in ``settings["skipped"]``).
+    (listed in ``settings["skipped"]``). ``snapshot_every`` > 0: every run keeps generator snapshots and
+    its row gets ``"snapshots"``, the best and last of each metric (:mod:`snapshot_scores`).
     """
     import torch
     from sesim.config import TrainConfig
@@ -441,6 +443,8 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
                 cfg = method_config(spec, data=task.data, size=size, steps=steps, seed=seed,
                                     runs=out / task.name / "runs", name=name, device=device, small=small,
                                     custom=task_name == "custom", overrides=overrides)
+                if snapshot_every:
+                    cfg.update("run", {"snapshot_every": snapshot_every})
                 inputs = task.data / "testA" if (task.data / "testA").is_dir() else task.data / "trainA"
                 if fresh:
                     (out / task.name / "logs" / f"{name}.result.json").unlink(missing_ok=True)
@@ -456,10 +460,14 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
 
     # 3. scorers (from real images only), meanwhile
     rows: list[dict] = []
+    val_tasks: dict[str, Task | None] = {}
     for task in task_objs.values():
         task.fit(size=size, feature_steps=feature_steps, device=device)
         log(f"[{task.name}] scorers ready ({task.fit_seconds:.0f} s; held-out real A/B domain accuracy of the "
             f"realism CNN {task.extractor.domain_accuracy(task.inputs, task.reference):.2f})")
+        if snapshot_every:
+            val_tasks[task.name] = _snapshot_scores().validation_task(
+                task, out / task.name / "val-data", size=size, n_val=n_test, load_custom=lambda d: load_folder(d, size))
         rows.append({"task": task.name, "method": "do-nothing", "label": "do-nothing (output = input)", "seed": None,
                      **task.score(task.inputs)})
         if task.targets is not None:
@@ -485,6 +493,11 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
                "reused": bool(timing.get("reused", False))}
         if "cuda_peak_mb" in timing:
             row["cuda_peak_mb"] = timing["cuda_peak_mb"]
+        if snapshot_every:
+            row["snapshots"] = _snapshot_scores().score_history(
+                task, Path(cfg.run.runs) / cfg.run.name, val_task=val_tasks.get(task.name),
+                work_dir=out / task.name / "snapshots" / cfg.run.name,
+                load=(lambda d: load_folder(d, size)) if task_name == "custom" else load_rgb_folder, log=log)
         rows.append(row)
         task_fakes[task_name].setdefault(spec.key, str(fake))
         log(f"[{task.name}] {spec.label} seed {seed}: "
@@ -505,9 +518,20 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
                 "baseline_rss_mb": _baseline_rss_mb(), "size": size, "steps": steps, "seeds": list(seeds), "methods": [m.key for m in runnable],
                 "skipped": skipped, "n_train": n_train, "n_test": n_test, "feature_steps": feature_steps,
                 "device": device, "jobs": jobs, "threads": threads, "total_seconds": time.perf_counter() - t_start,
+                "snapshot_every": snapshot_every,
                 "backbones": _backbones(out, planned), "cpu_count": os.cpu_count(), "load_average_start": load_start,
                 "load_average": _loadavg()}
     return {"rows": rows, "tasks": task_info, "settings": settings}
+
+
+def _snapshot_scores():
+    """bench/snapshot_scores.py: the best and the last snapshot of each run."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import snapshot_scores
+
+    return snapshot_scores
 
 
 def _baseline_rss_mb() -> float:
@@ -704,6 +728,7 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
             f"only on real A and B images (domain + rotation + degradation classification, {st['feature_steps']} steps, "
             f"scorers fitted in {info['fit_seconds']:.0f} s). Not comparable to published FID/KID.", ""]
         lines += _findings(summary, task, cols)
+        lines += _snapshot_scores().markdown(result, task, cols) if st.get("snapshot_every") else []
     lines += ["## Settings and fairness", "",
               "- Shared by all methods: generator, discriminator, image size, batch size 1, steps, seeds, data order "
               "(a function of the seed), LR schedule (constant, then linear decay over the second half).",
@@ -841,6 +866,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep each run's resumable checkpoint.pt")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="change a training option for every method, e.g. --set antialias=true (repeatable)")
+    ap.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                    help="train every run with generator snapshots every N steps and report, per run, the last and "
+                         "the best snapshot of each metric (picked on a validation split: bench/snapshot_scores.py)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -864,6 +892,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     if args.size % 4:
         ap.error("--size must be a multiple of 4")
+    if args.snapshot_every < 0:
+        ap.error("--snapshot-every must be >= 0 (0: no snapshots)")
     if args.data:
         tasks = ["custom"]
         stem = args.name or f"quality-{Path(args.data).resolve().name}" + (mode.suffix if args.quick else "")
@@ -886,7 +916,7 @@ def main(argv: list[str] | None = None) -> None:
                            feature_steps=args.feature_steps or mode.feature_steps,
                            data=Path(args.data) if args.data else None, device=args.device, fresh=args.fresh,
                            jobs=jobs, threads=threads, keep_checkpoints=args.keep_checkpoints, overrides=overrides,
-                           log=lambda m: print(m, flush=True))
+                           snapshot_every=args.snapshot_every, log=lambda m: print(m, flush=True))
     if args.quick and not args.data:
         est = estimate_minutes(result, FULL, jobs)
         if est is not None:

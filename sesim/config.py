@@ -162,6 +162,9 @@ class RunConfig:
     eval_every: int = _f(0, "steps between test-set scores (FD/KD of translated testA vs testB with the best "
                             "available extractor, logged and kept in metrics.json); 0 = off")
     eval_images: int = _f(200, "at most this many testA/testB images for --eval-every")
+    snapshot_every: int = _f(0, "steps between generator snapshots kept in RUN/snapshots/ (weights only, never "
+                                "overwritten; score them all with `sesim evaluate --run RUN --snapshots all`); "
+                                "0 = off")
 
 
 SECTIONS: dict[str, type] = {

@@ -8,6 +8,7 @@ A run folder holds::
     log.jsonl              one JSON line per logged step
     tb/                    TensorBoard events
     samples/step_*.png     sample grids (test inputs | translations)
+    snapshots/             generator weights every --snapshot-every steps (sesim.snapshots)
     index.html             the page that shows them
 
 Both weight files are written atomically. Resuming restores everything, and the data stream is
@@ -227,6 +228,14 @@ class Trainer:
         for direction, generator in self.method.generators().items():
             save_generator(self.run_dir / generator_file(direction), generator, {**meta, "direction": direction})
 
+    def save_snapshot(self) -> None:
+        """Keep the generator weights of this step in ``snapshots/`` (main process; see :mod:`sesim.snapshots`)."""
+        if self.main:
+            from .snapshots import write_snapshot
+
+            write_snapshot(self.run_dir, self.step, self.method.generators(),
+                           {"sesim_version": __version__, "config": self.cfg.to_dict()})
+
     def _load(self) -> None:
         path = self.run_dir / STATE_FILE
         if not path.is_file():
@@ -349,6 +358,8 @@ class Trainer:
                     self.write_samples(writer)
                 if self.scorer is not None and (self.step % r.eval_every == 0 or self.step == end):
                     self.evaluate(writer)
+                if r.snapshot_every > 0 and (self.step % r.snapshot_every == 0 or self.step == r.steps):
+                    self.save_snapshot()
                 if self.step % r.checkpoint_every == 0 or self.step == end:
                     self.save()
                 if self._stop_signal is not None:

@@ -2,9 +2,10 @@
 
 Steps come from two kinds of files in the run folder:
 
-- **generator weights**: every ``*.safetensors`` in the run folder or its ``checkpoints/``
-  sub-folder whose metadata records an ``AtoB`` generator and a ``step`` (``sesim train`` writes
-  ``generator.safetensors`` with the latest step); translations at such a step are computed live;
+- **generator weights**: every ``*.safetensors`` in the run folder or its ``checkpoints/`` or
+  ``snapshots/`` sub-folder whose metadata records an ``AtoB`` generator and a ``step`` (``sesim
+  train`` writes ``generator.safetensors`` with the latest step, and ``snapshots/`` with
+  ``--snapshot-every``); translations at such a step are computed live;
 - **sample snapshots**: ``samples/step_*.png``, the training loop's sample grids (input |
   translation, or one column per style code for multimodal runs). At a step that has only a
   snapshot, the translation of an image is cut out of the grid, which works for the images the
@@ -14,7 +15,6 @@ Steps come from two kinds of files in the run folder:
 from __future__ import annotations
 
 import functools
-import json
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
 from ..checkpoint import CONFIG_FILE, GENERATOR_FILE, STATE_FILE, load_generator_weights
 from ..data.images import pil_to_tensor, tensor_to_pil
 from ..methods import build_generator
 from ..methods.multimodal import SAMPLE_STYLES
+from ..snapshots import SNAPSHOT_DIR, weights_step as _weights_step
 from ..translate import TranslateError, style_variants, translate_tensor
 from ..viz.explain import VizError, load_run_method
 from .maps import run_structure_loss
@@ -58,22 +59,11 @@ class Step:
         return "weights" if self.weights is not None else "snapshot"
 
 
-def _weights_step(path: Path) -> int | None:
-    """The step of an AtoB generator weights file, from its metadata (None: not one)."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        if json.loads(meta.get("direction", '"AtoB"')) != "AtoB":
-            return None
-        return int(json.loads(meta["step"]))
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError):
-        return None
-
-
 def discover_steps(run_dir: Path) -> dict[int, Step]:
     """``step -> Step`` for every generator weights file and sample snapshot of a run folder."""
     steps: dict[int, Step] = {}
-    for path in sorted([*run_dir.glob("*.safetensors"), *run_dir.glob("checkpoints/*.safetensors")]):
+    for path in sorted([*run_dir.glob("*.safetensors"), *run_dir.glob("checkpoints/*.safetensors"),
+                        *run_dir.glob(f"{SNAPSHOT_DIR}/*.safetensors")]):
         step = _weights_step(path)
         if step is not None and (step not in steps or path.name == GENERATOR_FILE):
             steps.setdefault(step, Step(step)).weights = path
