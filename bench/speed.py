@@ -417,10 +417,14 @@ def child_train(method: str, size: int, warmup: int, repeats: int, threads: int)
     print("RESULT " + json.dumps(m), flush=True)
 
 
-def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], threads: int) -> list[dict]:
+def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], threads: int,
+                only: set[str] | None = None) -> list[dict]:
+    """``only``: the methods (``fsesim``, ``fsesim@effnet``, ...) to time; None = all."""
     rows = []
     for size in sizes:
         for method in [*METHODS, *BACKBONE_VARIANTS, *(VARIANTS if size == max(sizes) else ())]:
+            if only is not None and method not in only:
+                continue
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child-train", method, str(size),
                    "--warmup", str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)]
             monitor = LoadMonitor().start()
@@ -715,6 +719,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder for speed.md / speed.json (default bench/results; "
                    "bench/work/results-quick with --quick)")
+    p.add_argument("--methods", default=None,
+                   help="training-step rows to time, comma-separated (e.g. fsesim,fsesim@effnet; default: all)")
     p.add_argument("--sections", default="loss,kernel,train,inference,backbones",
                    help="comma-separated subset of loss,kernel,train,inference,backbones (the matmul peak always runs)")
     p.add_argument("--child-train", nargs=2, metavar=("METHOD", "SIZE"), help=argparse.SUPPRESS)
@@ -728,6 +734,10 @@ def main(argv: list[str] | None = None) -> None:
 
     sizes = [int(s) for s in (args.sizes or ("128" if args.quick else "128,256")).split(",") if s.strip()]
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
+    known = {*METHODS, *BACKBONE_VARIANTS, *VARIANTS}
+    if only and not only <= known:
+        p.error(f"--methods: unknown {', '.join(sorted(only - known))} (known: {', '.join(sorted(known))})")
     # the kernel alone is cheap; include 256 px, the first size with real local windows
     kernel_sizes = sizes if max(sizes) >= 256 else sorted({*sizes, 256})
     infer_sizes = [256, 1024]
@@ -769,7 +779,7 @@ def main(argv: list[str] | None = None) -> None:
         res["kernel"] = bench_kernel(kernel_sizes, warmup, reps(15, 3), 0.3 if args.quick else 3.0)
     if "train" in sections:
         say("b. full training step, one fresh subprocess per method and size")
-        res["train"] = bench_train(sizes, warmup, train_reps, args.threads)
+        res["train"] = bench_train(sizes, warmup, train_reps, args.threads, only)
     if "inference" in sections:
         say("c. inference")
         res["inference"] = bench_inference(infer_sizes, warmup, infer_reps, args.quick)
