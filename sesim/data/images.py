@@ -367,8 +367,9 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     arr = np.array(img, dtype=np.uint8, copy=True)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    t = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-    return t.to(torch.float32) / 127.5 - 1.0
+    src = torch.from_numpy(arr).permute(2, 0, 1)
+    # one float32 copy, scaled in place (large images: no temporaries of the image's size)
+    return torch.empty(src.shape, dtype=torch.float32).copy_(src).div_(127.5).sub_(1.0)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
@@ -390,8 +391,8 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
             f"tensor_to_pil expects shape (C, H, W) with C = 1 or 3, got {tuple(t.shape)}"
         )
     x = t.detach().to("cpu", torch.float32)
-    x = torch.nan_to_num(x, nan=-1.0).clamp(-1.0, 1.0)
-    arr = ((x + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    x = torch.nan_to_num(x, nan=-1.0).clamp_(-1.0, 1.0)  # one copy, then in place
+    arr = x.add_(1.0).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0).numpy()
     if arr.shape[2] == 1:
         return Image.fromarray(np.ascontiguousarray(arr[:, :, 0]), mode="L")
     return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
