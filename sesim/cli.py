@@ -11,10 +11,55 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import SECTIONS, TrainConfig, available_presets, load_preset_text
+from .config import SECTIONS, OptionError, TrainConfig, available_presets, convert, load_preset_text
+from .ranges import Choice, count
 
 RESUME_OVERRIDABLE = ("steps", "device", "checkpoint_every", "sample_every", "log_every", "workers", "num_samples",
                       "eval_every", "eval_images", "channels_last", "compile", "compile_backend")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``sesim train: error: argument --log-every: ... (see --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _FieldValue:
+    """argparse ``type=`` of a config flag: checks the value with :func:`sesim.config.convert` (type,
+    choices, range) at parse time and passes the text on unchanged (the config converts it again)."""
+
+    def __init__(self, f: dataclasses.Field) -> None:
+        self.field = f
+
+    def __call__(self, text: str) -> str:
+        try:
+            convert(text, self.field)
+        except OptionError as err:
+            raise argparse.ArgumentTypeError(err.reason) from None
+        return text
+
+
+#: ``--tile``: auto, none/off, or a tile side in pixels
+TILE = Choice(("auto", "none", "off"), count(8))
+
+
+class _MemorySize:
+    """argparse ``type=`` of ``--max-memory``: a size such as 4G or 512M (bytes), or auto (None)."""
+
+    def __call__(self, text: str) -> int | None:
+        from .memory import parse_size
+
+        if text.strip().lower() == "auto":
+            return None
+        try:
+            return parse_size(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    @staticmethod
+    def bad_values() -> list[str]:
+        return ["0", "-1G", "lots", "4X"]
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +75,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             if isinstance(default, bool):
                 group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             else:
-                group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+                group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text,
+                                   type=_FieldValue(f))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sesim", description="Structure-preserving unpaired image translation "
+    parser = _Parser(prog="sesim", description="Structure-preserving unpaired image translation "
                                      "with the spatially-correlative loss (F/LSeSim).")
     parser.add_argument("--version", action="version", version=f"sesim {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -52,28 +98,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="an image file or a folder of images (searched recursively)")
     p.add_argument("--output", required=True, help="output folder; files keep their stem, saved as PNG")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (equal sizes are batched)")
+    p.add_argument("--batch-size", type=count(1), default=4, help="images per forward pass (equal sizes are batched)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
                    help="BtoA uses the reverse generator of two-sided methods (CycleGAN)")
     p.add_argument("--weights", default=None, help="a generator .safetensors other than the run's latest")
-    p.add_argument("--samples", type=int, default=1, metavar="K",
+    p.add_argument("--samples", type=count(1), default=1, metavar="K",
                    help="multimodal runs: K outputs per input with different style codes, as <stem>_s<k>.png")
-    p.add_argument("--seed", type=int, default=0, help="multimodal runs: seed of the style codes (reproducible)")
+    p.add_argument("--seed", type=count(0), default=0, help="multimodal runs: seed of the style codes (reproducible)")
     p.add_argument("--style-from", default=None, metavar="IMAGE",
                    help="multimodal runs with a style encoder: take the appearance of this target-domain image")
-    p.add_argument("--tile", default="auto", metavar="PX",
-                   help="single-image runs: translate in overlapping PX-pixel tiles blended without seams (same "
-                        "result as whole-image inference, memory of one tile); auto (default) tiles images above "
-                        "~1.5k x 1.5k px, none never tiles")
+    p.add_argument("--tile", default="auto", metavar="PX", type=TILE,
+                   help="translate in tiles of at most PX pixels (same result as whole-image inference: blended "
+                        "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
+                        "normalisation statistics for the others); auto (default) tiles only images whose estimated "
+                        "memory exceeds --max-memory, none never tiles")
+    p.add_argument("--max-memory", default=None, metavar="SIZE", type=_MemorySize(),
+                   help="memory limit of the process, e.g. 4G (default: what it uses plus 70%% of the available "
+                        "memory); larger images are translated in tiles, with activations in temporary files "
+                        "if needed")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")
     p.add_argument("--out", default="sesim-demo", help="folder for the data, the run and the page")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo preset's)")
+    p.add_argument("--steps", type=count(1), default=None, help="training steps (default: the demo preset's)")
     p.add_argument("--structure", choices=("fsesim", "lsesim"), default=None, help="structure loss variant")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("export", help="write a run's generator as ONNX or TorchScript")
@@ -98,12 +149,12 @@ def _add_viz_parser(sub) -> None:
     h.add_argument("--run", default=None, help="use this run's structure loss (and its trained LSeSim heads)")
     h.add_argument("--points", default=None, help="query points in source pixels, 'x,y;x,y' (default: 3 on the diagonal)")
     h.add_argument("--layers", default=None, help="comma-separated VGG16 layers (default: the loss's layers)")
-    h.add_argument("--side", type=int, default=160, help="panel width in pixels")
+    h.add_argument("--side", type=count(16, 4096), default=160, help="panel width in pixels")
     e = vsub.add_parser("errormap", help="per-location error of L1, perceptual, PatchNCE, FSeSim, LSeSim between images")
     e.add_argument("--a", required=True, help="reference image (e.g. the source)")
     e.add_argument("--b", required=True, nargs="+", help="one or more images compared with --a (one row each)")
     e.add_argument("--run", default=None, help="use this run's structure loss / LSeSim heads (or a CUT run's PatchNCE)")
-    e.add_argument("--side", type=int, default=128, help="panel width in pixels")
+    e.add_argument("--side", type=count(16, 4096), default=128, help="panel width in pixels")
     for q in (h, e):
         q.add_argument("--vgg-weights", default="auto", help="without --run: imagenet | auto | random | path "
                        "(auto: ImageNet if found, else random-init with a note)")
@@ -158,7 +209,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     written = translate_paths(args.run, args.input, args.output, overwrite=args.overwrite, batch_size=args.batch_size,
                               device=args.device, direction=args.direction, weights=args.weights,
                               progress=not args.no_progress, samples=args.samples, seed=args.seed,
-                              style_from=args.style_from, tile=args.tile)
+                              style_from=args.style_from, tile=args.tile, max_memory=args.max_memory)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 
@@ -197,9 +248,9 @@ def _add_evaluate_parser(sub) -> None:
                    "to published FID)")
     p.add_argument("--inception-weights", default=None, help="path to pt_inception-2015-12-05-6726825d.pth "
                    "(else $SESIM_INCEPTION_WEIGHTS, else the torch hub cache)")
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
+    p.add_argument("--kid-subsets", type=count(1), default=100)
+    p.add_argument("--kid-subset-size", type=count(2), default=1000)
+    p.add_argument("--k", type=count(1), default=5, help="neighbours for precision/recall/density/coverage")
     p.add_argument("--samples-dir", default=None, help="lpips_diversity: files <stem>_s<k>.png, K per input")
     p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"))
     p.add_argument("--lpips-weights", default=None, help="LPIPS v0.1 linear layers file (else $SESIM_LPIPS_WEIGHTS, "
@@ -207,9 +258,9 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--lpips-backbone-weights", default=None, help="alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
     p.add_argument("--segmenter", default=None, help="segmentation: TorchScript file or module:function")
     p.add_argument("--labels", default=None, help="segmentation: label maps (class ids, 255 ignored)")
-    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--num-classes", type=count(1), default=19)
     p.add_argument("--source", default=None, help="selfsim: the inputs the translations were made from")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--device", default="cpu")
 
 
