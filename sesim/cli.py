@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a translator (or continue a run with --resume)")
     p.add_argument("--preset", default=None, help="comma-separated presets applied in order (see `sesim presets`)")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue the run in this folder")
+    p.add_argument("--from-previous", action="store_true",
+                   help="with --resume: continue from the previous checkpoint (checkpoint.prev.pt), when the latest "
+                        "is damaged")
     p.add_argument("--method", default=None, help="training recipe (sesim)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(p)
@@ -193,8 +196,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                              f"only {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)}")
         overrides = {k: getattr(args, k) for k in given if k != "steps"}
         steps = int(args.steps) if args.steps is not None else None
-        run = resume(args.resume, steps=steps, progress=progress, overrides=overrides)
+        run = resume(args.resume, steps=steps, progress=progress, overrides=overrides,
+                     from_previous=args.from_previous)
     else:
+        if args.from_previous:
+            raise SystemExit("sesim train: --from-previous needs --resume RUN")
         cfg = _config_from_args(args)
         if not (cfg.data.data or cfg.data.dir_a or cfg.data.dir_b):
             raise SystemExit("sesim train: give --data DIR (with trainA/ and trainB/) or --dir-a and --dir-b")

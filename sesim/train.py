@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from . import __version__, speedups
 from .checkpoint import (
-    CONFIG_FILE, STATE_FILE, generator_file, capture_rng, load_state, restore_rng, save_generator, save_state,
-    write_text_atomic,
+    CONFIG_FILE, STATE_FILE, RunFileError, capture_rng, generator_file, load_generator_weights, load_state,
+    remove_stale_temp_files, restore_rng, save_generator, save_state, use_previous_state, write_text_atomic,
 )
 from .config import TrainConfig
 from .data.images import list_images, load_image, pil_to_tensor
@@ -175,6 +175,9 @@ class Trainer:
                 sync_gradients_before_step(opt, dist.world_size)
         self.step = 0
         self.last_logs: dict[str, Any] = {}
+        if self.main:
+            for path in remove_stale_temp_files(run_dir):
+                log.info("removed %s, left by an interrupted write", path)
         if resume:
             self._load()
         self._stop_signal: int | None = None
@@ -221,11 +224,25 @@ class Trainer:
         restore_rng(state["rng"])
         self.step = state["step"]
         self.last_logs = state.get("last_logs", {})
+        if self.main:
+            self._repair_generators()
         # log lines past the checkpoint came from steps that are about to be redone
         log_file = self.run_dir / "log.jsonl"
         if log_file.exists():
             kept = [ln for ln in log_file.read_text().splitlines() if _logged_step(ln) <= self.step]
             write_text_atomic(log_file, "".join(ln + "\n" for ln in kept))
+
+    def _repair_generators(self) -> None:
+        """Rewrite generator weights that are missing or damaged from the state just loaded."""
+        for direction, generator in self.method.generators().items():
+            path = self.run_dir / generator_file(direction)
+            try:
+                load_generator_weights(path)
+            except (FileNotFoundError, RunFileError) as err:
+                log.warning("%s; rewriting it from %s (step %d)", err.args[0].split(";")[0], STATE_FILE, self.step)
+                meta = {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict(),
+                        "direction": direction}
+                save_generator(path, generator, meta)
 
     # -- outputs ---------------------------------------------------------------------------
     def write_samples(self, writer) -> None:
@@ -378,12 +395,18 @@ def train(cfg: TrainConfig, *, progress: bool = True, stop_at: int | None = None
 
 
 def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = True,
-           stop_at: int | None = None, overrides: dict[str, Any] | None = None) -> Path:
-    """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new total)."""
+           stop_at: int | None = None, overrides: dict[str, Any] | None = None, from_previous: bool = False) -> Path:
+    """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new total).
+
+    ``from_previous``: continue from ``checkpoint.prev.pt`` (when ``checkpoint.pt`` is damaged;
+    the damaged file is kept as ``checkpoint.damaged.pt``)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise TrainingError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
     cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    if from_previous and int(os.environ.get("RANK", "0")) == 0:
+        log.info("using the previous checkpoint (step %d); the damaged one is kept as checkpoint.damaged.pt",
+                 use_previous_state(run_dir))
     for key, value in (overrides or {}).items():
         cfg.set_flat(key, value)
     if steps is not None:
@@ -393,6 +416,8 @@ def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = Tr
         trainer = Trainer(cfg, run_dir, resume=True, progress=progress, dist=dist)
         if trainer.step >= cfg.run.steps:
             log.info("run %s is already at step %d of %d", run_dir, trainer.step, cfg.run.steps)
+        elif dist.is_main:
+            log.info("resuming %s from step %d of %d", run_dir, trainer.step, cfg.run.steps)
         if dist.is_main:
             cfg.save(run_dir / CONFIG_FILE)
         return trainer.run(stop_at=stop_at)

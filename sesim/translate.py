@@ -50,7 +50,12 @@ def load_run_generator(run_dir: str | Path, *, weights: str | Path | None = None
             raise TranslateError(f"{path} not found: method {cfg.method!r} is one-sided and only translates AtoB")
         raise TranslateError(f"{path} not found: the run has not saved a generator yet")
     generator = build_generator(cfg)
-    generator.load_state_dict(load_generator_weights(path))
+    try:
+        generator.load_state_dict(load_generator_weights(path))
+    except RuntimeError as err:  # keys or shapes of another network
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TranslateError(f"{path} does not hold the generator of {run_dir / CONFIG_FILE} ({first}); pass the "
+                             "weights of this run, or the run folder they came from") from None
     return generator.to(device).eval(), cfg
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import write_text_atomic
 from ..data.images import list_images, load_image, pil_to_tensor
 from .features import Extractor, auto_extractor
 from .frechet import frechet_distance, kernel_inception_distance
@@ -135,7 +136,5 @@ def update_metrics_file(run_dir: Path, step: int, values: dict[str, float], desc
                 best[k] = {"value": v, "step": h["step"]}
     data = {"extractor": description, "lower_is_better": True, "last": {"step": step, **values}, "best": best,
             "history": history}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     return data
