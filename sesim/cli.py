@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
                         "normalisation statistics for the others); auto (default) tiles only images whose estimated "
                         "memory exceeds --max-memory, none never tiles")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="skip input images that cannot be read (with a warning) instead of stopping")
     p.add_argument("--max-memory", default=None, metavar="SIZE", type=_MemorySize(),
                    help="memory limit of the process, e.g. 4G (default: what it uses plus 70%% of the available "
                         "memory); larger images are translated in tiles, with activations in temporary files "
@@ -215,7 +217,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     written = translate_paths(args.run, args.input, args.output, overwrite=args.overwrite, batch_size=args.batch_size,
                               device=args.device, direction=args.direction, weights=args.weights,
                               progress=not args.no_progress, samples=args.samples, seed=args.seed,
-                              style_from=args.style_from, tile=args.tile, max_memory=args.max_memory)
+                              style_from=args.style_from, tile=args.tile, max_memory=args.max_memory,
+                              skip_unreadable=args.skip_unreadable)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 

@@ -37,10 +37,10 @@ from .checkpoint import (
     remove_stale_temp_files, restore_rng, save_generator, save_state, use_previous_state, write_text_atomic,
 )
 from .config import TrainConfig
-from .data.images import list_images, load_image, pil_to_tensor
+from .data.images import list_images
 from .distributed import DistInfo, broadcast_object, sync_gradients_before_step, synchronize_batch_norm, teardown
 from .distributed import setup as setup_distributed
-from .data.unpaired import UnpairedImageDataset, make_loader, preprocess_image, resolve_domain_dirs
+from .data.unpaired import UnpairedImageDataset, load_fixed_images, make_loader, resolve_domain_dirs
 from .methods import Method, NonFiniteLossError, build_method
 from .viz.grid import image_grid
 from .viz.page import write_run_index
@@ -106,19 +106,15 @@ def new_run_dir(cfg: TrainConfig) -> Path:
 
 
 def sample_inputs(cfg: TrainConfig) -> list[torch.Tensor]:
-    """Fixed images shown in sample grids: testA (or trainA) resized to the crop size."""
+    """Fixed images shown in sample grids: testA (or trainA) resized to the crop size
+    (unreadable files skipped with ``--skip-unreadable``, as everywhere images are read)."""
     try:
         folder = domain_dirs(cfg, "test")[0]
-        files = list_images(folder)
-    except (FileNotFoundError, ValueError):
-        files = list_images(domain_dirs(cfg, "train")[0])
-    rng = random.Random(0)
-    out = []
-    for path in files[: cfg.run.num_samples]:
-        img = load_image(path, cfg.data.channels)
-        img = preprocess_image(img, rng, size=cfg.data.size, load_size=cfg.data.size, mode="resize", flip=False)
-        out.append(pil_to_tensor(img))
-    return out
+        list_images(folder)
+    except (FileNotFoundError, ValueError):  # no usable testA: show training images
+        folder = domain_dirs(cfg, "train")[0]
+    return load_fixed_images(folder, size=cfg.data.size, channels=cfg.data.channels, limit=cfg.run.num_samples,
+                             skip_unreadable=cfg.data.skip_unreadable)
 
 
 def lr_factor(step: int, total: int, decay_start: float) -> float:
@@ -271,7 +267,7 @@ class Trainer:
             raise TrainingError(f"--eval-every needs testA/ and testB/ in --data ({err})") from err
         return TestSetScorer(test_a, test_b, size=self.cfg.data.size, channels=self.cfg.data.channels,
                              max_images=self.cfg.run.eval_images, train_dirs=domain_dirs(self.cfg),
-                             seed=self.cfg.run.seed, device=self.device)
+                             seed=self.cfg.run.seed, device=self.device, skip_unreadable=self.cfg.data.skip_unreadable)
 
     def evaluate(self, writer) -> dict[str, float]:
         """Score the test set now; log to log.jsonl / TensorBoard and update metrics.json."""

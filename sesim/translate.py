@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .checkpoint import CONFIG_FILE, generator_file, load_generator_weights
 from .config import TrainConfig
-from .data.images import IMAGE_EXTENSIONS, ImageError, list_images, load_image, pil_to_tensor, save_image
+from .data.images import IMAGE_EXTENSIONS, ImageError, keep_readable, list_images, load_image, pil_to_tensor, save_image
 from .methods import build_generator
 from .nets.munit import style_codes
 from .layerwise import program_for, run_program
@@ -134,7 +134,7 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
                     overwrite: bool = False, batch_size: int = 4, device: str = "auto", direction: str = "AtoB",
                     weights: str | Path | None = None, progress: bool = True, samples: int = 1, seed: int = 0,
                     style_from: str | Path | None = None, tile: int | str | None = "auto",
-                    max_memory: int | None = None) -> list[Path]:
+                    max_memory: int | None = None, skip_unreadable: bool = False) -> list[Path]:
     """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths.
 
     Multimodal runs only: ``samples`` > 1 writes ``<stem>_s<k>.png`` for k = 0..samples-1, sample
@@ -142,10 +142,21 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     input; reproducible); ``samples`` = 1 writes ``<stem>.png`` with code 0. ``style_from`` takes
     the style code from a reference target-domain image (needs a run trained with a style encoder).
     ``tile``, ``max_memory``: tiled inference for images that would not fit in memory whole
-    (:func:`sesim.tiled.plan_inference`).
+    (:func:`sesim.tiled.plan_inference`). Inputs are checked before anything is written
+    (:func:`sesim.data.images.keep_readable`): an unreadable one stops the command, or is
+    skipped with ``skip_unreadable``.
     """
     input_path, output_dir = Path(input_path), Path(output_dir)
     jobs = plan_jobs(input_path, output_dir)
+    dev = resolve_device(device)
+    generator, cfg = load_run_generator(run_dir, weights=weights, direction=direction, device=dev)
+    try:  # every input is checked before anything is written
+        readable, _ = keep_readable([j.source for j in jobs], skip_unreadable=skip_unreadable)
+    except ImageError as err:
+        raise TranslateError(str(err)) from None
+    jobs = [j for j in jobs if j.source in set(readable)]
+    if not jobs:
+        raise TranslateError(f"no readable image in {input_path}")
     if samples < 1:
         raise TranslateError(f"--samples must be >= 1, got {samples}")
     if samples > 1 and style_from is not None:
@@ -156,8 +167,6 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     if existing and not overwrite:
         raise TranslateError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); nothing was written. "
                              "Pass --overwrite to replace them or choose another --output.")
-    dev = resolve_device(device)
-    generator, cfg = load_run_generator(run_dir, weights=weights, direction=direction, device=dev)
     stride = getattr(generator, "stride", 4)
     styles = style_variants(generator, cfg, samples=samples, seed=seed, style_from=style_from, device=dev)
     written: list[Path] = []
