@@ -689,17 +689,30 @@ def _n_tiles(size: tuple[int, int], tile: int) -> int:
     return math.ceil(size[0] / tile) * math.ceil(size[1] / tile)
 
 
+#: working memory of a layer over what its input and output tensors hold (oneDNN reorders
+#: activations into blocked layouts; bench/tiled_memory.py checks the plan against peak RSS)
+WORKSPACE_FACTOR = 1.5
+
+
 def _tile_bytes(stage: Stage, k: int, tile: int, batch: int) -> int:
-    """Working memory of computing one ``tile`` x ``tile`` box at position ``k`` (largest pair of
-    consecutive activations, plus a float64 copy for statistics)."""
+    """Working memory of computing one ``tile`` x ``tile`` box at position ``k``: the largest
+    input + output (+ residual skip held locally) of any layer on the way, times
+    :data:`WORKSPACE_FACTOR`, plus a copy of the result (for the write)."""
     h, w = stage.sizes[k]
-    box = ((0, min(tile, h)), (0, min(tile, w)))
+    t_h, t_w = min(tile, h), min(tile, w)
     # a box in the middle of the image has the largest halo on both sides
-    mid = tuple(((n - t) // 2, (n - t) // 2 + t) for n, t in ((h, box[0][1]), (w, box[1][1])))
+    mid = (((h - t_h) // 2, (h - t_h) // 2 + t_h), ((w - t_w) // 2, (w - t_w) // 2 + t_w))
     boxes = _spans_back(stage, k, mid)
     sizes = [batch * stage.channels[j] * (b[0][1] - b[0][0]) * (b[1][1] - b[1][0]) * 4 for j, b in enumerate(boxes)]
-    pair = max((sizes[j] + sizes[j + 1] for j in range(len(sizes) - 1)), default=sizes[0])
-    return pair + 2 * sizes[-1] + sizes[0]
+    held, peak = {}, sizes[0]
+    for j in range(k):
+        op = stage.ops[j]
+        if isinstance(op, Save) and any(isinstance(o, Add) and o.name == op.name for o in stage.ops[j:k]):
+            held[op.name] = sizes[j]
+        elif isinstance(op, Add):
+            held.pop(op.name, None)
+        peak = max(peak, sizes[j] + sizes[j + 1] + sum(held.values()))
+    return int(WORKSPACE_FACTOR * peak) + sizes[-1]
 
 
 def _destinations(stages: list[Stage]) -> list[str | None]:
