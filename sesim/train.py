@@ -125,6 +125,38 @@ def lr_factor(step: int, total: int, decay_start: float) -> float:
     return max(0.0, (total - step) / (total - start))
 
 
+def build_data(cfg: TrainConfig) -> tuple[Any, list[torch.Tensor]]:
+    """The training dataset and the fixed sample-grid inputs of ``cfg`` (every image file checked)."""
+    if cfg.run.batch_size < 1 or cfg.run.steps < 0:
+        raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
+    if cfg.data.size % 4:
+        raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
+    if cfg.model.mode == "single-image":  # one image per domain, random zoomed patches
+        from .data.single_image import SingleImageError, single_image_dataset, single_image_samples
+
+        try:
+            return single_image_dataset(cfg), single_image_samples(cfg)
+        except SingleImageError as err:
+            raise TrainingError(str(err)) from None
+    dir_a, dir_b = domain_dirs(cfg)
+    dataset = UnpairedImageDataset(
+        dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
+        flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed, skip_unreadable=cfg.data.skip_unreadable,
+    )
+    return dataset, sample_inputs(cfg)
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Under torchrun, rank 0 checks what every rank is about to need — data folders and files,
+    pretrained weights — before the process group exists, so a missing file is one message from
+    rank 0 (the other ranks, still waiting to join, are stopped by torchrun) instead of one per rank.
+    Raises what :class:`Trainer` would raise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) != 0:
+        return
+    build_data(cfg)
+    build_method(cfg)
+
+
 class Trainer:
     """Owns a run folder and trains a :class:`~sesim.methods.Method` in it."""
 
@@ -136,25 +168,7 @@ class Trainer:
         self.main = dist.is_main  # only the main process writes to the run folder
         self.progress = progress and self.main
         self.device = resolve_device(cfg.run.device, dist.local_rank)
-        if cfg.run.batch_size < 1 or cfg.run.steps < 0:
-            raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
-        if cfg.data.size % 4:
-            raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
-        if cfg.model.mode == "single-image":  # one image per domain, random zoomed patches
-            from .data.single_image import SingleImageError, single_image_dataset, single_image_samples
-
-            try:
-                self.dataset, self.samples = single_image_dataset(cfg), single_image_samples(cfg)
-            except SingleImageError as err:
-                raise TrainingError(str(err)) from None
-        else:
-            dir_a, dir_b = domain_dirs(cfg)
-            self.dataset = UnpairedImageDataset(
-                dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
-                flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed,
-                skip_unreadable=cfg.data.skip_unreadable,
-            )
-            self.samples = sample_inputs(cfg)
+        self.dataset, self.samples = build_data(cfg)
         seed_everything(cfg.run.seed)
         self.method: Method = build_method(cfg).to(self.device)
         if dist.enabled:
@@ -373,6 +387,7 @@ def _main_thread() -> bool:
 
 def train(cfg: TrainConfig, *, progress: bool = True, stop_at: int | None = None) -> Path:
     """Start a new run from ``cfg``; returns its folder. Under torchrun, every process calls this."""
+    preflight(cfg)
     dist = setup_distributed(resolve_device(cfg.run.device).type)
     try:
         run_dir = broadcast_object(new_run_dir(cfg) if dist.is_main else None, dist)
@@ -407,6 +422,7 @@ def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = Tr
         cfg.set_flat(key, value)
     if steps is not None:
         cfg.run.steps = steps
+    preflight(cfg)
     dist = setup_distributed(resolve_device(cfg.run.device).type)
     try:
         trainer = Trainer(cfg, run_dir, resume=True, progress=progress, dist=dist)
