@@ -219,7 +219,8 @@ class Trainer:
     def _load(self) -> None:
         path = self.run_dir / STATE_FILE
         if not path.is_file():
-            raise TrainingError(f"{path} not found: the run never reached its first checkpoint; start it again")
+            raise TrainingError(f"{path} not found: the run never reached its first checkpoint, so there is nothing "
+                                f"to resume; delete {self.run_dir} and start the run again")
         state = load_state(path)
         self.method.load_trainable_state_dict(state["method"])
         for name, opt in self.method.optimizers.items():

@@ -87,20 +87,3 @@ def test_batch_norm_is_synchronised_only_for_several_cuda_ranks(monkeypatch, cap
     # the optimisers built with the method still hold the (same) parameters; checkpoints keep their keys
     assert {id(p) for p in method.parameters()} == params and list(method.state_dict()) == keys
 
-
-def test_a_missing_file_under_torchrun_is_one_message_from_rank_0(tiny_dataset, tmp_path):
-    """Rank 0 checks data and weights before the process group: one sesim error line, not one per
-    rank, no traceback from sesim, and no run folder. (torchrun itself still prints its summary of
-    the failed worker.)"""
-    cfg = tiny_config(tiny_dataset, tmp_path / "runs")
-    cfg.update("loss", dict(vgg_weights=str(tmp_path / "missing-vgg16.pth")))
-    cfg.update("run", dict(device="cpu"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sesim", "train", "--no-progress", *cli_args(cfg)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode != 0
-    err = done.stderr
-    assert err.count("sesim train: error:") == 1 and "missing-vgg16.pth" in err, err[-3000:]
-    assert "/sesim/" not in err.replace(str(tmp_path), "")  # no frame of sesim code in any traceback
-    assert not (tmp_path / "runs" / "r").exists()
