@@ -53,6 +53,7 @@ from PIL import Image  # noqa: E402
 from sesim.checkpoint import (  # noqa: E402
     CONFIG_FILE, GENERATOR_FILE, PREVIOUS_STATE_FILE, STATE_FILE, load_generator_weights, read_state,
 )
+from sesim.cli import config_flags  # noqa: E402
 from sesim.config import TrainConfig  # noqa: E402
 
 
@@ -84,21 +85,6 @@ def tiny_config(data: Path, runs: Path, **run) -> TrainConfig:
     cfg.update("run", {**dict(steps=4, batch_size=2, runs=str(runs), name="r", checkpoint_every=2, sample_every=2,
                               log_every=1, num_samples=2, device="cpu"), **run})
     return cfg
-
-
-def config_flags(cfg: TrainConfig) -> list[str]:
-    """``cfg`` as ``sesim train`` flags."""
-    args = []
-    for section in ("data", "model", "loss", "run"):
-        for key, value in vars(getattr(cfg, section)).items():
-            if value is None:
-                continue
-            flag = "--" + key.replace("_", "-")
-            if isinstance(value, bool):
-                args.append(flag if value else "--no-" + key.replace("_", "-"))
-            else:
-                args += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
-    return args
 
 
 @dataclass

@@ -79,6 +79,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                    type=_FieldValue(f))
 
 
+def config_flags(cfg: TrainConfig) -> list[str]:
+    """``sesim train`` flags that set every option of ``cfg`` (those that are None are left to their
+    defaults); the inverse of the flags :func:`build_parser` generates from the config dataclasses."""
+    flags = []
+    for section in SECTIONS:
+        for key, value in vars(getattr(cfg, section)).items():
+            if value is None:
+                continue
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                flags.append(flag if value else "--no-" + key.replace("_", "-"))
+            else:
+                flags += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sesim", description="Structure-preserving unpaired image translation "
                                      "with the spatially-correlative loss (F/LSeSim).")

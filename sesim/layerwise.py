@@ -74,10 +74,6 @@ class Op:
         """``x`` covers ``src`` of an input of full ``size``; returns the output over ``dst``."""
         raise NotImplementedError
 
-    @property
-    def spatial(self) -> bool:
-        return False
-
 
 @dataclass
 class Pointwise(Op):
@@ -122,9 +118,6 @@ class Pad(Op):
     p: int
     mode: str  # reflect | replicate | zeros
 
-    @property
-    def spatial(self) -> bool:
-        return True
 
     def out_len(self, n):
         return n + 2 * self.p
@@ -169,8 +162,17 @@ class Pad(Op):
         return x
 
 
+class _Kernel(Op):
+    weight: Tensor
+
+    @property
+    def k(self) -> int:
+        """Kernel side."""
+        return self.weight.shape[-1]
+
+
 @dataclass
-class Conv(Op):
+class Conv(_Kernel):
     """``F.conv2d`` without padding (a padded conv is ``Pad`` + ``Conv``)."""
 
     weight: Tensor
@@ -178,14 +180,6 @@ class Conv(Op):
     stride: int = 1
     dilation: int = 1
     groups: int = 1
-
-    @property
-    def spatial(self) -> bool:
-        return True
-
-    @property
-    def k(self) -> int:
-        return self.weight.shape[-1]
 
     def out_len(self, n):
         return (n - self.dilation * (self.k - 1) - 1) // self.stride + 1
@@ -202,7 +196,7 @@ class Conv(Op):
 
 
 @dataclass
-class ConvT(Op):
+class ConvT(_Kernel):
     """``F.conv_transpose2d`` with stride ``s``, padding ``p`` and output padding ``op <= p``."""
 
     weight: Tensor
@@ -211,14 +205,6 @@ class ConvT(Op):
     padding: int
     output_padding: int = 0
     groups: int = 1
-
-    @property
-    def spatial(self) -> bool:
-        return True
-
-    @property
-    def k(self) -> int:
-        return self.weight.shape[-1]
 
     def out_len(self, n):
         return (n - 1) * self.stride - 2 * self.padding + self.k + self.output_padding
@@ -249,9 +235,6 @@ class Upsample(Op):
 
     factor: int
 
-    @property
-    def spatial(self) -> bool:
-        return True
 
     def out_len(self, n):
         return n * self.factor

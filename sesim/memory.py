@@ -57,15 +57,23 @@ def format_size(n: int | float) -> str:
     raise AssertionError
 
 
+def _proc_kb(path: str, key: str) -> int | None:
+    """The ``key:`` line of a ``/proc`` status file, in bytes (its value is in kB), or None."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def available_memory() -> int:
     """Bytes the system can give this process now (``MemAvailable`` on Linux, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    found = _proc_kb("/proc/meminfo", "MemAvailable")
+    if found is not None:
+        return found
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -74,14 +82,7 @@ def available_memory() -> int:
 
 def current_rss() -> int:
     """Resident memory of this process now, in bytes (0 where ``/proc`` is missing)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kb("/proc/self/status", "VmRSS") or 0
 
 
 def return_freed_memory_promptly(threshold: int = 1 << 20) -> None:
