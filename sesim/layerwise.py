@@ -764,15 +764,20 @@ def plan_memory(program: Program, shape: tuple[int, int, int, int], budget: int 
                 tile: int | None = None) -> MemoryPlan:
     """Memory of :func:`run_program` on an input of ``shape`` ``(N, C, H, W)`` within ``budget``
     bytes (None: unlimited; the image itself is not counted). The stored activations go to files
-    when they would take more than half the budget."""
+    when they would leave less than a quarter of the budget for tiles."""
     n, c, h, w = shape
     stages = _stages(program, (h, w), c)
     stored = _stored_peak(stages, n)
-    spill = budget is not None and stored > budget // 2
+    # keep a quarter of the budget (at least what the smallest tiles need) for tiles
+    spill = budget is not None and stored > budget - max(budget // 4, _smallest_tiles(stages, n))
     tile_budget = None if budget is None else budget - (0 if spill else stored)
     sides = _tile_sides(stages, tile_budget, n, tile)
     worst = max(_tile_bytes(stages[i], k, side, n) for (i, k), side in sides.items())
     return MemoryPlan(stored, worst, spill)
+
+
+def _smallest_tiles(stages: list[Stage], batch: int) -> int:
+    return max(_tile_bytes(stage, k, MIN_TILE, batch) for i, k, _ in _schedule(stages) for stage in [stages[i]])
 
 
 def _tile_sides(stages: list[Stage], budget: int | None, batch: int, tile: int | None) -> dict[tuple[int, int], int]:

@@ -363,6 +363,13 @@ def test_tensor_to_pil_clamps_and_rejects_bad_shape():
         tensor_to_pil(torch.zeros(4, 4))
 
 
+def test_tensor_to_pil_in_row_bands_equals_the_whole_image_formula():
+    t = torch.randn(3, 600, 7) * 0.8  # several 256-row bands
+    t[0, 300, 3] = float("nan")
+    expected = ((torch.nan_to_num(t, nan=-1.0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0)
+    assert np.array_equal(_arr(tensor_to_pil(t)), expected.numpy())
+
+
 def test_save_image_creates_parents(tmp_path):
     t = pil_to_tensor(Image.fromarray(_noise(6, 5, seed=2)))
     out = tmp_path / "a" / "b" / "img.png"

@@ -520,12 +520,15 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
         raise ValueError(
             f"tensor_to_pil expects shape (C, H, W) with C = 1 or 3, got {tuple(t.shape)}"
         )
-    x = t.detach().to("cpu", torch.float32)
-    x = torch.nan_to_num(x, nan=-1.0).clamp_(-1.0, 1.0)  # one copy, then in place
-    arr = x.add_(1.0).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-    if arr.shape[2] == 1:
-        return Image.fromarray(np.ascontiguousarray(arr[:, :, 0]), mode="L")
-    return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+    x = t.detach()
+    c, h, w = x.shape
+    arr = np.empty((h, w, c), dtype=np.uint8)
+    for r in range(0, h, 256):  # in row bands: no float temporaries of the whole image's size
+        band = torch.nan_to_num(x[:, r:r + 256].to("cpu", torch.float32), nan=-1.0).clamp_(-1.0, 1.0)
+        arr[r:r + 256] = band.add_(1.0).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    if c == 1:
+        return Image.fromarray(arr[:, :, 0], mode="L")
+    return Image.fromarray(arr, mode="RGB")
 
 
 def save_image(img_or_tensor: Image.Image | torch.Tensor, path: PathLike) -> Path:
