@@ -42,6 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .nets.blur import BlurDownsample, BlurUpsample
+from .nets.munit import AdaIN, ConvLayer, LayerNorm2d, MultimodalGenerator
+from .nets.munit import ResBlock as MunitResBlock
+from .nets.resnet_generator import ResnetBlock, ResnetGenerator
+
 __all__ = ["NotTileableError", "program_for", "run_program", "plan_memory", "Program"]
 
 Span = tuple[int, int]  # [start, stop) along one axis
@@ -369,11 +374,6 @@ def _pad_amount(padding) -> int:
 
 def module_ops(m: nn.Module) -> list[Op]:
     """The program of one module (recursing into containers and the known blocks)."""
-    from .nets.blur import BlurDownsample, BlurUpsample
-    from .nets.munit import AdaIN, ConvLayer, LayerNorm2d
-    from .nets.munit import ResBlock as MunitResBlock
-    from .nets.resnet_generator import ResnetBlock
-
     if isinstance(m, nn.Sequential):
         return [op for child in m for op in module_ops(child)]
     if isinstance(m, ResnetBlock):
@@ -446,9 +446,6 @@ def program_for(generator: nn.Module, style: Tensor | None = None, batch: int = 
     Raises:
         NotTileableError: another generator, or a layer that cannot be tiled.
     """
-    from .nets.munit import MultimodalGenerator
-    from .nets.resnet_generator import ResnetGenerator
-
     if isinstance(generator, ResnetGenerator):
         ops: list[Op] = []
         for _, stage in generator._stages():
