@@ -62,6 +62,36 @@ class _MemorySize:
         return ["0", "-1G", "lots", "4X"]
 
 
+#: allowed values of the numeric flags that are not config fields (those are checked by
+#: ``FIELD_RANGES`` in config.py), by command; tests/test_cli_validation.py fails for a numeric
+#: flag missing here
+FLAG_RANGES: dict[str, dict[str, object]] = {
+    "translate": {"--batch-size": count(1), "--samples": count(1), "--seed": count(0)},
+    "demo": {"--steps": count(1), "--seed": count(0)},
+    "evaluate": {"--kid-subsets": count(1), "--kid-subset-size": count(2), "--k": count(1),
+                 "--num-classes": count(1), "--seed": count(0)},
+    "viz heatmap": {"--side": count(16, 4096)},
+    "viz errormap": {"--side": count(16, 4096)},
+}
+
+
+def _check_numeric_flags(parser: argparse.ArgumentParser, command: str = "") -> None:
+    """Give every numeric flag its range check (argparse ``type=``): config flags from their
+    field (:class:`_FieldValue`), the others from :data:`FLAG_RANGES`."""
+    from .config import FIELD_SECTION
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                _check_numeric_flags(sub, f"{command} {name}".strip())
+        elif command == "train" and action.dest in FIELD_SECTION and not isinstance(
+                action, argparse.BooleanOptionalAction):
+            field = next(f for f in dataclasses.fields(SECTIONS[FIELD_SECTION[action.dest]]) if f.name == action.dest)
+            action.type = _FieldValue(field)
+        elif action.option_strings and action.option_strings[0] in FLAG_RANGES.get(command, {}):
+            action.type = FLAG_RANGES[command][action.option_strings[0]]
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} options")
@@ -75,8 +105,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             if isinstance(default, bool):
                 group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             else:
-                group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text,
-                                   type=_FieldValue(f))
+                group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
 
 def config_flags(cfg: TrainConfig) -> list[str]:
@@ -117,14 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="an image file or a folder of images (searched recursively)")
     p.add_argument("--output", required=True, help="output folder; files keep their stem, saved as PNG")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--batch-size", type=count(1), default=4, help="images per forward pass (equal sizes are batched)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (equal sizes are batched)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
                    help="BtoA uses the reverse generator of two-sided methods (CycleGAN)")
     p.add_argument("--weights", default=None, help="a generator .safetensors other than the run's latest")
-    p.add_argument("--samples", type=count(1), default=1, metavar="K",
+    p.add_argument("--samples", type=int, default=1, metavar="K",
                    help="multimodal runs: K outputs per input with different style codes, as <stem>_s<k>.png")
-    p.add_argument("--seed", type=count(0), default=0, help="multimodal runs: seed of the style codes (reproducible)")
+    p.add_argument("--seed", type=int, default=0, help="multimodal runs: seed of the style codes (reproducible)")
     p.add_argument("--style-from", default=None, metavar="IMAGE",
                    help="multimodal runs with a style encoder: take the appearance of this target-domain image")
     p.add_argument("--tile", default="auto", metavar="PX", type=TILE,
@@ -142,10 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")
     p.add_argument("--out", default="sesim-demo", help="folder for the data, the run and the page")
-    p.add_argument("--steps", type=count(1), default=None, help="training steps (default: the demo preset's)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo preset's)")
     p.add_argument("--structure", choices=("fsesim", "lsesim"), default=None, help="structure loss variant")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("export", help="write a run's generator as ONNX or TorchScript")
@@ -158,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
     _add_evaluate_parser(sub)
     _add_viz_parser(sub)
+    _check_numeric_flags(parser)
     return parser
 
 
@@ -170,12 +200,12 @@ def _add_viz_parser(sub) -> None:
     h.add_argument("--run", default=None, help="use this run's structure loss (and its trained LSeSim heads)")
     h.add_argument("--points", default=None, help="query points in source pixels, 'x,y;x,y' (default: 3 on the diagonal)")
     h.add_argument("--layers", default=None, help="comma-separated VGG16 layers (default: the loss's layers)")
-    h.add_argument("--side", type=count(16, 4096), default=160, help="panel width in pixels")
+    h.add_argument("--side", type=int, default=160, help="panel width in pixels")
     e = vsub.add_parser("errormap", help="per-location error of L1, perceptual, PatchNCE, FSeSim, LSeSim between images")
     e.add_argument("--a", required=True, help="reference image (e.g. the source)")
     e.add_argument("--b", required=True, nargs="+", help="one or more images compared with --a (one row each)")
     e.add_argument("--run", default=None, help="use this run's structure loss / LSeSim heads (or a CUT run's PatchNCE)")
-    e.add_argument("--side", type=count(16, 4096), default=128, help="panel width in pixels")
+    e.add_argument("--side", type=int, default=128, help="panel width in pixels")
     for q in (h, e):
         q.add_argument("--vgg-weights", default="auto", help="without --run: imagenet | auto | random | path "
                        "(auto: ImageNet if found, else random-init with a note)")
@@ -273,9 +303,9 @@ def _add_evaluate_parser(sub) -> None:
                    "to published FID)")
     p.add_argument("--inception-weights", default=None, help="path to pt_inception-2015-12-05-6726825d.pth "
                    "(else $SESIM_INCEPTION_WEIGHTS, else the torch hub cache)")
-    p.add_argument("--kid-subsets", type=count(1), default=100)
-    p.add_argument("--kid-subset-size", type=count(2), default=1000)
-    p.add_argument("--k", type=count(1), default=5, help="neighbours for precision/recall/density/coverage")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
     p.add_argument("--samples-dir", default=None, help="lpips_diversity: files <stem>_s<k>.png, K per input")
     p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"))
     p.add_argument("--lpips-weights", default=None, help="LPIPS v0.1 linear layers file (else $SESIM_LPIPS_WEIGHTS, "
@@ -283,9 +313,9 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--lpips-backbone-weights", default=None, help="alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
     p.add_argument("--segmenter", default=None, help="segmentation: TorchScript file or module:function")
     p.add_argument("--labels", default=None, help="segmentation: label maps (class ids, 255 ignored)")
-    p.add_argument("--num-classes", type=count(1), default=19)
+    p.add_argument("--num-classes", type=int, default=19)
     p.add_argument("--source", default=None, help="selfsim: the inputs the translations were made from")
-    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 
 

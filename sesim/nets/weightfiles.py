@@ -23,11 +23,9 @@ from typing import Iterable
 
 import torch
 
-from ..safeload import UnreadableFileError, load_plain
 from .vgg import WeightsNotFoundError
 
-__all__ = ["WeightsNotFoundError", "hub_checkpoint_path", "find_weights_file", "require_weights_file",
-           "load_weights_file"]
+__all__ = ["WeightsNotFoundError", "hub_checkpoint_path", "find_weights_file", "require_weights_file"]
 
 
 def hub_checkpoint_path(file_name: str) -> Path:
@@ -93,6 +91,8 @@ def load_weights_file(path: str | os.PathLike, what: str) -> dict:
         UnreadableFileError: the file is damaged or unsafe; the message names it and says to
             fetch it again.
     """
+    from ..safeload import UnreadableFileError, load_plain
+
     try:
         return load_plain(path)
     except UnreadableFileError as err:
