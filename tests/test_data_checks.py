@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sesim.cli import main
-from sesim.data.images import ImageError, check_image, keep_readable, list_images
+from sesim.data.images import ImageError, check_image, keep_readable, list_images, load_image
 from sesim.data.unpaired import UnpairedImageDataset, load_fixed_images
 from sesim.train import train
 from sesim.translate import TranslateError, translate_paths
@@ -37,6 +37,33 @@ def test_the_preflight_check_catches_truncated_files_that_pass_the_header(tmp_pa
     with pytest.raises(ImageError, match=f"x{suffix}: .*[Tt]runcated"):
         check_image(path)
     assert check_image(_image(tmp_path / f"ok{suffix}", (200, 150))) == (200, 150)
+
+
+def test_the_jpeg_check_copes_with_thumbnails_trailers_and_progressive_files(tmp_path):
+    import io
+
+    def jpeg(size, **kw):
+        buf = io.BytesIO()
+        arr = np.random.default_rng(1).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(arr).save(buf, "JPEG", **kw)
+        return buf.getvalue()
+
+    main_image, thumb = jpeg((160, 120)), jpeg((16, 12))
+    app1 = b"Exif\0\0" + thumb  # an embedded thumbnail has its own scan and end-of-image markers
+    with_thumb = main_image[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + main_image[2:]
+    cases = {"thumb.jpg": (with_thumb, True), "thumb_cut.jpg": (with_thumb[:-400], False),
+             "trailer.jpg": (main_image + b"vendor trailer \xff\x00", True),
+             "progressive.jpg": (jpeg((160, 120), progressive=True), True),
+             "progressive_cut.jpg": (jpeg((160, 120), progressive=True)[:-2000], False)}
+    for name, (data, readable) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        if readable:
+            assert check_image(tmp_path / name) == (160, 120), name
+        else:
+            with pytest.raises(ImageError, match="truncated"):
+                check_image(tmp_path / name)
+            with pytest.raises(ImageError, match="truncated"):  # what training would hit later
+                load_image(tmp_path / name)
 
 
 def test_one_unreadable_file_is_one_line_naming_it_and_the_flag(tmp_path):

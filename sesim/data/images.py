@@ -388,9 +388,10 @@ def check_image(path: PathLike) -> tuple[int, int]:
     """Decode enough of ``path`` to find a broken file, cheaply; returns its stored ``(width, height)``.
 
     PNG: every chunk is read and its CRC checked (``Image.verify``; no pixel decoding), so a
-    truncated or bit-flipped file fails. JPEG: decoded at 1/8 scale (``draft``), which still reads
-    the whole entropy-coded stream, so a truncated file fails ("image file is truncated"). Other
-    formats: a full decode. ``bench/preflight.py`` measures the cost.
+    truncated or bit-flipped file fails. JPEG: the file must hold an end-of-image marker after its
+    last start-of-scan marker (neither can occur inside entropy-coded data, which escapes 0xFF
+    bytes), which a truncated file does not ("image file is truncated" once training reads it).
+    Other formats: a full decode. ``bench/preflight.py`` measures the cost.
 
     Raises:
         ImageError: the file cannot be read; the message names it and the reason.
@@ -404,9 +405,12 @@ def check_image(path: PathLike) -> tuple[int, int]:
                 raise ValueError(f"image has zero size {w}x{h}")
             if img.format == "PNG":
                 img.verify()
+            elif img.format in ("JPEG", "MPO"):
+                data = path.read_bytes()
+                last_scan = data.rfind(b"\xff\xda")
+                if last_scan < 0 or data.rfind(b"\xff\xd9") < last_scan:
+                    raise OSError("image file is truncated (no end-of-image marker after the last scan)")
             else:
-                if img.format in ("JPEG", "MPO"):
-                    img.draft(None, (max(1, w // 8), max(1, h // 8)))
                 img.load()
     except Image.UnidentifiedImageError as exc:
         raise ImageError(f"cannot read image {path}: not a recognised image format") from exc
