@@ -1,5 +1,6 @@
 """Data correctness before training: the pre-flight decode check, symlinks and duplicates in the
-folder walk, small images, and --skip-unreadable wherever images are read."""
+folder walk, small images, and --skip-unreadable wherever images are read (translate's inputs: a
+case of the reliability suite, bench/reliability.py)."""
 
 import logging
 import os
@@ -8,11 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sesim.cli import main
 from sesim.data.images import ImageError, check_image, keep_readable, list_images, load_image
 from sesim.data.unpaired import UnpairedImageDataset, load_fixed_images
 from sesim.train import train
-from sesim.translate import TranslateError, translate_paths
 from test_train import tiny_config
 
 
@@ -126,25 +125,3 @@ def test_skip_unreadable_also_covers_the_sample_images_taken_from_trainA(tmp_pat
     assert (run / "samples" / "step_0000001.png").exists()
     shown = load_fixed_images(root / "trainA", size=32, limit=2, skip_unreadable=True)
     assert len(shown) == 2
-
-
-def test_translate_checks_every_input_before_writing_anything(tmp_path, capsys):
-    inputs = tmp_path / "in"
-    _image(inputs / "a.png")
-    _truncate(_image(inputs / "b.jpg", (64, 48)))
-    run = train(tiny_config(_tiny_data(tmp_path), tmp_path / "runs"), progress=False)
-    out = tmp_path / "out"
-    with pytest.raises(TranslateError, match="b.jpg"):
-        translate_paths(run, inputs, out, progress=False)
-    assert not out.exists()  # nothing written, so a rerun needs no --overwrite
-    assert main(["translate", "--run", str(run), "--input", str(inputs), "--output", str(out), "--skip-unreadable",
-                 "--no-progress"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
-
-
-def _tiny_data(tmp_path):
-    root = tmp_path / "data"
-    for d in ("trainA", "trainB", "testA"):
-        for i in range(3):
-            _image(root / d / f"{d}{i}.png")
-    return root

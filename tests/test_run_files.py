@@ -1,5 +1,7 @@
-"""Run-folder files: nothing unsafe is loaded, a damaged file is one clear line naming it and what
-to do, the previous checkpoint survives a damaged latest one, stale temp files go, modes agree."""
+"""Run-folder files (sesim/checkpoint.py, sesim/safeload.py): nothing unsafe is loaded, a damaged
+file raises one clear message naming it and what to do, the previous checkpoint survives a damaged
+latest one and continues exactly, stale temp files go, file modes agree. The same inputs through
+the command line are cases of the reliability suite (bench/reliability.py)."""
 
 import os
 import pickle
@@ -10,10 +12,10 @@ import pytest
 import torch
 
 from sesim.checkpoint import (
-    GENERATOR_FILE, PREVIOUS_STATE_FILE, STATE_FILE, RunFileError, load_generator_weights, load_state, read_state,
-    remove_stale_temp_files, restore_rng, save_state,
+    GENERATOR_FILE, PREVIOUS_STATE_FILE, STATE_FILE, RunFileError, default_file_mode, load_generator_weights,
+    load_state, read_state, remove_stale_temp_files, restore_rng, save_generator, save_state, use_previous_state,
 )
-from sesim.cli import main
+from sesim.config import TrainConfig
 from sesim.safeload import load_plain
 from sesim.train import resume, train
 from test_train import assert_identical_checkpoints, tiny_config
@@ -29,86 +31,80 @@ class _RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    line = err.strip().splitlines()[-1]
-    assert line.startswith("sesim "), err
-    return line
-
-
-@pytest.fixture
-def finished_run(tiny_dataset, tmp_path):
-    """A 4-step run with checkpoints at steps 2 and 4 (so checkpoint.prev.pt is step 2)."""
-    return train(tiny_config(tiny_dataset, tmp_path / "runs"), progress=False)
-
-
-@pytest.mark.parametrize("how", ["torch.save", "pickle.dump"])
-def test_a_checkpoint_that_would_run_code_is_refused(finished_run, tmp_path, capsys, how):
-    marker = tmp_path / "pwned"
-    path = finished_run / STATE_FILE
-    evil = {"step": 4, "payload": _RunsCode(marker)}
-    if how == "torch.save":
-        torch.save(evil, path)
-    else:
+@pytest.mark.parametrize("how", ["torch.save", "torch.save legacy format", "pickle.dump"])
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, how):
+    marker, path = tmp_path / "pwned", tmp_path / STATE_FILE
+    evil = {"step": 4, "t": torch.ones(2), "payload": _RunsCode(marker)}
+    if how == "pickle.dump":
         with open(path, "wb") as fh:
             pickle.dump(evil, fh)
-    with pytest.raises(RunFileError, match="refusing to load .*could run code") as info:
+    else:
+        torch.save(evil, path, _use_new_zipfile_serialization=how == "torch.save")
+    save_state(tmp_path / "other.pt", {"step": 3})
+    os.replace(tmp_path / "other.pt", tmp_path / PREVIOUS_STATE_FILE)  # an intact previous one exists
+    with pytest.raises(RunFileError, match="refusing to load .*reference to posix.system.*could run code") as info:
         load_state(path)
     assert info.value.unsafe and "previous" not in str(info.value)  # never offered as "damaged, use the previous"
-    assert main(["train", "--resume", str(finished_run), "--no-progress"]) == 1
-    assert "refusing to load" in _error_line(capsys)
     assert not marker.exists()  # the payload never ran
 
 
 @pytest.mark.parametrize("damage", ["truncated", "halved", "empty", "random"])
-def test_a_damaged_checkpoint_names_the_previous_one_which_continues_exactly(
-        tiny_dataset, tmp_path, capsys, damage):
+def test_a_damaged_checkpoint_points_at_the_previous_one(tmp_path, damage):
+    path = tmp_path / STATE_FILE
+    for step in (1, 2):
+        save_state(path, {"step": step, "weights": torch.randn(1000)})
+    data = path.read_bytes()
+    damaged = {"truncated": data[:-100], "halved": data[: len(data) // 2], "empty": b"",
+               "random": np.random.default_rng(0).bytes(len(data))}[damage]
+    path.write_bytes(damaged)
+    with pytest.raises(RunFileError) as info:
+        load_state(path)
+    message = str(info.value)
+    assert f"{path} is damaged" in message and "(step 1) is intact" in message and "--from-previous" in message
+    assert "\n" not in message
+    assert use_previous_state(tmp_path) == 1 and load_state(path)["step"] == 1
+    assert (tmp_path / "checkpoint.damaged.pt").read_bytes() == damaged  # kept, not overwritten
+
+
+def test_a_damaged_checkpoint_without_a_previous_one_says_so(tmp_path):
+    (tmp_path / STATE_FILE).write_bytes(b"\0" * 100)
+    with pytest.raises(RunFileError, match="no intact previous checkpoint"):
+        load_state(tmp_path / STATE_FILE)
+
+
+def test_the_previous_checkpoint_continues_the_run_exactly(tiny_dataset, tmp_path):
     straight = train(tiny_config(tiny_dataset, tmp_path / "a"), progress=False)
     run = train(tiny_config(tiny_dataset, tmp_path / "b"), progress=False)
     assert read_state(run / PREVIOUS_STATE_FILE)["step"] == 2 and read_state(run / STATE_FILE)["step"] == 4
-    path = run / STATE_FILE
-    data = path.read_bytes()
-    damaged = {"truncated": data[:-1000], "halved": data[: len(data) // 2], "empty": b"",
-               "random": np.random.default_rng(0).bytes(len(data))}[damage]
-    path.write_bytes(damaged)
-    assert main(["train", "--resume", str(run), "--no-progress"]) == 1
-    line = _error_line(capsys)
-    assert f"{path} is damaged" in line and "(step 2) is intact" in line and "--from-previous" in line
-    assert main(["train", "--resume", str(run), "--from-previous", "--no-progress"]) == 0
-    assert (run / "checkpoint.damaged.pt").read_bytes() == damaged  # kept, not overwritten
-    assert_identical_checkpoints(straight, run, ("G", "D"))  # steps 3 and 4 redone exactly
+    state = run / STATE_FILE
+    state.write_bytes(state.read_bytes()[:5000])
+    resume(run, progress=False, from_previous=True)  # redoes steps 3 and 4
+    assert_identical_checkpoints(straight, run, ("G", "D"))
+    plain = load_plain(run / STATE_FILE)  # sesim writes plain data: no extra globals needed
+    assert plain["step"] == 4 and torch.is_tensor(plain["rng"]["numpy"]["key"])
 
 
-def test_a_damaged_checkpoint_without_a_previous_one_says_so(finished_run):
-    (finished_run / PREVIOUS_STATE_FILE).unlink()
-    (finished_run / STATE_FILE).write_bytes(b"\0" * 100)
-    with pytest.raises(RunFileError, match="no intact previous checkpoint"):
-        load_state(finished_run / STATE_FILE)
-
-
-def test_a_truncated_generator_is_one_line_for_translate_and_resume_rewrites_it(finished_run, tmp_path, capsys):
-    weights = finished_run / GENERATOR_FILE
+def test_resume_rewrites_damaged_generator_weights_from_the_checkpoint(tiny_dataset, tmp_path):
+    run = train(tiny_config(tiny_dataset, tmp_path / "runs"), progress=False)
+    weights = run / GENERATOR_FILE
     good = {k: v.clone() for k, v in load_generator_weights(weights).items()}  # not views of the file
     weights.write_bytes(weights.read_bytes()[:100])
-    image = next((finished_run.parent.parent / "data" / "testA").iterdir())
-    assert main(["translate", "--run", str(finished_run), "--input", str(image), "--output", str(tmp_path / "o"),
-                 "--no-progress"]) == 1
-    line = _error_line(capsys)
-    assert f"{weights} is damaged" in line and "--resume" in line
-    resume(finished_run, progress=False)  # already finished: only repairs the weights
+    with pytest.raises(RunFileError, match=f"{weights} is damaged .*--resume"):
+        load_generator_weights(weights)
+    resume(run, progress=False)  # the run is finished: this only repairs the weights
     repaired = load_generator_weights(weights)
     assert all(torch.equal(good[k], repaired[k]) for k in good)
 
 
-def test_a_broken_config_json_names_the_file(finished_run, tmp_path, capsys):
-    config = finished_run / "config.json"
-    config.write_text(config.read_text()[:-40])
-    for argv in (["train", "--resume", str(finished_run)],
-                 ["translate", "--run", str(finished_run), "--input", str(tmp_path), "--output", str(tmp_path / "o")]):
-        assert main(argv) == 1
-        line = _error_line(capsys)
-        assert f"{config} is damaged: not valid JSON (line" in line
+def test_a_broken_config_json_names_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    TrainConfig().save(path)
+    path.write_text(path.read_text()[:-40])
+    with pytest.raises(ValueError, match=f"{path} is damaged: not valid JSON \\(line"):
+        TrainConfig.load(path)
+    path.write_text('{"run": {"log_every": 0}}')
+    with pytest.raises(ValueError, match=f"{path}: option log_every must be an integer >= 1"):
+        TrainConfig.load(path)
 
 
 def test_checkpoints_of_older_versions_with_numpy_rng_states_still_load(tmp_path):
@@ -120,12 +116,6 @@ def test_checkpoints_of_older_versions_with_numpy_rng_states_still_load(tmp_path
     a = np.random.rand(3)
     np.random.set_state(state["rng"]["numpy"])
     assert np.array_equal(a, np.random.rand(3))
-
-
-def test_new_checkpoints_are_plain_data(finished_run):
-    """What sesim writes loads with torch.load(weights_only=True) and no extra allowed globals."""
-    state = load_plain(finished_run / STATE_FILE)
-    assert state["step"] == 4 and torch.is_tensor(state["rng"]["numpy"]["key"])
 
 
 def test_save_state_keeps_the_previous_checkpoint_until_the_new_one_is_complete(tmp_path, monkeypatch):
@@ -144,22 +134,17 @@ def test_save_state_keeps_the_previous_checkpoint_until_the_new_one_is_complete(
     assert sorted(p.name for p in tmp_path.iterdir()) == [PREVIOUS_STATE_FILE, STATE_FILE]
 
 
-def test_stale_temp_files_are_removed_on_resume_and_resume_says_where_it_continues(finished_run, caplog):
-    dead = finished_run / f".{STATE_FILE}.tmp-{2 ** 22 + 7}"  # no such process
-    dead.write_bytes(b"x" * 1000)
-    stale_weights = finished_run / f".{GENERATOR_FILE}.tmp-{2 ** 22 + 9}"
-    stale_weights.write_bytes(b"x")
-    alive = finished_run / f".notes.tmp-{os.getppid()}"  # a running process: left alone
-    alive.write_bytes(b"x")
-    caplog.set_level("INFO", logger="sesim")
-    resume(finished_run, steps=5, progress=False)
-    assert not dead.exists() and not stale_weights.exists() and alive.exists()
-    assert "resuming" in caplog.text and "from step 4 of 5" in caplog.text
-    assert remove_stale_temp_files(finished_run) == []
+def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
+    dead = [tmp_path / f".{STATE_FILE}.tmp-{2 ** 22 + 7}", tmp_path / f".{GENERATOR_FILE}.tmp-{2 ** 22 + 9}"]
+    alive = tmp_path / f".notes.tmp-{os.getppid()}"  # a running process: left alone
+    for p in (*dead, alive, tmp_path / "keep.tmp-1"):  # not hidden: not ours
+        p.write_bytes(b"x")
+    assert sorted(remove_stale_temp_files(tmp_path)) == sorted(dead)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "keep.tmp-1"])
 
 
-def test_run_files_share_one_permission_mode(finished_run):
-    modes = {p.relative_to(finished_run): stat.S_IMODE(p.stat().st_mode)
-             for p in finished_run.rglob("*") if p.is_file()}
-    assert len(set(modes.values())) == 1, modes
-    assert GENERATOR_FILE in {str(p) for p in modes}
+def test_weights_files_get_the_usual_file_mode(tmp_path):
+    save_generator(tmp_path / GENERATOR_FILE, torch.nn.Linear(2, 2), {"step": 0})  # safetensors writes 0600
+    (tmp_path / "log.jsonl").write_text("{}\n")
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {default_file_mode()}
