@@ -98,7 +98,8 @@ def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 
 
         if plan.kind == "blend":
             net = functools.partial(generator, **kwargs) if kwargs else generator
-            out = translate_tiled(net, padded, tile=plan.tile, stride=stride, progress=tick)
+            out = translate_tiled(net, padded, tile=plan.tile, stride=stride, margin=generator.receptive_radius,
+                                  progress=tick)
         else:
             return_freed_memory_promptly()
             program = program_for(generator, style=style, batch=padded.shape[0])
@@ -154,7 +155,8 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
         readable, _ = keep_readable([j.source for j in jobs], skip_unreadable=skip_unreadable)
     except ImageError as err:
         raise TranslateError(str(err)) from None
-    jobs = [j for j in jobs if j.source in set(readable)]
+    keep = set(readable)
+    jobs = [j for j in jobs if j.source in keep]
     if not jobs:
         raise TranslateError(f"no readable image in {input_path}")
     if samples < 1:
