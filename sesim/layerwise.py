@@ -22,8 +22,8 @@ different order), for any tile size. Memory is that of the stored activations (t
 of a ResNet generator: ``4 * ngf`` channels at 1/4 resolution, two of them alive) plus one tile's
 working set; with ``spill`` the stored activations live in files, and memory is one tile's
 working set plus the input and output images. The price is compute: layers in front of a
-normalisation are recomputed once per normalisation of the same stage (about 1.7x the FLOPs of
-one whole-image forward for the paper's ResNet generator, ``bench/tiled_memory.py``).
+normalisation are recomputed once per normalisation of the same stage (for the paper's ResNet
+generator, 1.8x the CPU time of one whole-image forward: ``bench/tiled_memory.py``).
 
 Images are ``(N, C, H, W)`` float32; H and W must be multiples of the generator's stride (the
 caller pads, see :func:`sesim.translate.pad_to_multiple`).
