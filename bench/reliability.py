@@ -55,6 +55,7 @@ from sesim.checkpoint import (  # noqa: E402
 )
 from sesim.cli import config_flags  # noqa: E402
 from sesim.config import TrainConfig  # noqa: E402
+from test_train import tiny_config as test_config  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,13 +78,10 @@ def make_data(root: Path, domains=("trainA", "trainB", "testA"), n: int = 4) -> 
 
 
 def tiny_config(data: Path, runs: Path, **run) -> TrainConfig:
-    """32 px, tiny networks, random VGG16: a run of a few steps takes seconds."""
-    cfg = TrainConfig()
-    cfg.update("data", dict(data=str(data), size=32, load_size=36, workers=0))
-    cfg.update("model", dict(ngf=8, ndf=8, n_blocks=1))
-    cfg.update("loss", dict(vgg_weights="random", num_queries=16, patch_size=4, pool_size=2))
-    cfg.update("run", {**dict(steps=4, batch_size=2, runs=str(runs), name="r", checkpoint_every=2, sample_every=2,
-                              log_every=1, num_samples=2, device="cpu"), **run})
+    """The tests' tiny run (32 px, tiny networks, random VGG16; seconds per run) on the CPU, with
+    ``run`` options changed."""
+    cfg = test_config(data, runs)
+    cfg.update("run", dict(device="cpu", **run))
     return cfg
 
 
