@@ -1,90 +1,169 @@
-"""Does the structure loss matter? Train the demo task with and without it, side by side.
+"""Does the structure loss matter on the demo? The demo task with and without it, over seeds, side by side.
 
-Trains the ``demo`` preset on the demo data with (a) GAN loss only (lambda = 0), (b) FSeSim and
-(c) LSeSim, the same steps and seed for each, then scores held-out translations with the demo's
-layout/appearance metrics (see ``sesim/demo.py``). Writes ``bench/results/demo_ablation.md`` and
-``.json``.
+Trains the ``demo`` preset (exactly what ``sesim demo`` trains) on the demo data of each seed with
+(a) the GAN loss only (lambda = 0), (b) FSeSim and (c) LSeSim -- the same steps, data and seed for
+each -- then scores the held-out translations with the demo's own metrics (``sesim/demo.py``:
+pixel accuracy / mean IoU of a per-pixel classifier trained only on real photos against the
+input's true layout, and the appearance distance to real photos). Each seed draws its own data
+(as ``sesim demo --seed N`` does), so the do-nothing and oracle rows are averaged too.
 
-    python bench/demo_ablation.py                # about 12 minutes on 2 CPU cores
-    python bench/demo_ablation.py --steps 300    # a quick look
+Runs are subprocesses (``bench/quality.py``'s runner), two at a time with one torch thread each.
+
+    python bench/demo_ablation.py                         # 3 variants x seeds 0, 1, 2 (about 25 min on 2 cores)
+    python bench/demo_ablation.py --steps 300 --seeds 0   # a quick look (into bench/work/results-quick)
+    python bench/demo_ablation.py --variants fsesim --set upsample=nearest --name demo-upsample-nearest
+
+Writes ``bench/results/<name>.{md,json,png}`` (default name ``demo_ablation``; the figure shows the
+first seed). Runs with other steps than the preset's are a quick look: they go to
+``bench/work/results-quick`` unless ``--results`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
-from sesim.config import TrainConfig
-from sesim.data.demo_scenes import make_demo_dataset
-from sesim.demo import score
-from sesim.train import train
-from sesim.translate import translate_paths
-from sesim.viz.grid import image_grid
+ROOT = Path(__file__).resolve().parents[1]
+for p in (str(ROOT), str(ROOT / "bench")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import quality  # noqa: E402  (bench/quality.py: the subprocess runner)
+from sesim.config import TrainConfig  # noqa: E402
+from sesim.data.demo_scenes import make_demo_dataset  # noqa: E402
+from sesim.demo import score  # noqa: E402
+from sesim.viz.grid import image_grid  # noqa: E402
 
 VARIANTS = {
-    "GAN only (lambda = 0)": {"structure": "none"},
-    "FSeSim": {"structure": "fsesim"},
-    "LSeSim": {"structure": "lsesim"},
+    "gan-only": ("GAN only (lambda = 0)", {"structure": "none"}),
+    "fsesim": ("FSeSim", {"structure": "fsesim"}),
+    "lsesim": ("LSeSim", {"structure": "lsesim"}),
 }
+METRICS = ("pixel_accuracy", "mean_iou", "appearance_distance")
+BASELINES = ("do-nothing (output = input)", "oracle (true photo of the input layout)")
 
 
-def main() -> None:
+def demo_run_config(data: Path, runs: Path, name: str, seed: int, steps: int | None, loss: dict,
+                    overrides: dict[str, str]) -> TrainConfig:
+    cfg = TrainConfig()
+    cfg.apply_preset("demo")
+    cfg.update("data", {"data": str(data)})
+    cfg.update("run", {"runs": str(runs), "name": name, "seed": seed, "sample_every": 10**9})
+    if steps:
+        cfg.run.steps = steps
+    cfg.update("loss", loss)
+    for key, value in overrides.items():
+        cfg.set_flat(key, value)
+    return cfg
+
+
+def _stats(values: list[float]) -> tuple[float, float | None]:
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def _cell(values: list[float], digits: int) -> str:
+    mean, std = _stats(values)
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def render(result: dict) -> str:
+    st = result["settings"]
+    seeds = st["seeds"]
+    lines = [f"# Demo ablation (`{st['command']}`)", "",
+             f"The `demo` preset ({st['steps']} steps, 64 px; `sesim demo` trains exactly this"
+             + (f", with {', '.join(f'`{k}={v}`' for k, v in st['overrides'].items())}" if st["overrides"] else "")
+             + f"), seeds {', '.join(map(str, seeds))}; each seed draws its own data. Mean ± sample std over seeds, "
+             f"then every seed. Structure backbone: {st.get('backbone') or '–'}. {st['jobs']} runs at a time, one "
+             f"torch thread each; load average at the end {st['load_average']}.", "",
+             "| images | pixel accuracy ↑ | mean IoU ↑ | appearance distance ↓ | per seed: pixel accuracy | train s |",
+             "|---|---|---|---|---|---|"]
+    for key, row in result["rows"].items():
+        per = [row["per_seed"][str(s)] for s in seeds if str(s) in row["per_seed"]]
+        cells = [_cell([p[m] for p in per], 1 if m == "appearance_distance" else 3) for m in METRICS]
+        secs = [p["train_seconds"] for p in per if "train_seconds" in p]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " | "
+                     + " / ".join(f"{p['pixel_accuracy']:.3f}" for p in per) + " | "
+                     + (f"{np.mean(secs):.0f}" if secs else "–") + " |")
+    lines += ["", "*Structure kept*: a per-pixel classifier trained only on real domain-B photos labels each pixel; "
+              "its agreement with the true layout of the input is high only when each region stayed in place *and* "
+              "took its class's appearance. *Appearance distance*: sliced Wasserstein distance between the colour "
+              "distributions of the images and of real held-out photos. `train s` is wall time including other "
+              "processes' load; use bench/speed.py for speed.", ""]
+    return "\n".join(lines)
+
+
+def write_grid(inputs_dir: Path, fakes: dict[str, Path], path: Path, n: int = 6) -> None:
+    """Rows: held-out inputs; columns: the input and each variant's translation (2x enlarged)."""
+    inputs = sorted(inputs_dir.glob("*.png"))[:n]
+    rows = [[Image.open(p)] + [Image.open(fake / p.name) for fake in fakes.values()] for p in inputs]
+    image_grid(rows, titles=["input", *fakes], scale=2).save(path)
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/work/demo_ablation")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the demo preset's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--results", default="bench/results")
-    args = ap.parse_args()
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated from {', '.join(VARIANTS)}")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training option for every variant, e.g. --set upsample=nearest (repeatable)")
+    ap.add_argument("--name", default="demo_ablation", help="file stem of the results")
+    ap.add_argument("--results", default=None)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("SESIM_OFFLINE", "1")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    overrides = dict(item.split("=", 1) for item in args.overrides)
+    results = Path(args.results or ("bench/work/results-quick" if args.steps else "bench/results"))
     out = Path(args.out)
-    make_demo_dataset(out / "data", size=64, seed=args.seed)
-    rows: dict = {}
-    fake_names: dict[str, str] = {}
-    for label, overrides in VARIANTS.items():
-        cfg = TrainConfig()
-        cfg.apply_preset("demo")
-        cfg.update("data", {"data": str(out / "data")})
-        name = label.split(" ")[0].lower() + f"-s{args.seed}" + (f"-{args.steps}" if args.steps else "")
-        cfg.update("run", {"runs": str(out / "runs"), "name": name, "seed": args.seed, "sample_every": 10**9})
-        if args.steps:
-            cfg.run.steps = args.steps
-        cfg.update("loss", overrides)
-        t0 = time.perf_counter()
-        run = train(cfg, progress=False)
-        seconds = time.perf_counter() - t0
-        fake = out / "fake" / name
-        fake_names[label] = name
-        translate_paths(run, out / "data" / "testA", fake, overwrite=True, progress=False)
-        scores = score(out / "data", fake, seed=args.seed)
-        rows[label] = {**scores["translation (sesim)"], "train_seconds": round(seconds, 1), "steps": cfg.run.steps}
-        rows.setdefault("_baselines", {k: v for k, v in scores.items() if k != "translation (sesim)"})
-        print(label, rows[label], flush=True)
-    results = Path(args.results)
+    tag = "".join(f"-{k}-{v}" for k, v in sorted(overrides.items())) + (f"-{args.steps}" if args.steps else "")
+
+    planned = []
+    for seed in seeds:
+        data = out / f"data-s{seed}"
+        make_demo_dataset(data, size=64, seed=seed)
+        for key in variants:
+            name = f"{key}-s{seed}{tag}"
+            cfg = demo_run_config(data, out / "runs", name, seed, args.steps, VARIANTS[key][1], overrides)
+            planned.append((key, seed, data, cfg, out / "fake" / name))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(quality.run_one, cfg, inputs=data / "testA", fake=fake,
+                               log_path=out / "logs" / f"{cfg.run.name}.log", threads=1)
+                   for _, _, data, cfg, fake in planned]
+        timings = [f.result() for f in futures]
+
+    rows = {key: {"label": VARIANTS[key][0], "per_seed": {}} for key in variants}
+    rows.update({b: {"label": b, "per_seed": {}} for b in BASELINES})
+    backbone = None
+    for (key, seed, data, cfg, fake), timing in zip(planned, timings):
+        scores = score(data, fake, seed=seed)
+        rows[key]["per_seed"][str(seed)] = {**{m: scores["translation (sesim)"][m] for m in METRICS},
+                                            "train_seconds": timing["train_seconds"]}
+        for b in BASELINES:
+            rows[b]["per_seed"][str(seed)] = {m: scores[b][m] for m in METRICS}
+        record = json.loads((Path(timing["run"]) / "config.json").read_text()).get("resolved", {}).get("backbone")
+        backbone = backbone or (record or {}).get("description")
+        print(f"{VARIANTS[key][0]} seed {seed}: " + ", ".join(f"{m} {scores['translation (sesim)'][m]:.3f}"
+                                                            for m in METRICS), flush=True)
+    command = "python bench/demo_ablation.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    result = {"settings": {"seeds": seeds, "steps": planned[0][3].run.steps, "overrides": overrides,
+                           "backbone": backbone, "jobs": args.jobs, "command": command,
+                           "load_average": [round(x, 2) for x in os.getloadavg()]}, "rows": rows}
     results.mkdir(parents=True, exist_ok=True)
-    suffix = f"-{args.steps}" if args.steps else ""
-    (results / f"demo_ablation{suffix}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| images | pixel accuracy | mean IoU | appearance distance | train s |", "|---|---|---|---|---|"]
-    for label, r in rows.items():
-        if label != "_baselines":
-            lines.append(f"| {label} | {r['pixel_accuracy']:.3f} | {r['mean_iou']:.3f} | "
-                         f"{r['appearance_distance']:.1f} | {r['train_seconds']:.0f} |")
-    for label, r in rows["_baselines"].items():
-        lines.append(f"| {label} | {r['pixel_accuracy']:.3f} | {r['mean_iou']:.3f} | {r['appearance_distance']:.1f} | - |")
-    lines.append("\n`train s` is wall time on this run's machine, including any load from other processes; "
-                 "use bench/speed.py for speed comparisons.")
-    (results / f"demo_ablation{suffix}.md").write_text("\n".join(lines) + "\n")
-    write_grid(out, [fake_names[label] for label in VARIANTS], list(VARIANTS), results / f"demo_ablation{suffix}.png")
-    print("\n".join(lines))
-
-
-def write_grid(out: Path, names: list[str], labels: list[str], path: Path, n: int = 6) -> None:
-    """Rows: held-out inputs; columns: the input and each variant's translation (2x enlarged)."""
-    inputs = sorted((out / "data" / "testA").glob("*.png"))[:n]
-    rows = [[Image.open(p)] + [Image.open(out / "fake" / name / p.name) for name in names] for p in inputs]
-    image_grid(rows, titles=["input", *labels], scale=2).save(path)
+    (results / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / f"{args.name}.md").write_text(render(result))
+    first = seeds[0]
+    write_grid(out / f"data-s{first}" / "testA",
+               {VARIANTS[k][0]: out / "fake" / f"{k}-s{first}{tag}" for k in variants}, results / f"{args.name}.png")
+    print(render(result))
 
 
 if __name__ == "__main__":

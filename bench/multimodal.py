@@ -26,13 +26,13 @@ codes 0..K-1 of ``sesim.nets.munit.style_codes(8, K, seed=0)``, the codes of ``s
   real B photos, against the input's true layout (averaged over the K sets for multi-modal).
 
 Both runs train at the same time in two subprocesses with one torch thread each
-(``bench/quality.py``'s ``run_one``). The VGG16 of FSeSim uses ImageNet weights if they are found
-locally (``vgg_weights = "auto"``) and is random otherwise; the report says which.
+(``bench/quality.py``'s ``run_one``). FSeSim uses the default pretrained backbone (ImageNet VGG16 if
+its file is found, else ImageNet EfficientNet-Lite0); the report says which.
 
     python bench/multimodal.py --quick   # regression check: 60 steps; 1.2-1.4 min on 2 CPU cores at load ~7
     python bench/multimodal.py           # the reported numbers: 600 steps at 64 px; 7-9 min at load ~7
 
-Writes ``bench/results/multimodal[-quick].{md,json}`` and ``docs/multimodal.png`` (default run
+Writes ``bench/results/multimodal.{md,json}`` (``--quick``: ``bench/work/results-quick/``) and ``docs/multimodal.png`` (default run
 only): rows = held-out inputs; columns = input, single-modal output, then the multi-modal output
 for each style code (the same code in every row). Work files go to ``bench/work/multimodal``.
 """
@@ -87,7 +87,7 @@ def configs(data: Path, runs: Path, steps: int, seed: int, device: str) -> dict:
     out = {}
     for key, mode in (("single", "single-modal"), ("multi", "multimodal")):
         cfg = TrainConfig()
-        cfg.apply_preset("demo")  # 64 px pipeline, lr 2e-4, no pool, centered_l2 maps, vgg "auto"
+        cfg.apply_preset("demo")  # 64 px pipeline, lr 2e-4, no pool, the default pretrained backbone
         cfg.update("model", {"antialias": True})  # as bench/quality.py: the public code's anti-aliased resampling
         cfg.update("data", {"data": str(data), "size": SIZE, "load_size": SIZE, "preprocess": "crop"})
         cfg.update("model", {"mode": mode, "ngf": WIDTH, "ndf": WIDTH})
@@ -173,7 +173,7 @@ def write_report(result: dict, md: Path) -> None:
         f"# Multi-modal vs single-modal sesim ({'quick check' if s['quick'] else 'default run'})",
         "",
         f"Demo task (synthetic labels -> photo, {s['size']} px, {s['n_train']} training images per domain, "
-        f"{s['n_test']} held-out inputs), {s['steps']} steps at batch 1, FSeSim (VGG16: {s['vgg']}), ngf = ndf = "
+        f"{s['n_test']} held-out inputs), {s['steps']} steps at batch 1, FSeSim ({s['backbone']}), ngf = ndf = "
         f"{WIDTH}, seed {s['seed']}; multi-modal: {s['samples']} style codes per input "
         f"(`sesim translate --samples {s['samples']} --seed 0`). Command: `{s['command']}`.",
         "",
@@ -223,11 +223,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "work" / "multimodal")
-    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="default bench/results; bench/work/results-quick with --quick (never replaces results)")
     ap.add_argument("--grid", type=Path, default=None, help="sample grid (default docs/multimodal.png; none for --quick)")
     ap.add_argument("--sequential", action="store_true", help="train the two runs one after the other")
     args = ap.parse_args(argv)
     mode = QUICK if args.quick else FULL
+    args.results = args.results or ROOT / "bench" / ("work/results-quick" if args.quick else "results")
     steps = args.steps or mode.steps
     samples = args.samples or mode.samples
     t0 = time.perf_counter()
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "settings": {"quick": args.quick, "steps": steps, "samples": samples, "seed": args.seed, "size": SIZE,
                      "n_train": mode.n_train, "n_test": mode.n_test, "feature_steps": mode.feature_steps,
-                     "vgg": quality._vgg_source(), "cpus": os.cpu_count(), "loadavg_start": load_start,
+                     "backbone": _backbone(runs / "multi"), "cpus": os.cpu_count(), "loadavg_start": load_start,
                      "loadavg_end": quality._loadavg(), "total_seconds": time.perf_counter() - t0,
                      "command": "python bench/multimodal.py" + (" --quick" if args.quick else ""),
                      "sesim": __version__, "python": platform.python_version()},
@@ -284,6 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     if grid is not None:
         write_grid(grid, task.inputs, outputs["single"], outputs["multi"])
     print((args.results / f"{stem}.md").read_text())
+
+
+def _backbone(run: Path) -> str:
+    """The structure backbone a run recorded in its config.json."""
+    cfg = json.loads((run / "config.json").read_text())
+    return cfg.get("resolved", {}).get("backbone", {}).get("description", "?")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Translation quality of sesim and its baselines: same data, networks, steps and seeds for every method.
 
-Trains each method (CycleGAN, CUT, FastCUT, FSeSim, LSeSim, optionally GAN-only) on each task with
+Trains each method (CycleGAN, CUT, FastCUT, GAN-only, FSeSim, LSeSim) on each task with
 the same ResNet generator and 70x70 PatchGAN, image size, batch size, number of steps and seeds,
 translates the held-out inputs and scores them:
 
@@ -27,9 +27,10 @@ baseline of a process that only imported torch and sesim is measured the same wa
 next to it. Wall time is measured inside the subprocess around ``sesim.train.train`` (network
 construction, training and the final checkpoint; not the translation or scoring).
 
-    python bench/quality.py --quick      # regression check: 40 steps, 1 seed, 5 methods; 1.5-4.5 min on 2 CPU cores
-    python bench/quality.py              # the full table: 400 steps, seeds 0,1,2, 5 methods; 27-80 min on 2 cores
+    python bench/quality.py --quick      # regression check: 40 steps, 1 seed, 6 methods, into bench/work/results-quick
+    python bench/quality.py              # the full table: 400 steps, seeds 0,1,2, 6 methods; about an hour on 2 cores
     python bench/quality.py --size 256 --data DIR --steps 20000 --device cuda   # your data, on a GPU
+    python bench/quality.py --snapshot-every 50  # also the best and the last snapshot of every run (bench/snapshot_scores.py)
 
 (The ranges are this machine idle and shared with 2-3 other busy processes; ``--quick`` prints an
 estimate of the full run's duration at the speed it measured.) Runs go 2 at a time with one torch
@@ -39,7 +40,7 @@ machine slow each other down many times over.
 Only the generator weights, config and log of each run are kept (``--keep-checkpoints`` keeps the
 resumable ``checkpoint.pt`` too).
 
-Writes ``bench/results/quality[-quick|-<data>].md``, ``.csv`` (one row per task, method and seed,
+Writes ``bench/results/quality[-<data>].md`` (``--quick``: ``bench/work/results-quick/quality-quick.md``), ``.csv`` (one row per task, method and seed,
 plus the aggregated rows) and ``.png`` (one panel per task: input and target rows, then one row per
 method for the first seed, the first held-out inputs as columns). Work files (datasets, runs,
 translations, logs) go to ``--out`` (``bench/work/quality``); finished runs found there with
@@ -88,7 +89,7 @@ METHODS: dict[str, MethodSpec] = {m.key: m for m in (
     MethodSpec("cut", "CUT", ("cut",), note="preset `cut`: PatchNCE on G's encoder, identity NCE, lambda_NCE 1, lr 2e-4"),
     MethodSpec("fastcut", "FastCUT", ("fastcut",), note="preset `fastcut`: no identity NCE, lambda_NCE 10, flip equivariance, lr 2e-4"),
     MethodSpec("gan-only", "GAN only", (), {"structure": "none"}, note="sesim method, structure loss off (lambda = 0)"),
-    MethodSpec("fsesim", "FSeSim", (), {"structure": "fsesim"}, note="sesim method, fixed VGG16 self-similarity"),
+    MethodSpec("fsesim", "FSeSim", (), {"structure": "fsesim"}, note="sesim method, fixed pretrained self-similarity"),
     MethodSpec("lsesim", "LSeSim", (), {"structure": "lsesim"}, note="sesim method, learned heads (InfoNCE)"),
 )}
 METHOD_ORDER = list(METHODS)
@@ -105,12 +106,13 @@ class Mode:
     suffix: str
 
 
-# --quick must finish in < 5 min and the full run in < 90 min on 2 CPU cores (see the timings in the report of
-# bench/results/quality-quick.md: seconds per step of each method with 2 runs at a time, 1 thread each).
-QUICK = Mode(steps=40, seeds=(0,), methods=("cyclegan", "cut", "fastcut", "fsesim", "lsesim"), n_train=200, n_test=64,
-             feature_steps=200, suffix="-quick")
-FULL = Mode(steps=400, seeds=(0, 1, 2), methods=("cyclegan", "cut", "fastcut", "fsesim", "lsesim"), n_train=400,
-            n_test=128, feature_steps=1500, suffix="")
+# --quick must finish in < 5 min and the full run in < 90 min on 2 CPU cores (see the timings in the report of a
+# --quick run: seconds per step of each method with 2 runs at a time, 1 thread each).
+ALL_METHODS = ("cyclegan", "cut", "fastcut", "gan-only", "fsesim", "lsesim")
+QUICK = Mode(steps=40, seeds=(0,), methods=ALL_METHODS, n_train=200, n_test=64, feature_steps=200, suffix="-quick")
+FULL = Mode(steps=400, seeds=(0, 1, 2), methods=ALL_METHODS, n_train=400, n_test=128, feature_steps=1500, suffix="")
+#: --quick results go here unless --results is given: a regression check never overwrites committed results
+QUICK_RESULTS = "bench/work/results-quick"
 
 
 def base_config(size: int, *, small: bool) -> "TrainConfig":
@@ -118,10 +120,11 @@ def base_config(size: int, *, small: bool) -> "TrainConfig":
     from sesim.config import TrainConfig
 
     cfg = TrainConfig()
-    cfg.apply_preset("demo")  # 64 px networks (ngf = ndf = 32, 6 blocks), lr 2e-4, no pool, workers 0
-    # Anti-aliased resampling (--antialias, the public CUT / F-LSeSim networks) for every method: with the strided /
-    # transposed-conv networks, checkerboard artefacts dominated every method's realism at this budget (README).
-    cfg.update("model", {"antialias": True})
+    # 64 px networks (ngf = ndf = 32, 6 blocks, nearest-neighbour upsampling in G), lr 2e-4, no pool, workers 0.
+    # Every method trains this same generator and discriminator. The upsampling matters: with CycleGAN's transposed
+    # convs (or the public code's blur), checkerboard / colour-noise artefacts dominated the translations at this budget
+    # (docs/benchmarks.md).
+    cfg.apply_preset("demo")
     if not small:  # the paper's networks for 256 px work on a GPU
         cfg.update("model", {"ngf": 64, "n_blocks": 9, "ndf": 64})
         cfg.update("data", {"workers": -1})
@@ -388,7 +391,7 @@ _COST = {"cyclegan": 3.0, "cut": 2.0, "lsesim": 1.5, "fastcut": 1.3, "fsesim": 1
 def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: list[int], steps: int, size: int = 64,
                   n_train: int = 400, n_test: int = 128, feature_steps: int = 400, data: Path | None = None,
                   device: str = "cpu", jobs: int = 1, threads: int = 1, isolate: bool = True, fresh: bool = False,
-                  keep_checkpoints: bool = False, overrides: dict[str, str] | None = None,
+                  keep_checkpoints: bool = False, overrides: dict[str, str] | None = None, snapshot_every: int = 0,
                   log: Callable[[str], None] = print) -> dict:
     """Run every (task, method, seed); returns ``{"rows": [...], "tasks": {...}, "settings": {...}}``.
 
@@ -396,7 +399,8 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
     hold the metrics, ``steps``, ``train_seconds``, ``seconds_per_step`` and ``peak_rss_mb``.
     Training runs go to ``jobs`` subprocesses at a time (``threads`` torch threads each) while this
     process fits the scorers. Methods not registered in ``sesim.methods.METHODS`` are skipped
-    (listed in ``settings["skipped"]``).
+    (listed in ``settings["skipped"]``). ``snapshot_every`` > 0: every run keeps generator snapshots and
+    its row gets ``"snapshots"``, the best and last of each metric (:mod:`snapshot_scores`).
     """
     import torch
     from sesim.config import TrainConfig
@@ -440,6 +444,8 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
                 cfg = method_config(spec, data=task.data, size=size, steps=steps, seed=seed,
                                     runs=out / task.name / "runs", name=name, device=device, small=small,
                                     custom=task_name == "custom", overrides=overrides)
+                if snapshot_every:
+                    cfg.update("run", {"snapshot_every": snapshot_every})
                 inputs = task.data / "testA" if (task.data / "testA").is_dir() else task.data / "trainA"
                 if fresh:
                     (out / task.name / "logs" / f"{name}.result.json").unlink(missing_ok=True)
@@ -455,10 +461,14 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
 
     # 3. scorers (from real images only), meanwhile
     rows: list[dict] = []
+    val_tasks: dict[str, Task | None] = {}
     for task in task_objs.values():
         task.fit(size=size, feature_steps=feature_steps, device=device)
         log(f"[{task.name}] scorers ready ({task.fit_seconds:.0f} s; held-out real A/B domain accuracy of the "
             f"realism CNN {task.extractor.domain_accuracy(task.inputs, task.reference):.2f})")
+        if snapshot_every:
+            val_tasks[task.name] = _snapshot_scores().validation_task(
+                task, out / task.name / "val-data", size=size, n_val=n_test, load_custom=lambda d: load_folder(d, size))
         rows.append({"task": task.name, "method": "do-nothing", "label": "do-nothing (output = input)", "seed": None,
                      **task.score(task.inputs)})
         if task.targets is not None:
@@ -484,6 +494,11 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
                "reused": bool(timing.get("reused", False))}
         if "cuda_peak_mb" in timing:
             row["cuda_peak_mb"] = timing["cuda_peak_mb"]
+        if snapshot_every:
+            row["snapshots"] = _snapshot_scores().score_history(
+                task, Path(cfg.run.runs) / cfg.run.name, val_task=val_tasks.get(task.name),
+                work_dir=out / task.name / "snapshots" / cfg.run.name,
+                load=(lambda d: load_folder(d, size)) if task_name == "custom" else load_rgb_folder, log=log)
         rows.append(row)
         task_fakes[task_name].setdefault(spec.key, str(fake))
         log(f"[{task.name}] {spec.label} seed {seed}: "
@@ -500,13 +515,25 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
             "feature_history": task.extractor.history[-1] if task.extractor.history else {},
         }
     settings = {"overrides": dict(overrides or {}),
-                "antialias": str((overrides or {}).get("antialias", "true")).lower() in ("1", "true", "yes"),
+                "antialias": str((overrides or {}).get("antialias", "false")).lower() in ("1", "true", "yes"),
+                "upsample": (overrides or {}).get("upsample", "nearest"),
                 "baseline_rss_mb": _baseline_rss_mb(), "size": size, "steps": steps, "seeds": list(seeds), "methods": [m.key for m in runnable],
                 "skipped": skipped, "n_train": n_train, "n_test": n_test, "feature_steps": feature_steps,
                 "device": device, "jobs": jobs, "threads": threads, "total_seconds": time.perf_counter() - t_start,
-                "vgg_weights": _vgg_source(), "cpu_count": os.cpu_count(), "load_average_start": load_start,
+                "snapshot_every": snapshot_every,
+                "backbones": _backbones(out, planned), "cpu_count": os.cpu_count(), "load_average_start": load_start,
                 "load_average": _loadavg()}
     return {"rows": rows, "tasks": task_info, "settings": settings}
+
+
+def _snapshot_scores():
+    """bench/snapshot_scores.py: the best and the last snapshot of each run."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import snapshot_scores
+
+    return snapshot_scores
 
 
 def _baseline_rss_mb() -> float:
@@ -522,14 +549,18 @@ def _baseline_rss_mb() -> float:
         return float("nan")
 
 
-def _vgg_source() -> str:
-    """What ``vgg_weights = "auto"`` resolves to here: ``imagenet`` (weights found locally) or ``random``."""
-    try:
-        from sesim.nets.vgg import find_imagenet_weights
-
-        return "imagenet" if find_imagenet_weights() is not None else "random"
-    except Exception:  # pragma: no cover
-        return "unknown"
+def _backbones(out: Path, planned: list) -> dict[str, dict]:
+    """What each method's structure backbone resolved to, from the runs' ``config.json`` records
+    (method key -> record; methods without a pretrained feature network are left out)."""
+    found: dict[str, dict] = {}
+    for _task, spec, _seed, cfg, *_ in planned:
+        path = Path(cfg.run.runs) / cfg.run.name / "config.json"
+        if spec.key in found or not path.is_file():
+            continue
+        record = json.loads(path.read_text()).get("resolved", {}).get("backbone")
+        if record:
+            found[spec.key] = {k: record.get(k) for k in ("description", "file", "sha256")}
+    return found
 
 
 def _loadavg() -> list[float] | None:
@@ -655,7 +686,8 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
              f"{st['steps']} steps per run, batch 1, {st['size']} px, seeds {', '.join(map(str, st['seeds']))}; "
              f"every method uses the same ResNet generator and 70x70 PatchGAN "
              f"({'ngf = ndf = 32, 6 residual blocks' if st['size'] <= 128 else 'ngf = ndf = 64, 9 residual blocks'}"
-             f"{', anti-aliased resampling' if st.get('antialias') else ', strided/transposed-conv resampling'}). "
+             f"{', anti-aliased downsampling' if st.get('antialias') else ', strided downsampling'}, "
+             f"{st.get('upsample', 'nearest')} upsampling). "
              f"Values: mean ± sample standard deviation over seeds (– when there is one seed). "
              f"Device {st['device']}, {st['cpu_count']} CPU cores; {st['jobs']} training run(s) at a time with "
              f"{st['threads']} torch thread(s) each; "
@@ -699,18 +731,21 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
             f"only on real A and B images (domain + rotation + degradation classification, {st['feature_steps']} steps, "
             f"scorers fitted in {info['fit_seconds']:.0f} s). Not comparable to published FID/KID.", ""]
         lines += _findings(summary, task, cols)
+        lines += _snapshot_scores().markdown(result, task, cols) if st.get("snapshot_every") else []
     lines += ["## Settings and fairness", "",
               "- Shared by all methods: generator, discriminator, image size, batch size 1, steps, seeds, data order "
               "(a function of the seed), LR schedule (constant, then linear decay over the second half).",
               "- Per method, its preset's published hyperparameters; nothing was tuned on these tasks for this benchmark:"]
     lines += [f"  - {METHODS[k].label}: {METHODS[k].note}" for k in st["methods"]]
     ours = [METHODS[k].label for k in ("gan-only", "fsesim", "lsesim") if k in st["methods"]]
-    lines += [f"  - {' / '.join(ours) or 'The sesim rows'} use the `demo` preset's loss settings (lr 2e-4, no image pool, "
-              "VGG16 `relu3_1`+`relu4_1`, 256 queries, 32×32 windows, mean-centred features). Those settings were "
-              "chosen by sesim's authors on the demo task, i.e. the *scenes* task here, so the sesim rows had more "
-              "attention on that task than the baselines did.",
-              f"- VGG16 weights for FSeSim/LSeSim: `{st['vgg_weights']}`"
-              + (" (no ImageNet weights on this machine: randomly initialised VGG16)." if st["vgg_weights"] == "random" else "."),
+    lines += [f"  - {' / '.join(ours) or 'The sesim rows'} use the `demo` preset's loss settings ({_demo_loss_words()}). "
+              "Those settings were chosen by sesim's authors on the demo task, i.e. the *scenes* task here, so the "
+              "sesim rows had more attention on that task than the baselines did."]
+    for key, record in st.get("backbones", {}).items():
+        lines.append(f"- Structure backbone of {METHODS[key].label}: {record['description']}"
+                     + (f", `{Path(record['file']).name}` (SHA-256 `{record['sha256'][:16]}…`)" if record.get("file")
+                        else " (randomly initialised)") + ".")
+    lines += [
               f"- Peak memory: `VmHWM` (peak resident set size, from `/proc/self/status`) of each training "
               f"subprocess, read by the subprocess when it is done; it includes the Python interpreter and torch: a "
               f"process that only imports torch and sesim peaks at {st['baseline_rss_mb']:.0f} MB here.",
@@ -720,6 +755,17 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
     paths["md"].write_text("\n".join(lines) + "\n")
     write_grid(result, paths["png"], seeds=st["seeds"])
     return paths
+
+
+def _demo_loss_words() -> str:
+    from sesim.config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg.apply_preset("demo")
+    lc, o = cfg.loss, cfg.optim
+    return (f"lr {o.lr:g}, {'no image pool' if not lc.pool_size else f'pool {lc.pool_size}'}, backbone `{lc.backbone}` "
+            f"with its default layers, {lc.num_queries} queries, {lc.patch_size}×{lc.patch_size} windows, "
+            f"`{lc.feature_norm}` features, λ {lc.lambda_structure:g}")
 
 
 def _findings(summary: list[dict], task: str, cols: list) -> list[str]:
@@ -816,12 +862,16 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch threads per run (default: cores / jobs; one thread per run avoids the heavy "
                          "slow-down of several multi-threaded runs on a shared machine)")
     ap.add_argument("--out", default="bench/work/quality", help="work folder (datasets, runs, translations, logs)")
-    ap.add_argument("--results", default="bench/results", help="where quality*.md/.csv/.json/.png go")
+    ap.add_argument("--results", default=None, help=f"where quality*.md/.csv/.json/.png go (default: bench/results; "
+                                                    f"{QUICK_RESULTS} with --quick, so it never replaces committed results)")
     ap.add_argument("--name", default=None, help="file stem of the results (default: quality[-quick|-<data>])")
     ap.add_argument("--fresh", action="store_true", help="retrain runs even when finished ones are found in --out")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep each run's resumable checkpoint.pt")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="change a training option for every method, e.g. --set antialias=true (repeatable)")
+    ap.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                    help="train every run with generator snapshots every N steps and report, per run, the last and "
+                         "the best snapshot of each metric (picked on a validation split: bench/snapshot_scores.py)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -845,6 +895,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     if args.size % 4:
         ap.error("--size must be a multiple of 4")
+    if args.snapshot_every < 0:
+        ap.error("--snapshot-every must be >= 0 (0: no snapshots)")
     if args.data:
         tasks = ["custom"]
         stem = args.name or f"quality-{Path(args.data).resolve().name}" + (mode.suffix if args.quick else "")
@@ -855,6 +907,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown task(s) {bad}; built-in tasks are scenes, photos (or use --data DIR)")
         stem = args.name or "quality" + mode.suffix + (f"-{args.size}" if args.size != 64 else "")
     os.environ.setdefault("SESIM_OFFLINE", "1")
+    args.results = args.results or (QUICK_RESULTS if args.quick else "bench/results")
     out = Path(args.out) / (stem if stem != "quality" else "full")
     cores = os.cpu_count() or 1
     jobs = args.jobs or (max(1, min(4, cores)) if args.device == "cpu" else 1)
@@ -866,7 +919,7 @@ def main(argv: list[str] | None = None) -> None:
                            feature_steps=args.feature_steps or mode.feature_steps,
                            data=Path(args.data) if args.data else None, device=args.device, fresh=args.fresh,
                            jobs=jobs, threads=threads, keep_checkpoints=args.keep_checkpoints, overrides=overrides,
-                           log=lambda m: print(m, flush=True))
+                           snapshot_every=args.snapshot_every, log=lambda m: print(m, flush=True))
     if args.quick and not args.data:
         est = estimate_minutes(result, FULL, jobs)
         if est is not None:

@@ -23,18 +23,18 @@ largest difference between the two is reported) and scored:
   published SIFID. If the pytorch-fid Inception file is found, SinGAN's Inception SIFID is
   reported as well.
 * **Self-similarity distance** (translation vs. the source; lower = structure kept),
-  :func:`sesim.metrics.single_image.self_similarity_distance` with FSeSim maps of VGG16
-  relu3_1 + relu4_1 on a 16 x 16 query grid. VGG16 is ImageNet-trained if the weights are found,
-  otherwise randomly initialised (seed 1234) -- said in the results. With random VGG16 weights,
-  FSeSim (training loss and metric) uses mean-centred features (see :func:`feature_norm`).
+  :func:`sesim.metrics.single_image.self_similarity_distance` with the metric's FSeSim
+  (:func:`~sesim.metrics.single_image.selfsim_metric_loss`: the default pretrained backbone --
+  ImageNet VGG16 if its file is found, else ImageNet EfficientNet-Lite0 -- at its default layers,
+  a 16 x 16 query grid). Training uses the same backbone; the results say which.
 
 Reference rows: the source itself ("do nothing": self-similarity distance 0 by definition) and
 the target photo resized to the source's size (SIFID of a real photo of that scene).
 
-    python bench/single_image.py --quick   # ~2 min: 20 steps per method
+    python bench/single_image.py --quick   # ~2 min: 20 steps per method (into bench/work/results-quick)
     python bench/single_image.py           # < 20 min on 2 shared CPU cores
 
-Writes ``bench/results/single_image[-quick].{md,json}`` and, for the default run,
+Writes ``bench/results/single_image.{md,json}`` (``--quick``: ``bench/work/results-quick/``) and, for the default run,
 ``docs/single_image.png`` (full resolution: source | FSeSim | SinCUT, target below).
 Work files go to ``bench/work/single_image``.
 """
@@ -57,10 +57,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sesim.data.images import load_image, pil_to_tensor, tensor_to_pil  # noqa: E402
-from sesim.losses.spatial import SpatialCorrelativeLoss  # noqa: E402
 from sesim.metrics.single_image import (  # noqa: E402
-    random_feature_extractor, self_similarity_distance, sifid, sifid_inception_extractor,
+    random_feature_extractor, self_similarity_distance, selfsim_metric_loss, sifid, sifid_inception_extractor,
 )
+from sesim.nets.backbones import describe_backbone  # noqa: E402
 from sesim.translate import load_run_generator, translate_tensor  # noqa: E402
 
 METHODS = {"FSeSim": "painting2photo", "SinCUT": "sincut"}
@@ -88,24 +88,7 @@ def make_pair(folder: Path) -> tuple[Path, Path]:
     return a, b
 
 
-def vgg_weights() -> str:
-    from sesim.nets.vgg import find_imagenet_weights
-
-    return "imagenet" if find_imagenet_weights() is not None else "random"
-
-
-def feature_norm(weights: str) -> str:
-    """FSeSim feature normalisation for training and for the metric.
-
-    With ImageNet VGG16: ``l2`` (the paper). With a random-init VGG16 every relu feature is
-    positive with a large common mean, so plain L2-normalised features give near-constant maps
-    (distances ~1e-3 between unrelated images; measured): the per-channel spatial mean is removed
-    first (``centered_l2``, as the public F-LSeSim code's default normalisation does).
-    """
-    return "l2" if weights == "imagenet" else "centered_l2"
-
-
-def train_all(pair: tuple[Path, Path], work: Path, steps: int, weights: str) -> dict[str, dict]:
+def train_all(pair: tuple[Path, Path], work: Path, steps: int) -> dict[str, dict]:
     runs = work / "runs"
     if runs.exists():
         shutil.rmtree(runs)
@@ -113,8 +96,7 @@ def train_all(pair: tuple[Path, Path], work: Path, steps: int, weights: str) -> 
     for name, preset in METHODS.items():
         cmd = [sys.executable, "-m", "sesim", "train", "--preset", preset, "--dir-a", str(pair[0]),
                "--dir-b", str(pair[1]), "--load-size", "none", "--steps", str(steps), "--runs", str(runs),
-               "--name", name, "--vgg-weights", weights, "--feature-norm", feature_norm(weights),
-               "--workers", "0", "--no-progress",
+               "--name", name, "--workers", "0", "--no-progress",
                "--checkpoint-every", str(steps), "--sample-every", str(steps), "--log-every", "10"]
         for key, value in SETTINGS.items():
             cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -147,8 +129,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     pair = make_pair(work / "data")
-    weights = vgg_weights()
-    runs = train_all(pair, work, steps, weights)
+    runs = train_all(pair, work, steps)
 
     src = pil_to_tensor(load_image(pair[0]))
     tgt = pil_to_tensor(load_image(pair[1]))
@@ -160,8 +141,7 @@ def main() -> None:
     except Exception:  # WeightsNotFoundError: not on this machine
         inception = None
     torch.manual_seed(1234)
-    ssd_loss = SpatialCorrelativeLoss(("relu3_1", "relu4_1"), weights=None if weights == "random" else weights,
-                                      sampling="grid", num_queries=256, patch_size=32, norm=feature_norm(weights))
+    ssd_loss = selfsim_metric_loss()
 
     def score(image: torch.Tensor) -> dict[str, float]:
         row = {"sifid_random_cnn": sifid(tgt, image, extractor),
@@ -195,12 +175,12 @@ def main() -> None:
             "sifid_extractor": "random-init 2-layer CNN (sesim.metrics.single_image.random_feature_extractor, "
                                "seed 0, 64 ch, stride 2); not Inception, not comparable to published SIFID",
             "sifid_inception": "pytorch-fid Inception block 0" if inception is not None else "weights not found",
-            "ssd_vgg16": ("ImageNet" if weights == "imagenet" else "random-init (seed 1234): no ImageNet weights here")
-                         + f", feature norm {feature_norm(weights)}",
-            "fsesim_training_vgg16": f"{weights}, feature norm {feature_norm(weights)}",
+            "ssd_backbone": f"{describe_backbone(ssd_loss.extractor)} {'+'.join(ssd_loss.layers)}, "
+                            f"feature norm {ssd_loss.norm}",
+            "fsesim_training_backbone": _training_backbone(runs["FSeSim"]["run"]),
             "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()[0],
             "total_seconds": round(time.time() - t_start, 1)}
-    out_dir = ROOT / "bench" / "results"
+    out_dir = ROOT / "bench" / ("work/results-quick" if args.quick else "results")  # --quick never replaces results
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "single_image" + ("-quick" if args.quick else "")
     (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
@@ -208,6 +188,14 @@ def main() -> None:
     if not args.quick:
         figure(src, tgt, outputs).save(ROOT / "docs" / "single_image.png")
     print((out_dir / f"{stem}.md").read_text())
+
+
+def _training_backbone(run: Path) -> str:
+    """What the run's config.json recorded about its structure backbone."""
+    cfg = json.loads((Path(run) / "config.json").read_text())
+    record = cfg.get("resolved", {}).get("backbone", {})
+    return f"{record.get('description', '?')} {'+'.join(cfg['loss']['layers'] or [])}, feature norm " \
+           f"{cfg['loss']['feature_norm']}"
 
 
 def figure(src: torch.Tensor, tgt: torch.Tensor, outputs: dict[str, torch.Tensor]) -> Image.Image:
@@ -234,8 +222,8 @@ def render_md(meta: dict, results: dict) -> str:
              f"- Source: {meta['source']}", f"- Target: {meta['target']}",
              f"- Settings (both methods): presets {meta['presets']} with {meta['settings']}",
              f"- SIFID extractor: {meta['sifid_extractor']}",
-             f"- Self-similarity distance: FSeSim maps, VGG16 relu3_1+relu4_1, {meta['ssd_vgg16']}",
-             f"- FSeSim's training loss used VGG16 weights: {meta['fsesim_training_vgg16']}",
+             f"- Self-similarity distance: FSeSim maps, {meta['ssd_backbone']}",
+             f"- FSeSim's training loss used: {meta['fsesim_training_backbone']}",
              f"- Total wall time {meta['total_seconds']} s on {meta['cpu_count']} CPU cores "
              f"(load average at start {meta['load_average_start']:.1f})", "",
              "| | SIFID vs target (random CNN) | self-sim distance vs source | train s | tiled-vs-whole max diff |",

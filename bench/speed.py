@@ -11,6 +11,8 @@ a. **The structure loss alone** (forward + backward into the translation, random
 b. **A full training step** (batch 1, paper-size networks) of FSeSim, LSeSim, CUT, FastCUT and
    CycleGAN. Each method and size runs in a FRESH SUBPROCESS, so that its peak resident memory
    (``VmHWM`` from ``/proc/self/status``, read at the end of the child) is its own.
+   The same two steps with the offline default backbone (ImageNet EfficientNet-Lite0, ``@effnet``)
+   at every size.
 c. **Inference** of the default generator (``translate_tensor``, ``torch.inference_mode``).
 d. **Arithmetic**: FLOPs per call (``torch.utils.flop_counter.FlopCounterMode``, which counts
    matmul/convolution FLOPs, forward and backward, not element-wise work), and the measured float32
@@ -27,10 +29,14 @@ performance guide). Load from other processes is measured from the kernel's coun
 (``/proc/stat`` before/after each measurement, minus this process tree's own CPU time) and a
 warning is printed when it exceeds 0.1 cores.
 
-    python bench/speed.py            # the full run: about 8-10 minutes on an idle 2-core machine
-    python bench/speed.py --quick    # smoke test (128 px, tiny repeats): about 1.5 minutes idle
+e. **Structure backbones**: the structure loss (forward + backward, local windows) with VGG16 and
+   with EfficientNet-Lite0 at their default layers, timed interleaved.
 
-Writes ``<out>/speed.md`` and ``<out>/speed.json`` (default ``bench/results``).
+    python bench/speed.py            # the full run: about 10-12 minutes on an idle 2-core machine
+    python bench/speed.py --quick    # smoke test (128 px, tiny repeats): about 2 minutes idle
+
+Writes ``<out>/speed.md`` and ``<out>/speed.json`` (default ``bench/results``; with ``--quick``
+``bench/work/results-quick``, so a smoke test never replaces the committed results).
 """
 
 from __future__ import annotations
@@ -70,7 +76,10 @@ METHODS = ("fsesim", "lsesim", "cut", "fastcut", "cyclegan")
 METHOD_LABEL = {"fsesim": "FSeSim", "lsesim": "LSeSim", "cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
 # FSeSim with one execution option changed, at the largest size only: what each option costs or saves here
 VARIANTS = ("fsesim@antialias", "fsesim@channels_last", "fsesim@bf16")
-VARIANT_LABEL = {"antialias": "--antialias", "channels_last": "--channels-last",
+BACKBONE_VARIANTS = ("fsesim@effnet", "lsesim@effnet")  # at every size: the offline default backbone
+BACKBONES = {"vgg16": dict(backbone="vgg16", weights="random"),  # weights do not change timing
+             "efficientnet-lite0": dict(backbone="efficientnet-lite0", weights="imagenet")}
+VARIANT_LABEL = {"antialias": "--antialias", "channels_last": "--channels-last", "effnet": "EfficientNet-Lite0",
                  "bf16": "--precision bf16"}
 PATCH = 32
 NUM_QUERIES = 256
@@ -242,12 +251,17 @@ def window_note(size: int, patch: int | None) -> str:
     return "; ".join(parts)
 
 
+def _source_and_translation(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random ``(1, 3, size, size)`` images in [-1, 1]; the second requires grad (the translation)."""
+    gen = torch.Generator().manual_seed(size)
+    x = torch.rand(1, 3, size, size, generator=gen) * 2 - 1
+    return x, (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).requires_grad_()
+
+
 def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> list[dict]:
     rows = []
     for size in sizes:
-        gen = torch.Generator().manual_seed(size)
-        x = torch.rand(1, 3, size, size, generator=gen) * 2 - 1
-        y = (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).requires_grad_()
+        x, y = _source_and_translation(size)
         for structure in ("fsesim", "lsesim"):
             learned = structure == "lsesim"
             base = SpatialCorrelativeLoss(weights=None, patch_size=PATCH, learned=learned, num_queries=NUM_QUERIES)
@@ -327,6 +341,30 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
     return rows
 
 
+def bench_backbones(sizes: list[int], warmup: int, repeats: int, min_time: float) -> list[dict]:
+    """e. The structure loss with each backbone at its default layers, interleaved (local windows)."""
+    rows = []
+    for size in sizes:
+        x, y = _source_and_translation(size)
+        for structure in ("fsesim", "lsesim"):
+            steps, losses = {}, {}
+            for name, kwargs in BACKBONES.items():
+                losses[name] = SpatialCorrelativeLoss(patch_size=PATCH, learned=structure == "lsesim",
+                                                      num_queries=NUM_QUERIES, **kwargs)
+
+                def step(loss_fn=losses[name]):
+                    loss_fn(x, y).backward()
+                    y.grad = None
+
+                steps[name] = step
+            torch.manual_seed(0)
+            for name, m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
+                rows.append({"size": size, "structure": structure, "backbone": name,
+                             "layers": ",".join(losses[name].layers), **m})
+                say(f"  backbone {size:>4}px {structure:6} {name:18} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # b. full training steps, one fresh subprocess per method and size
 # --------------------------------------------------------------------------------------------
@@ -344,7 +382,8 @@ def method_config(method: str, size: int) -> TrainConfig:
     if method in ("lsesim", "cut", "fastcut", "cyclegan"):
         cfg.apply_preset(method)
     cfg.set_flat("structure", "lsesim" if method == "lsesim" else "fsesim")
-    cfg.set_flat("vgg_weights", "random")  # no ImageNet weights here; values do not change timing
+    for key, value in BACKBONES["efficientnet-lite0" if option == "effnet" else "vgg16"].items():
+        cfg.set_flat("backbone" if key == "backbone" else "backbone_weights", value)
     cfg.set_flat("size", size)
     cfg.set_flat("load_size", size)
     return cfg
@@ -381,7 +420,7 @@ def child_train(method: str, size: int, warmup: int, repeats: int, threads: int)
 def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], threads: int) -> list[dict]:
     rows = []
     for size in sizes:
-        for method in [*METHODS, *(VARIANTS if size == max(sizes) else ())]:
+        for method in [*METHODS, *BACKBONE_VARIANTS, *(VARIANTS if size == max(sizes) else ())]:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child-train", method, str(size),
                    "--warmup", str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)]
             monitor = LoadMonitor().start()
@@ -544,7 +583,7 @@ def evaluate_targets(res: dict) -> list[dict]:
 
 
 def all_measurements(res: dict) -> list[dict]:
-    return [*res["loss"], *res["kernel"], *res["train"], *res["inference"], res["matmul"]]
+    return [*res["loss"], *res["kernel"], *res["train"], *res["inference"], *res.get("backbones", []), res["matmul"]]
 
 
 def write_report(res: dict, out: Path) -> str:
@@ -630,6 +669,27 @@ def write_report(res: dict, out: Path) -> str:
                      + (f" {r['flops_note']} |" if r.get("flops_note") else " |"))
     lines.append(f"\nReference code (guide): {GUIDE_INFER_256} img/s at 256 px (generator forward).")
 
+    if res.get("backbones"):
+        lines += ["", "## e. Structure backbones", "",
+                  "The structure loss alone (forward + backward into the translation, 32-position windows, "
+                  f"{NUM_QUERIES} queries) with each backbone at its default layers, timed interleaved; *vs VGG16* is the "
+                  "paired ratio of the rounds. The training steps with EfficientNet-Lite0 (`@effnet`, the offline "
+                  "default) are in section b, with their peak memory.", "",
+                  "| size | structure | backbone | layers | s/call | vs VGG16 | CPU s | GFLOP | load |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in res["backbones"]:
+            ratio = f"{r['paired_ratio']:.2f}x" if r["backbone"] != "vgg16" and "paired_ratio" in r else "–"
+            lines.append(f"| {r['size']} | {r['structure']} | {r['backbone']} | {r['layers']} | {r['wall_s']:.3f} "
+                         f"({r['p25']:.3f}–{r['p75']:.3f}) | {ratio} | {r['cpu_s']:.2f} | {_gflop(r)} | {_load(r)} |")
+        for size in sorted({r["size"] for r in res["train"]}):
+            t = {r["method"]: r for r in res["train"] if r["size"] == size}
+            pairs = [(m, f"{m}@effnet") for m in ("fsesim", "lsesim") if m in t and f"{m}@effnet" in t]
+            if pairs:
+                lines.append("")
+                lines += [f"- train {size} px, {METHOD_LABEL[a]}: VGG16 {t[a]['wall_s']:.3f} s / {_gb(t[a]['peak_rss'])} GB, "
+                          f"EfficientNet-Lite0 {t[b]['wall_s']:.3f} s / {_gb(t[b]['peak_rss'])} GB "
+                          f"({t[b]['wall_s'] / t[a]['wall_s']:.2f}x the time)" for a, b in pairs]
+
     mm = res["matmul"]
     lines += ["", "## d. Arithmetic", "",
               f"float32 matmul peak: `torch.mm` {mm['n']}x{mm['n']}, {mi['threads']} threads: "
@@ -653,9 +713,10 @@ def main(argv: list[str] | None = None) -> None:
                    "(default: per section, chosen for a ~8-10 minute run)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 2; --quick 1)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: %(default)s)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="output folder for speed.md / speed.json")
-    p.add_argument("--sections", default="loss,kernel,train,inference",
-                   help="comma-separated subset of loss,kernel,train,inference (the matmul peak always runs)")
+    p.add_argument("--out", default=None, help="output folder for speed.md / speed.json (default bench/results; "
+                   "bench/work/results-quick with --quick)")
+    p.add_argument("--sections", default="loss,kernel,train,inference,backbones",
+                   help="comma-separated subset of loss,kernel,train,inference,backbones (the matmul peak always runs)")
     p.add_argument("--child-train", nargs=2, metavar=("METHOD", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -712,12 +773,15 @@ def main(argv: list[str] | None = None) -> None:
     if "inference" in sections:
         say("c. inference")
         res["inference"] = bench_inference(infer_sizes, warmup, infer_reps, args.quick)
+    if "backbones" in sections:
+        say("e. structure loss per backbone")
+        res["backbones"] = bench_backbones(sizes, warmup, reps(10, 2), 0.0 if args.quick else 3.0)
 
     res["foreign_cores_total"] = overall.stop()
     res["total_s"] = time.perf_counter() - t_start
     res["targets"] = evaluate_targets(res)
 
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "bench" / ("work/results-quick" if args.quick else "results"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / "speed.md").write_text(write_report(res, out))

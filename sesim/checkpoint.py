@@ -208,9 +208,12 @@ _TEMP = re.compile(r"^\.(.+)\.tmp-(\d+)$")
 
 
 def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
-    """Delete ``.<name>.tmp-<pid>`` files of processes that no longer run (a killed write); returns them."""
+    """Delete ``.<name>.tmp-<pid>`` files of processes that no longer run (a killed write) in the run
+    folder and its subfolders one level down (``snapshots/``, ``samples/``, ...); returns them."""
+    run_dir = Path(run_dir)
+    folders = [run_dir, *(p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink())]
     removed = []
-    for path in Path(run_dir).iterdir():
+    for path in (p for folder in folders for p in folder.iterdir()):
         m = _TEMP.match(path.name)
         if m is None or not path.is_file():
             continue

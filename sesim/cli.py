@@ -1,4 +1,4 @@
-"""The ``sesim`` command: ``train``, ``translate``, ``evaluate``, ``viz``, ``demo``, ``export``,
+"""The ``sesim`` command: ``train``, ``translate``, ``evaluate``, ``viz``, ``view``, ``demo``, ``export``,
 ``presets``. Thin: it parses flags and calls the layers below. Training flags are generated from the config dataclasses (one flag per
 field, help text from the field), so the CLI and the saved ``config.json`` never disagree."""
 
@@ -15,7 +15,7 @@ from .config import SECTIONS, OptionError, TrainConfig, available_presets, conve
 from .ranges import Choice, count
 
 RESUME_OVERRIDABLE = ("steps", "device", "checkpoint_every", "sample_every", "log_every", "workers", "num_samples",
-                      "eval_every", "eval_images", "channels_last", "compile", "compile_backend")
+                      "eval_every", "eval_images", "snapshot_every", "channels_last", "compile", "compile_backend")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +72,7 @@ FLAG_RANGES: dict[str, dict[str, object]] = {
                  "--num-classes": count(1), "--seed": count(0)},
     "viz heatmap": {"--side": count(16, 4096)},
     "viz errormap": {"--side": count(16, 4096)},
+    "view": {"--size": count(0), "--port": count(0, 65535)},
 }
 
 
@@ -96,16 +97,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} options")
         for f in dataclasses.fields(cls):
-            flag = "--" + f.name.replace("_", "-")
+            flags = ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             shown = ",".join(default) if isinstance(default, tuple) else default
             help_text = f.metadata.get("help", "")
             if "default" not in help_text:
                 help_text += f" (default: {shown})"
             if isinstance(default, bool):
-                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+                group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
             else:
-                group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+                group.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
 
 def config_flags(cfg: TrainConfig) -> list[str]:
@@ -187,8 +189,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
     _add_evaluate_parser(sub)
     _add_viz_parser(sub)
+    _add_view_parser(sub)
     _check_numeric_flags(parser)
     return parser
+
+
+def _add_view_parser(sub) -> None:
+    p = sub.add_parser("view", help="a local web page: click a point, see its self-similarity maps in the input "
+                       "and the translations, layer by layer and step by step")
+    p.add_argument("--run", action="append", required=True, metavar="RUN",
+                   help="run folder; repeat to compare runs side by side")
+    p.add_argument("--input", default=None, metavar="IMAGE_OR_FOLDER",
+                   help="images to look at (default: the first run's sample images)")
+    p.add_argument("--size", type=int, default=None, metavar="PX", help="--input images: longer side in pixels "
+                   "(default: the first run's training size; 0 keeps their size)")
+    p.add_argument("--style-from", default=None, metavar="IMAGE",
+                   help="multimodal runs: start with the style of this target-domain image")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free port; default 8765)")
+    p.add_argument("--no-open", action="store_true", help="do not open a browser")
 
 
 def _add_viz_parser(sub) -> None:
@@ -199,7 +218,7 @@ def _add_viz_parser(sub) -> None:
     h.add_argument("--translation", default=None, help="its translation (default: translate with --run's generator)")
     h.add_argument("--run", default=None, help="use this run's structure loss (and its trained LSeSim heads)")
     h.add_argument("--points", default=None, help="query points in source pixels, 'x,y;x,y' (default: 3 on the diagonal)")
-    h.add_argument("--layers", default=None, help="comma-separated VGG16 layers (default: the loss's layers)")
+    h.add_argument("--layers", default=None, help="comma-separated backbone layers (default: the loss's layers)")
     h.add_argument("--side", type=int, default=160, help="panel width in pixels")
     e = vsub.add_parser("errormap", help="per-location error of L1, perceptual, PatchNCE, FSeSim, LSeSim between images")
     e.add_argument("--a", required=True, help="reference image (e.g. the source)")
@@ -207,11 +226,14 @@ def _add_viz_parser(sub) -> None:
     e.add_argument("--run", default=None, help="use this run's structure loss / LSeSim heads (or a CUT run's PatchNCE)")
     e.add_argument("--side", type=int, default=128, help="panel width in pixels")
     for q in (h, e):
-        q.add_argument("--vgg-weights", default="auto", help="without --run: imagenet | auto | random | path "
-                       "(auto: ImageNet if found, else random-init with a note)")
+        q.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default="auto",
+                       help="without --run: the feature network (auto: ImageNet VGG16 if its file is found, else "
+                       "ImageNet EfficientNet-Lite0; with --run, the run's own)")
+        q.add_argument("--backbone-weights", "--vgg-weights", dest="backbone_weights", default="auto",
+                       help="without --run: auto | imagenet | random | path to a state dict")
         q.add_argument("--feature-norm", choices=("auto", "l2", "centered_l2", "tanh"), default="auto",
-                       help="without --run: FSeSim feature normalisation (auto: l2 with ImageNet weights, "
-                       "centered_l2 with random-init VGG16)")
+                       help="without --run: FSeSim feature normalisation (auto: l2 with pretrained weights, "
+                       "centered_l2 with random-init features)")
         q.add_argument("--output", required=True, help="figure file (.png)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -288,21 +310,47 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score translations (FID/KID, density/coverage, LPIPS diversity, "
-                       "segmentation accuracy); writes metrics.json and metrics.md")
+                       "segmentation accuracy, structure distances), or every snapshot of a run (--snapshots); "
+                       "writes metrics.json and metrics.md (sweep.json/.md/.png)")
     p.add_argument("--real", default=None, help="folder of real target-domain images")
     p.add_argument("--fake", default=None, help="folder of translations")
     p.add_argument("--run", default=None, help="a run folder: translate its testA, compare with its testB")
     p.add_argument("--out", default=None, help="output folder for metrics.json/metrics.md "
-                   "(default: RUN/eval with --run, else ./sesim-eval)")
+                   "(default: RUN/eval with --run, RUN/sweep with --snapshots/--protocol, else ./sesim-eval)")
+    p.add_argument("--snapshots", default=None, metavar="all|last|STEPS",
+                   help="with --run: score the run's generator snapshots (sesim train --snapshot-every), all, the "
+                   "last, or comma-separated steps; writes sweep.json/.md/.png with the best and the last step; "
+                   "resumable (scored snapshots are not scored again)")
+    p.add_argument("--select-on", default=None, metavar="DIR",
+                   help="pick the best snapshot on this validation folder (valA/ + valB/, or testA/ + testB/) and "
+                   "report it on the test set (default: picked on the test set itself, which is optimistic)")
+    p.add_argument("--select-on-labels", default=None, metavar="DIR", help="segmentation labels of --select-on")
+    p.add_argument("--select-by", default=None, metavar="METRIC",
+                   help="the metric that picks the best snapshot, an output name such as kid, fid, seg_mean_iou "
+                   "(default: the first one listed: KID below 2048 images)")
+    p.add_argument("--protocol", default=None, choices=("horse2zebra", "cat2dog", "cityscapes"),
+                   help="a published evaluation protocol: image sets, size, metrics (docs/protocols.md)")
+    p.add_argument("--keep-translations", action="store_true", help="--snapshots: keep each snapshot's translations")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics/translations in --out")
-    p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid, prdc, lpips_diversity, "
-                   "segmentation, sifid, selfsim (default: fid,kid)")
+    p.add_argument("--metrics", default=None, help="comma-separated: fid, kid, prdc, lpips_diversity, "
+                   "segmentation, sifid, selfsim, dino_struct, struct (default: the protocol's, else fid,kid)")
     p.add_argument("--extractor", default="inception", choices=("inception", "efficientnet-lite0"),
                    help="features for fid/kid/prdc: inception (standard FID weights, named fid/kid) or "
                    "efficientnet-lite0 (pip-installed ImageNet weights, named fd_effnet/kd_effnet, not comparable "
                    "to published FID)")
     p.add_argument("--inception-weights", default=None, help="path to pt_inception-2015-12-05-6726825d.pth "
                    "(else $SESIM_INCEPTION_WEIGHTS, else the torch hub cache)")
+    p.add_argument("--fid-impl", default=None, choices=("legacy", "clean"),
+                   help="FID implementation: legacy (pytorch-fid's bilinear resize and weights, what CUT-lineage "
+                   "papers report; default) or clean (clean-fid's antialiased resize and TorchScript Inception, run "
+                   "through the clean-fid package)")
+    p.add_argument("--clean-inception-weights", default=None, help="--fid-impl clean: path to clean-fid's "
+                   "inception-2015-12-05.pt (else $SESIM_CLEAN_INCEPTION_WEIGHTS, /tmp, the torch hub cache)")
+    p.add_argument("--dino-weights", default=None, help="dino_struct: path to DINO's dino_vitbase8_pretrain.pth "
+                   "(else $SESIM_DINO_WEIGHTS, else the torch hub cache)")
+    p.add_argument("--drn-weights", default=None, help="segmentation with --protocol cityscapes: DRN-D-22 Cityscapes "
+                   "checkpoint drn_d_22_cityscapes.pth (else $SESIM_DRN_WEIGHTS, else the torch hub cache)")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
@@ -315,18 +363,40 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--labels", default=None, help="segmentation: label maps (class ids, 255 ignored)")
     p.add_argument("--num-classes", type=int, default=19)
     p.add_argument("--source", default=None, help="selfsim: the inputs the translations were made from")
+    p.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default=None,
+                   help="selfsim: feature network (default: the run's with --run, else auto: ImageNet VGG16 if its "
+                   "file is found, else ImageNet EfficientNet-Lite0)")
+    p.add_argument("--backbone-weights", default=None, help="selfsim: auto | imagenet | random | path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_folders, evaluate_run, write_report
+    from .evaluate import evaluate_folders, evaluate_run, header_lines, write_report
+    from .metrics.protocols import get_protocol
 
-    opts = dict(metrics=args.metrics, extractor=args.extractor, inception_weights=args.inception_weights,
+    protocol = get_protocol(args.protocol)
+    metrics = args.metrics or (",".join(protocol.metrics) if protocol else "fid,kid")
+    opts = dict(metrics=metrics, extractor=args.extractor, inception_weights=args.inception_weights,
                 kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, k=args.k, seed=args.seed,
                 samples_dir=args.samples_dir, lpips_net=args.lpips_net, lpips_weights=args.lpips_weights,
                 lpips_backbone_weights=args.lpips_backbone_weights, segmenter=args.segmenter, labels=args.labels,
-                num_classes=args.num_classes, source=args.source, device=args.device)
+                num_classes=args.num_classes, source=args.source, device=args.device,
+                fid_impl=args.fid_impl or (protocol.fid_impl if protocol else "legacy"),
+                clean_inception_weights=args.clean_inception_weights, dino_weights=args.dino_weights)
+    opts.update({k: getattr(args, k) for k in ("backbone", "backbone_weights") if getattr(args, k) is not None})
+    if args.run and (args.snapshots or args.protocol or args.select_on):
+        return _evaluate_sweep(args, opts, protocol)
+    if args.snapshots or args.select_on:
+        raise SystemExit("sesim evaluate: --snapshots and --select-on need --run RUN")
+    if protocol is not None:  # folders scored under a protocol: its segmentation size and upper-bound row
+        opts["protocol"] = protocol
+        if protocol.segmentation_size and "seg" in metrics:
+            opts.update(segmentation_size=protocol.segmentation_size, segment_real=True)
+            if opts["segmenter"] is None:
+                from .nets.drn import DRNSegmenter
+
+                opts["segmenter"] = DRNSegmenter(args.drn_weights or "auto", classes=args.num_classes)
     if args.run:
         if args.fake:
             raise SystemExit("sesim evaluate: give either --run or --fake, not both")
@@ -343,10 +413,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{out / 'metrics.json'} exists; pass --overwrite or choose another --out")
         report = evaluate_folders(args.real, fake, **opts)
     json_path, md_path = write_report(report, out, overwrite=args.overwrite)
+    print("\n".join(header_lines(report)))
     for name, entry in report["metrics"].items():
         value = entry["value"]
         print(f"{name:28s} {value:.6g}" if isinstance(value, float) else f"{name:28s} {value}")
+    for ref, entries in (report.get("reference") or {}).items():
+        for name, entry in entries.items():
+            print(f"{name + ' (' + ref + ')':28s} {entry['value']:.6g}")
     print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _evaluate_sweep(args: argparse.Namespace, opts: dict, protocol) -> int:
+    """``sesim evaluate --run RUN --snapshots ...``: score the run's history (sesim.sweep)."""
+    from .evaluate import header_lines
+    from .sweep import sweep_run
+
+    if args.fake or args.samples_dir or args.source:
+        raise SystemExit("sesim evaluate --snapshots: the run's own test set is translated; --fake, --samples-dir "
+                         "and --source do not apply")
+    for key in ("samples_dir", "source", "metrics", "labels"):
+        opts.pop(key, None)
+    out = Path(args.out) if args.out else Path(args.run) / "sweep"
+    data = sweep_run(args.run, out, snapshots=args.snapshots or "last", metrics=args.metrics, protocol=protocol,
+                     select_on=args.select_on, select_on_labels=args.select_on_labels, select_by=args.select_by,
+                     real=args.real, labels=args.labels, drn_weights=args.drn_weights,
+                     keep_translations=args.keep_translations, overwrite=args.overwrite,
+                     progress=not args.no_progress, **opts)
+    print("\n".join(header_lines({"header": data.get("header", {})})))
+    cols = data["metric_order"]
+    print("step      " + " ".join(f"{c:>14s}" for c in cols))
+    for step in data["steps"]:
+        rec = data["snapshots"][str(step)]["test"]
+        marks = [m for m, on in (("best", step == data["best_step"]), ("last", step == data["last_step"])) if on]
+        print(f"{step:<9d} " + " ".join(f"{rec.get(c, float('nan')):14.5g}" for c in cols) + "  " + " + ".join(marks))
+    by = data["settings"]["select_by"]
+    sel = data["selection"][by]
+    print(f"last: step {sel['last']['step']}, {by} {sel['last']['value']:.5g}; best: step {sel['best']['step']}, {by} "
+          f"{sel['best']['value']:.5g} (picked on the {data['selected_on']} set)")
+    print(f"note: {data['note']}")
+    print(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'} and {out / 'sweep.png'}")
     return 0
 
 
@@ -355,15 +461,24 @@ def cmd_viz(args: argparse.Namespace) -> int:
 
     if args.viz_command == "heatmap":
         path = heatmap_command(args.source, args.output, translation=args.translation, run=args.run,
-                               points=args.points, layers=args.layers, vgg_weights=args.vgg_weights,
-                               feature_norm=args.feature_norm, side=args.side, overwrite=args.overwrite)
+                               points=args.points, layers=args.layers, backbone=args.backbone,
+                               backbone_weights=args.backbone_weights, feature_norm=args.feature_norm,
+                               side=args.side, overwrite=args.overwrite)
     else:
-        path, maps = errormap_command(args.a, args.b, args.output, run=args.run, vgg_weights=args.vgg_weights,
-                                      feature_norm=args.feature_norm, side=args.side, overwrite=args.overwrite)
+        path, maps = errormap_command(args.a, args.b, args.output, run=args.run, backbone=args.backbone,
+                                      backbone_weights=args.backbone_weights, feature_norm=args.feature_norm,
+                                      side=args.side, overwrite=args.overwrite)
         for b, row in zip(args.b, maps):
             print(f"{b}: " + ", ".join(f"{m.name} {m.mean:.4f}" for m in row if m is not None))
     print(f"wrote {path}")
     return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .view.server import serve
+
+    return serve(args.run, args.input, host=args.host, port=args.port, open_browser=not args.no_open,
+                 style_from=args.style_from, size=args.size)
 
 
 def cmd_presets(_args: argparse.Namespace) -> int:
@@ -378,12 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
     from .data.images import EmptyFolderError, ImageError
-    from .nets.vgg import WeightsNotFoundError
+    from .nets.weightfiles import WeightsNotFoundError
     from .train import TrainingError
     from .translate import TranslateError
 
     commands = {"train": cmd_train, "translate": cmd_translate, "demo": cmd_demo, "export": cmd_export,
-                "evaluate": cmd_evaluate, "presets": cmd_presets, "viz": cmd_viz}
+                "evaluate": cmd_evaluate, "presets": cmd_presets, "viz": cmd_viz, "view": cmd_view}
     try:
         return commands[args.command](args)
     except (TrainingError, TranslateError, WeightsNotFoundError, ImageError, EmptyFolderError,

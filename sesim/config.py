@@ -58,6 +58,9 @@ class ModelConfig:
     antialias: bool = _f(False, "blur-pool down/upsampling in G and D (the public CUT / F-LSeSim networks) instead "
                                 "of CycleGAN's strided / transposed convs (the paper's description); see the README "
                                 "for what each gives")
+    upsample: str = _f("auto", "upsampling layers of the ResNet generator: transposed (CycleGAN's convT), blur (the "
+                               "public code's, with --antialias), nearest (nearest x2 + conv, no checkerboard); auto "
+                               "follows --antialias", choices=("auto", "transposed", "blur", "nearest"))
     init: str = _f("normal", "weight initialisation", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = _f(0.02, "std / gain of the weight initialisation")
     # --mode multimodal (sesim/nets/munit.py, sesim/nets/multiscale_d.py); ngf, n_blocks (residual blocks of the
@@ -73,18 +76,24 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    structure: str = _f("fsesim", "content loss of the sesim method: fsesim (fixed VGG16), lsesim (learned heads); "
-                                  "ablations: perceptual (VGG feature L1), l1 (pixels), patchnce (CUT's loss, no "
-                                  "identity term), none (GAN only)",
+    structure: str = _f("fsesim", "content loss of the sesim method: fsesim (fixed pretrained features), lsesim "
+                                  "(learned heads); ablations: perceptual (feature L1), l1 (pixels), patchnce (CUT's "
+                                  "loss, no identity term), none (GAN only)",
                         choices=("fsesim", "lsesim", "perceptual", "l1", "patchnce", "none"))
-    layers: tuple[str, ...] = _f(("relu3_1", "relu4_1"), "VGG16 layers, comma-separated")
-    vgg_weights: str | None = _f("imagenet", "imagenet | auto | random | path to a VGG16 state dict")
+    backbone: str = _f("auto", "feature network of the structure loss: auto (ImageNet VGG16 if its file is found, else "
+                               "the ImageNet EfficientNet-Lite0 that installs with sesim), vgg16 (the paper's), "
+                               "efficientnet-lite0", choices=("auto", "vgg16", "efficientnet-lite0"))
+    backbone_weights: str = _f("auto", "weights of --backbone: auto | imagenet | random (warned: a test fixture) | "
+                                       "path to a state dict", aliases=("vgg_weights",))
+    layers: tuple[str, ...] | None = _f(None, "backbone layers, comma-separated (default: the backbone's, VGG16 "
+                                              "relu3_1,relu4_1, EfficientNet-Lite0 stage2,stage3)")
     num_queries: int = _f(256, "query locations per layer (N_s)")
     sampling: str = _f("random", "query sampling", choices=("random", "grid"))
     patch_size: int | None = _f(32, "local window side in feature positions; none = global maps")
     keys: str = _f("window", "self-similarity keys: window (paper) or sampled (STROTSS-like ablation, Table 3 row A)",
                    choices=("window", "sampled"))
-    perceptual_layers: tuple[str, ...] = _f(("relu3_3",), "VGG16 layers of --structure perceptual")
+    perceptual_layers: tuple[str, ...] | None = _f(None, "backbone layers of --structure perceptual (default: VGG16 "
+                                                         "relu3_3, EfficientNet-Lite0 stage2)")
     feature_norm: str = _f("l2", "feature normalisation before self-similarity",
                            choices=("l2", "centered_l2", "tanh"))
     distance: str = _f("cos", "map distance: cos (1 - cosine) or l1", choices=("cos", "l1"))
@@ -93,8 +102,8 @@ class LossConfig:
     temperature: float = _f(0.07, "LSeSim InfoNCE temperature")
     augment: str = _f("color", "LSeSim positives: color (colour jitter, public code) or color_blur (adds blur+noise)",
                       choices=("color", "color_blur"))
-    train_backbone: bool = _f(False, "LSeSim: also train VGG16 with the InfoNCE objective (paper wording; the public "
-                                     "code keeps it frozen, the default)")
+    train_backbone: bool = _f(False, "LSeSim: also train the backbone with the InfoNCE objective (paper wording; the "
+                                     "public code keeps it frozen, the default)")
     head_on_translation: bool = _f(False, "LSeSim: also use (source, translation) as a positive pair (public code)")
     head_warmup: int = _f(0, "LSeSim: train only the structure heads for this many steps before the generator and "
                              "discriminator start (the steps count towards --steps; 0 = off, the paper and public code)")
@@ -155,6 +164,9 @@ class RunConfig:
     eval_every: int = _f(0, "steps between test-set scores (FD/KD of translated testA vs testB with the best "
                             "available extractor, logged and kept in metrics.json); 0 = off")
     eval_images: int = _f(200, "at most this many testA/testB images for --eval-every")
+    snapshot_every: int = _f(0, "steps between generator snapshots kept in RUN/snapshots/ (weights only, never "
+                                "overwritten; score them all with `sesim evaluate --run RUN --snapshots all`); "
+                                "0 = off")
 
 
 #: Allowed values of every numeric option (checked by :func:`convert`: flags, presets, config.json).
@@ -179,7 +191,7 @@ FIELD_RANGES: dict[str, Range] = {
     # run
     "steps": count(0), "batch_size": count(1), "seed": count(0, 2**63 - 1), "checkpoint_every": count(1),
     "sample_every": count(1), "log_every": count(1), "num_samples": count(0), "eval_every": count(0),
-    "eval_images": count(2),
+    "eval_images": count(2), "snapshot_every": count(0),
 }
 
 
@@ -199,6 +211,9 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    #: facts recorded when the run was built, not options: ``{"backbone": {...}}`` (name, weights,
+    #: file, SHA-256 of the structure loss's feature network; see ``sesim.nets.backbones``)
+    resolved: dict[str, Any] = field(default_factory=dict)
 
     # -- derived values ------------------------------------------------------------------
     @property
@@ -212,9 +227,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        cfg = cls(method=d.get("method", "sesim"), presets=list(d.get("presets", [])))
+        cfg = cls(method=d.get("method", "sesim"), presets=list(d.get("presets", [])),
+                  resolved=dict(d.get("resolved", {})))
         for section in SECTIONS:
-            cfg.update(section, d.get(section, {}))
+            values = d.get(section, {})
+            if section == "loss" and "vgg_weights" in values and "backbone" not in values:
+                values = _migrate_vgg_weights(values)
+            cfg.update(section, values)
         return cfg
 
     def save(self, path: str | Path) -> None:
@@ -248,12 +267,14 @@ class TrainConfig:
         obj = getattr(self, section)
         known = {f.name: f for f in dataclasses.fields(obj)}
         for key, value in values.items():
+            key = ALIASES.get(key, key)
             if key not in known:
                 raise ValueError(f"unknown {section} option {key!r}; known: {', '.join(known)}")
             setattr(obj, key, convert(value, known[key]))
 
     def set_flat(self, key: str, value: Any) -> None:
         """Set a field by its flat (flag) name, e.g. ``set_flat("patch_size", 16)``."""
+        key = ALIASES.get(key, key)
         self.update(FIELD_SECTION[key], {key: value})
 
     def apply_preset(self, name_or_path: str) -> None:
@@ -278,6 +299,22 @@ class TrainConfig:
 
 FIELD_SECTION: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 assert len(FIELD_SECTION) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "field names must be unique"
+#: other names of a field (older names, kept working in presets, configs and flags): alias -> field
+ALIASES: dict[str, str] = {a: f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)
+                           for a in f.metadata.get("aliases", ())}
+
+
+def _migrate_vgg_weights(loss: dict[str, Any]) -> dict[str, Any]:
+    """A ``config.json`` written before backbones had names (sesim <= 0.1.0 main of 2026-11) meant
+    VGG16 with ``vgg_weights``; its ``"auto"`` fell back to random init when no file was found, and
+    the run was trained that way, so it is rebuilt that way."""
+    from .nets.vgg import find_imagenet_weights
+
+    loss = dict(loss)
+    weights = loss.pop("vgg_weights")
+    if weights in (None, "auto"):
+        weights = "imagenet" if find_imagenet_weights() is not None else "random"
+    return {**loss, "backbone": "vgg16", "backbone_weights": weights}
 
 
 class OptionError(ValueError):

@@ -33,6 +33,7 @@ from .config import TrainConfig
 from .data.demo_scenes import CLASSES, load_layouts, load_rgb_folder, make_demo_dataset, render_photo
 from .data.images import tensor_to_pil
 from .metrics.layout import PixelClassifier, structure_appearance_report
+from .nets.backbones import describe_backbone
 from .train import resume, train
 from .translate import translate_paths
 from .viz.grid import image_grid
@@ -129,7 +130,7 @@ def _query_point(layout: np.ndarray, stride: int) -> tuple[int, int]:
 
 
 def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> Path:
-    method, cfg = load_run_method(run_dir)  # seeded like training, so a random-init VGG16 is the trained-with one
+    method, cfg = load_run_method(run_dir)  # the run's own backbone (and heads), as recorded in its config
     structure = method.structure
     layer = structure.layers[0]
     inputs = _to_tensor(load_rgb_folder(out / "data" / "testA"))[:n_show]
@@ -156,12 +157,13 @@ def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> 
         "The structure loss compares self-similarity maps of the input and the translation, so the layout is "
         "kept while the appearance changes completely.</p>",
         f"<p>Training: {scores['steps']} steps, {scores['train_seconds_including_data']:.0f} s including data generation; "
-        f"structure loss <code>{cfg.loss.structure}</code> on <code>{', '.join(cfg.loss.layers)}</code> "
-        f"(VGG16 weights: <code>{structure.extractor.weights_source}</code>).</p>",
-        "" if structure.extractor.weights_source != "random" else
-        "<p>No ImageNet VGG16 weights were found on this machine, so the structure loss compares self-similarity "
-        "of <i>randomly initialised</i> VGG16 features (mean-centred, which makes random features informative). "
-        "Put torchvision's <code>vgg16-397923af.pth</code> in the torch hub cache to use the pretrained ones.</p>",
+        f"structure loss <code>{cfg.loss.structure}</code> on <code>{', '.join(structure.layers)}</code> of "
+        f"{describe_backbone(structure.extractor)}.</p>",
+        "" if structure.extractor.name == "vgg16" else
+        "<p>The paper's backbone, ImageNet VGG16, was not found on this machine, so the structure loss compares "
+        "self-similarity of the ImageNet EfficientNet-Lite0 that installs with sesim (its feature maps at the same "
+        "strides as the paper's relu3_1 and relu4_1). Put torchvision's <code>vgg16-397923af.pth</code> in the torch "
+        "hub cache to use VGG16.</p>",
         "<h2>Scores on held-out label maps</h2>", table(body, header),
         "<p><b>Structure kept</b>: a per-pixel classifier trained only on real domain-B photos labels each pixel of "
         "the images; the score is its agreement with the true layout of the input (1 = every region in place and "

@@ -5,7 +5,10 @@ Metrics (``--metrics``, comma-separated):
 
 * ``fid``, ``kid`` -- Frechet distance and kernel distance (:mod:`sesim.metrics.frechet`) on the
   features of ``--extractor`` (:mod:`sesim.metrics.features`): named ``fid``/``kid`` only with the
-  standard Inception, else ``fd_<tag>``/``kd_<tag>``.
+  standard Inception, else ``fd_<tag>``/``kd_<tag>``. The Inception is fed by one of two FID
+  implementations (``--fid-impl legacy|clean``, :mod:`sesim.metrics.fid_impl`). KID values are
+  always reported x100 (:data:`sesim.metrics.frechet.KID_SCALE`; the raw value is in the details).
+  With fewer than 2048 real or fake images, KID is listed before FID and FID carries a warning.
 * ``prdc`` -- precision, recall, density, coverage (:mod:`sesim.metrics.prdc`, ``--k``, default 5)
   in the same feature space, named ``<metric>_<tag>``.
 * ``lpips_diversity`` -- mean pairwise LPIPS over the K samples per input in ``--samples-dir``
@@ -17,6 +20,14 @@ Metrics (``--metrics``, comma-separated):
   same name), averaged; ``selfsim`` -- FSeSim self-similarity distance between each translation
   and its source in ``--source`` (same name), averaged. Both from :mod:`sesim.metrics.single_image`
   (registered in :data:`SINGLE_IMAGE_METRICS`).
+* ``dino_struct`` -- DINO-Struct (CycleGAN-Turbo's structure distance: MSE of the self-similarity of
+  DINO ViT-B/8 last-block keys; ``--dino-weights``), and ``struct`` -- the same measurement on the
+  offline structure backbone, named ``struct_<backbone>`` (:mod:`sesim.metrics.dino_struct`); both
+  against ``--source`` (same names), like ``selfsim``.
+
+Every report has a ``header`` (:func:`header_lines` renders it): the FID implementation, the KID
+scale, the sample counts, the feature extractor with its weights file and SHA-256, the structure
+networks, the protocol (``--protocol``, :mod:`sesim.metrics.protocols`) and any warning.
 
 Every entry in the output states the extractor/model (with weights file), the input resizing
 and a metric version string. Missing standard weights stop the command with a message naming the
@@ -36,20 +47,24 @@ import torch
 
 from . import __version__
 from .metrics.features import Extractor, get_extractor, load_folder
-from .metrics.frechet import frechet_distance, kernel_inception_distance
+from .metrics.frechet import KID_SCALE, frechet_distance, kernel_inception_distance
 from .metrics.prdc import DEFAULT_K, prdc
 
 __all__ = ["ALL_METRICS", "parse_metrics", "evaluate_folders", "evaluate_run", "write_report", "EvaluateError",
-           "SINGLE_IMAGE_METRICS"]
+           "SINGLE_IMAGE_METRICS", "header_lines", "FID_MIN_SAMPLES"]
 
 FEATURE_METRICS = ("fid", "kid", "prdc")
-ALL_METRICS = FEATURE_METRICS + ("lpips_diversity", "segmentation", "sifid", "selfsim")
+STRUCTURE_METRICS = ("selfsim", "dino_struct", "struct")
+ALL_METRICS = FEATURE_METRICS + ("lpips_diversity", "segmentation", "sifid") + STRUCTURE_METRICS
+#: below this many real or fake images FID is flagged and KID listed first (FID's 2048-d covariances)
+FID_MIN_SAMPLES = 2048
 VERSIONS = {
     "fd": "sesim-fd-1: Frechet distance of Gaussians (ddof=1 covariances), exact eigen-decomposition sqrt",
     "kd": "sesim-kd-1: unbiased MMD^2, cubic polynomial kernel (x.y/D+1)^3, mean/std over subsets",
     "prdc": "sesim-prdc-1: k-NN balls (Kynkaenniemi 2019 precision/recall, Naeem 2020 density/coverage)",
     "lpips": "sesim-lpips-1: LPIPS v0.1 (scaling layer, unit-normalised features, linear layers, spatial mean)",
     "segmentation": "sesim-seg-1: one confusion matrix over the set, ignore label 255",
+    "struct": "sesim-struct-1: MSE of cosine self-similarity matrices (shorter side 224 px), mean over pairs",
 }
 
 
@@ -78,7 +93,7 @@ SINGLE_IMAGE_METRICS: dict[str, Callable] = {}
 def parse_metrics(text: str | list[str] | tuple[str, ...]) -> list[str]:
     names = [n.strip().lower().replace("-", "_") for n in (text.split(",") if isinstance(text, str) else text)]
     names = [n for n in names if n]
-    aliases = {"fd": "fid", "kd": "kid", "lpips": "lpips_diversity", "seg": "segmentation",
+    aliases = {"fd": "fid", "kd": "kid", "lpips": "lpips_diversity", "seg": "segmentation", "dino": "dino_struct",
                "density": "prdc", "coverage": "prdc", "precision": "prdc", "recall": "prdc"}
     out: list[str] = []
     for n in names:
@@ -98,20 +113,36 @@ def _entry(value: Any, model: str, version: str, **details: Any) -> dict:
 
 def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *, metrics: list[str] | str = "fid,kid",
                      extractor: Extractor | str | None = "inception", inception_weights: str | None = None,
+                     fid_impl: str = "legacy", clean_inception_weights: str | None = None,
                      kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = DEFAULT_K, seed: int = 0,
                      samples_dir: str | os.PathLike | None = None, lpips_model: torch.nn.Module | None = None,
                      lpips_net: str = "alex", lpips_weights: str | None = None,
                      lpips_backbone_weights: str | None = None, segmenter: str | Callable | None = None,
                      labels: str | os.PathLike | None = None, num_classes: int = 19,
+                     segmentation_size: tuple[int, int] | None = None, segment_real: bool = False,
                      source: str | os.PathLike | None = None, sifid_extractor: Callable | None = None,
-                     selfsim_loss: torch.nn.Module | None = None, device: str = "cpu") -> dict:
+                     selfsim_loss: torch.nn.Module | None = None, backbone: str = "auto",
+                     backbone_weights: str | None = "auto", dino_weights: str | None = None,
+                     dino_metric: Any = None, struct_metric: Any = None, protocol: Any = None,
+                     device: str = "cpu") -> dict:
     """Compute ``metrics`` and return the report dict (see module doc); nothing is written.
 
     ``extractor``: an :class:`~sesim.metrics.features.Extractor` (any network, e.g. a random one in
-    tests) or a name for :func:`~sesim.metrics.features.get_extractor`. ``source``: the inputs the
-    translations were made from (for ``selfsim``), matched by relative path.
+    tests) or a name for :func:`~sesim.metrics.features.get_extractor`; ``"inception"`` is built by
+    :func:`~sesim.metrics.fid_impl.fid_extractor` for ``fid_impl``. ``source``: the inputs the
+    translations were made from (for ``selfsim``, ``dino_struct``, ``struct``), matched by relative
+    path. ``backbone`` / ``backbone_weights``: the feature network of ``selfsim`` and ``struct``
+    (:mod:`sesim.nets.backbones`) unless ``selfsim_loss`` / ``struct_metric`` is given;
+    ``dino_metric``: a built :class:`~sesim.metrics.dino_struct.SelfSimilarityMSE` (else built from
+    ``dino_weights``). ``segmentation_size``: ``(H, W)`` the translations are resized to (PIL
+    bilinear) before segmentation; ``segment_real``: also segment the ``real`` images (same names
+    as the labels), the upper-bound row in ``report["reference"]``. ``protocol``: a name or
+    :class:`~sesim.metrics.protocols.Protocol`, stated in the header with any count deviation.
     """
+    from .metrics.protocols import count_deviations, get_protocol
+
     metrics = parse_metrics(metrics)
+    proto = get_protocol(protocol)
     fake_images = load_folder(fake)
     if not fake_images:
         raise EvaluateError(f"no images in {fake}")
@@ -119,8 +150,11 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
         "sesim_version": __version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "real": str(real) if real else None, "fake": str(fake), "n_fake": len(fake_images), "metrics": {},
     }
+    header: dict[str, Any] = {"protocol": proto.name if proto else None, "fid_implementation": None,
+                              "kid_scale": KID_SCALE, "counts": {"fake": len(fake_images)}, "extractor": None,
+                              "structure": {}, "warnings": []}
     out = report["metrics"]
-    need_real = [m for m in metrics if m in FEATURE_METRICS or m == "sifid"]
+    need_real = [m for m in metrics if m in FEATURE_METRICS or m == "sifid"] + (["segment_real"] if segment_real else [])
     real_images = {}
     if need_real:
         if real is None:
@@ -128,23 +162,34 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
         real_images = load_folder(real)
         if len(real_images) < (2 if any(m in FEATURE_METRICS for m in metrics) else 1):
             raise EvaluateError(f"need at least 2 real images in {real}, found {len(real_images)}")
-        report["n_real"] = len(real_images)
+        report["n_real"] = header["counts"]["real"] = len(real_images)
 
     if any(m in FEATURE_METRICS for m in metrics):
-        ext = extractor if isinstance(extractor, Extractor) else get_extractor(
-            extractor or "inception", inception_weights=inception_weights, device=device)
+        ext = build_feature_extractor(extractor, fid_impl, inception_weights, clean_inception_weights, device)
         fr = ext.features(list(real_images.values()))
         ff = ext.features(list(fake_images.values()))
         report["extractor"] = {"tag": ext.tag, "description": ext.description, "feature_dim": int(fr.shape[1])}
+        header["extractor"] = _weights_record(ext.description, ext.weights_file)
+        header["fid_implementation"] = _implementation_text(ext)
+        few = min(len(fr), len(ff)) < FID_MIN_SAMPLES
+        entries: dict[str, dict] = {}
         if "fid" in metrics:
-            out[ext.fd_name] = _entry(frechet_distance(fr, ff), ext.description, VERSIONS["fd"], n_real=len(fr),
-                                      n_fake=len(ff), note="FD is biased upwards at small set sizes: compare values "
-                                                           "only at equal set sizes")
+            note = ("FD is biased upwards at small set sizes: compare values only at equal set sizes")
+            entries[ext.fd_name] = _entry(frechet_distance(fr, ff), ext.description, VERSIONS["fd"], n_real=len(fr),
+                                          n_fake=len(ff), note=note)
+            if few:
+                fd, kd = ("FID", "KID") if ext.tag == "inception" else (ext.fd_name, ext.kd_name)
+                warning = (f"{fd} from {len(fr)} real / {len(ff)} fake images (< {FID_MIN_SAMPLES}): biased upward "
+                           f"and noisy; compare only at these exact counts, prefer {kd} (unbiased, listed first)")
+                entries[ext.fd_name]["warning"] = warning
+                header["warnings"].append(warning)
         if "kid" in metrics:
             m = min(kid_subset_size, len(fr), len(ff))
             mean, std = kernel_inception_distance(fr, ff, subsets=kid_subsets, subset_size=m, seed=seed)
-            out[ext.kd_name] = _entry(mean, ext.description, VERSIONS["kd"], std=std, subsets=kid_subsets,
-                                      subset_size=m)
+            entries[ext.kd_name] = _entry(KID_SCALE * mean, ext.description, VERSIONS["kd"], scale=KID_SCALE,
+                                          std=KID_SCALE * std, raw=mean, subsets=kid_subsets, subset_size=m)
+        order = sorted(entries, key=lambda name: (name != ext.kd_name) if few else (name != ext.fd_name))
+        out.update({name: entries[name] for name in order})
         if "prdc" in metrics:
             kk = min(k, len(fr) - 1, len(ff) - 1)
             if kk < 1:
@@ -175,19 +220,15 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
                                         **{k2: v for k2, v in res.items() if k2 != "mean"})
 
     if "segmentation" in metrics:
-        from .metrics.segmentation import IGNORE_INDEX, load_segmenter, segmentation_accuracy
-
         if segmenter is None or labels is None:
-            raise EvaluateError("segmentation needs --segmenter (TorchScript file or module:function) and "
-                                "--labels DIR (label maps named like the translations)")
-        seg = load_segmenter(segmenter) if isinstance(segmenter, str) else segmenter
-        res = segmentation_accuracy(seg, fake_images, labels, num_classes=num_classes)
-        desc = (f"segmenter {segmenter if isinstance(segmenter, str) else getattr(segmenter, '__name__', 'given')}"
-                f"; input RGB [0,1] at image size; output resized to label size; ignore {IGNORE_INDEX}")
-        for key in ("pixel_accuracy", "mean_class_accuracy", "mean_iou"):
-            out[f"seg_{key}"] = _entry(res[key], desc, VERSIONS["segmentation"], num_classes=num_classes,
-                                       images=res["images"], pixels=res["pixels"])
-        out["seg_mean_iou"]["details"]["class_iou"] = res["class_iou"]
+            raise EvaluateError("segmentation needs --segmenter (TorchScript file or module:function, or --drn-weights "
+                                "with --protocol cityscapes) and --labels DIR (label maps named like the translations)")
+        seg = _segmentation(out, segmenter, fake_images, labels, num_classes, segmentation_size)
+        header["structure"]["segmentation"] = _weights_record(out["seg_mean_iou"]["model"],
+                                                              getattr(seg, "weights_file", None))
+        if segment_real:
+            report["reference"] = {"real photos": {}}
+            _segmentation(report["reference"]["real photos"], seg, real_images, labels, num_classes, segmentation_size)
 
     single = [m for m in metrics if m in ("sifid", "selfsim")]
     if single:
@@ -195,9 +236,112 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
         missing = [m for m in single if m not in SINGLE_IMAGE_METRICS]
         if missing:
             raise EvaluateError(f"{', '.join(missing)}: sesim.metrics.single_image is not available in this install")
+        if selfsim_loss is None and "selfsim" in single:
+            from .metrics.single_image import selfsim_metric_loss
+
+            selfsim_loss = selfsim_metric_loss(backbone, backbone_weights)
         _single_image(out, single, real_images, fake_images, source, inception_weights, sifid_extractor,
                       selfsim_loss)
+        if "selfsim" in single:
+            header["structure"]["selfsim"] = _weights_record(out["selfsim"]["model"],
+                                                             getattr(selfsim_loss.extractor, "weights_file", None))
+
+    for name in ("dino_struct", "struct"):
+        if name not in metrics:
+            continue
+        from .metrics import dino_struct
+
+        if name == "dino_struct":
+            metric = dino_metric or dino_struct.dino_struct_metric(dino_weights or "auto", device=device)
+        else:
+            metric = struct_metric or dino_struct.backbone_struct_metric(backbone, backbone_weights, device=device)
+        pairs = _source_pairs(fake_images, source, metric.name)
+        vals = [metric.distance(s, f) for s, f in pairs]
+        out[metric.name] = _entry(float(np.mean(vals)), metric.description, VERSIONS["struct"], images=len(vals))
+        header["structure"][metric.name] = _weights_record(metric.description, metric.weights_file)
+
+    if proto is not None:
+        header["warnings"] += count_deviations(proto, len(fake_images), len(real_images) if real_images else None)
+        sizes = {tuple(img.shape[-2:]) for img in fake_images.values()}
+        if sizes != {tuple(proto.size)}:
+            header["warnings"].append(f"protocol {proto.name} scores {proto.size[0]}x{proto.size[1]} images; the "
+                                      f"translations are {', '.join(f'{h}x{w}' for h, w in sorted(sizes))}")
+    report["header"] = header
     return report
+
+
+def build_feature_extractor(extractor, fid_impl: str, inception_weights, clean_inception_weights, device) -> Extractor:
+    from .metrics.fid_impl import FID_IMPLEMENTATIONS, fid_extractor
+
+    if fid_impl not in FID_IMPLEMENTATIONS:
+        raise EvaluateError(f"--fid-impl {fid_impl!r}: choose from {', '.join(FID_IMPLEMENTATIONS)}")
+    if isinstance(extractor, Extractor):
+        return extractor
+    name = extractor or "inception"
+    if name == "inception":
+        return fid_extractor(fid_impl, inception_weights=inception_weights,
+                             clean_inception_weights=clean_inception_weights, device=device)
+    if fid_impl != "legacy":
+        raise EvaluateError(f"--fid-impl {fid_impl} applies to the FID Inception, not to --extractor {name}")
+    return get_extractor(name, device=device)
+
+
+def _implementation_text(ext: Extractor) -> str:
+    from .metrics.fid_impl import IMPLEMENTATION_TEXT
+
+    if ext.implementation in IMPLEMENTATION_TEXT:
+        return IMPLEMENTATION_TEXT[ext.implementation]
+    return f"none: {ext.tag} features, not the FID Inception (values named {ext.fd_name}/{ext.kd_name}, not FID/KID)"
+
+
+def _weights_record(description: str, weights_file: str | os.PathLike | None) -> dict:
+    """``{"description", "weights_file", "sha256"}`` of a network used by a metric (hash of the file, if any)."""
+    from .nets.backbones import file_sha256
+
+    path = None if weights_file is None else Path(weights_file)
+    ok = path is not None and path.is_file()
+    return {"description": description, "weights_file": str(path) if path else None,
+            "sha256": file_sha256(path) if ok else None}
+
+
+def _segmentation(out: dict, segmenter, images: dict, labels, num_classes: int, size) -> Callable:
+    """Pixel accuracy, mean class accuracy and mIoU entries of ``segmenter`` on ``images`` into ``out``."""
+    from .metrics.segmentation import IGNORE_INDEX, load_segmenter, segmentation_accuracy
+
+    seg = load_segmenter(segmenter) if isinstance(segmenter, str) else segmenter
+    if size is not None:
+        images = {key: _resize_uint8(img, size) for key, img in images.items()}
+    res = segmentation_accuracy(seg, images, labels, num_classes=num_classes)
+    name = segmenter if isinstance(segmenter, str) else getattr(segmenter, "__name__", "given")
+    resized = f"resized to {size[0]}x{size[1]} (PIL bilinear)" if size is not None else "at image size"
+    desc = (f"segmenter {name}; weights {getattr(seg, 'weights_source', 'given')}; input RGB [0,1] {resized}; output "
+            f"resized to label size; ignore {IGNORE_INDEX}")
+    for key in ("pixel_accuracy", "mean_class_accuracy", "mean_iou"):
+        out[f"seg_{key}"] = _entry(res[key], desc, VERSIONS["segmentation"], num_classes=num_classes,
+                                   images=res["images"], pixels=res["pixels"])
+    out["seg_mean_iou"]["details"]["class_iou"] = res["class_iou"]
+    return seg
+
+
+def _resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(3, H, W)`` uint8 -> ``(3, size[0], size[1])`` uint8 with PIL bilinear."""
+    from PIL import Image
+
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((size[1], size[0]), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).contiguous()
+
+
+def _source_pairs(fake: dict, source, metric: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(source image, translation)`` pairs matched by relative path (for the structure metrics)."""
+    if source is None:
+        raise EvaluateError(f"{metric} needs --source DIR (the inputs the translations were made from)")
+    src = load_folder(source)
+    pairs = [(src[key], img) for key, img in fake.items() if key in src]
+    if not pairs:
+        raise EvaluateError(f"no translation in the fake folder has a source image of the same name in {source}")
+    return pairs
 
 
 def load_folder_file(path: Path) -> torch.Tensor:
@@ -231,23 +375,16 @@ def _single_image(out: dict, names: list[str], real: dict, fake: dict, source, i
         out["sifid"] = _entry(float(np.mean(vals)), desc, "sesim.metrics.single_image.sifid (SinGAN)",
                               images=len(vals))
     if "selfsim" in names:
-        if source is None:
-            raise EvaluateError("selfsim needs --source DIR (the inputs the translations were made from)")
-        src = load_folder(source)
-        pairs = [(src[k], v) for k, v in fake.items() if k in src]
-        if not pairs:
-            raise EvaluateError(f"no translation in the fake folder has a source image of the same name in {source}")
+        pairs = _source_pairs(fake, source, "selfsim")
         fn = SINGLE_IMAGE_METRICS["selfsim"]
         loss = selfsim_loss
-        if loss is None:  # the function's documented default, built once for all images
-            from .losses.spatial import SpatialCorrelativeLoss
-
-            loss = SpatialCorrelativeLoss(("relu3_1", "relu4_1"), weights="imagenet", sampling="grid",
-                                          num_queries=256, patch_size=32)
         vals = [float(fn(t(s), t(f), loss)) for s, f in pairs]
-        desc = ("FSeSim distance (1 - cos of self-similarity maps), VGG16 relu3_1+relu4_1 "
-                f"({'ImageNet' if selfsim_loss is None else 'given loss'}), 256 grid queries, 32-position windows; "
-                "images at their own size")
+        from .nets.backbones import describe_backbone
+
+        desc = (f"FSeSim distance (1 - cos of self-similarity maps), {describe_backbone(loss.extractor)} "
+                f"{'+'.join(loss.layers)}, {loss.num_queries} {loss.sampling} queries, "
+                f"{loss.patch_size or 'global'}-position windows; images at their own size; only comparable "
+                "with the same backbone")
         out["selfsim"] = _entry(float(np.mean(vals)), desc, "sesim.metrics.single_image.self_similarity_distance",
                                 images=len(vals))
 
@@ -264,6 +401,9 @@ def evaluate_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, over
     if not (run_dir / CONFIG_FILE).is_file():
         raise EvaluateError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
     cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    if cfg.resolved.get("backbone"):  # selfsim on the features the run was trained with
+        kwargs.setdefault("backbone", cfg.loss.backbone)
+        kwargs.setdefault("backbone_weights", cfg.loss.backbone_weights)
     try:
         test_a, test_b = domain_dirs(cfg, "test")
     except (FileNotFoundError, ValueError) as err:
@@ -280,8 +420,42 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _file_words(record: dict | None) -> str:
+    if not record or not record.get("weights_file"):
+        return "no weights file (random or built-in weights)"
+    sha = record.get("sha256")
+    return f"file {record['weights_file']}" + (f" (SHA-256 {sha})" if sha else "")
+
+
+def header_lines(report: dict) -> list[str]:
+    """The header every output starts with: protocol, FID implementation, KID scale, counts, extractor
+    (weights file and SHA-256), structure networks and warnings; one line each, Markdown list items."""
+    h = report.get("header") or {}
+    lines = []
+    if h.get("protocol"):
+        from .metrics.protocols import get_protocol
+
+        proto = get_protocol(h["protocol"])
+        lines.append(f"- protocol: **{proto.name}**, {proto.title}; {proto.size[0]}x{proto.size[1]} px "
+                     "(docs/protocols.md)")
+    lines.append(f"- FID implementation: {h.get('fid_implementation') or 'not computed (no FID/KID metric)'}")
+    lines.append(f"- KID scale: x{h.get('kid_scale', KID_SCALE)} (every KID/KD value is {h.get('kid_scale', KID_SCALE)} "
+                 "x the unbiased MMD^2)")
+    counts = h.get("counts", {})
+    lines.append("- samples: " + ", ".join(f"{n} {what}" for what, n in (("translations", counts.get("fake")),
+                                                                           ("real images", counts.get("real")))
+                                           if n is not None))
+    ext = h.get("extractor")
+    lines.append(f"- feature extractor: {ext['description']}; {_file_words(ext)}" if ext else
+                 "- feature extractor: none (no FID/KID/PRDC metric)")
+    for name, record in (h.get("structure") or {}).items():
+        lines.append(f"- {name} network: {record['description']}; {_file_words(record)}")
+    lines += [f"- **warning**: {w}" for w in h.get("warnings", [])]
+    return lines
+
+
 def markdown_summary(report: dict) -> str:
-    lines = ["# sesim evaluate", "", f"- fake: `{report['fake']}` ({report['n_fake']} images)"]
+    lines = ["# sesim evaluate", "", *header_lines(report), f"- fake: `{report['fake']}` ({report['n_fake']} images)"]
     if report.get("real"):
         lines.append(f"- real: `{report['real']}` ({report.get('n_real', '?')} images)")
     if report.get("run"):
@@ -289,16 +463,21 @@ def markdown_summary(report: dict) -> str:
     lines += [f"- sesim {report['sesim_version']}, {report['created']}", "",
               "| metric | value | model | version |", "| --- | --- | --- | --- |"]
     models: list[str] = []
-    for name, e in report["metrics"].items():
+    rows = [(name, e) for name, e in report["metrics"].items()]
+    for ref, entries in (report.get("reference") or {}).items():
+        rows += [(f"{name} ({ref}, upper bound)", e) for name, e in entries.items()]
+    for name, e in rows:
         extra = e.get("details", {})
         val = _fmt(e["value"]) + (f" +- {_fmt(extra['std'])}" if "std" in extra else "")
+        if "scale" in extra:
+            name = f"{name} (x{extra['scale']})"
         if e["model"] not in models:
             models.append(e["model"])
         lines.append(f"| {name} | {val} | [{models.index(e['model']) + 1}] | {e['version'].split(':')[0]} |")
     lines += ["", "Models (feature extractor or network, weights, input resizing and normalisation):", ""]
     lines += [f"{i}. {m}" for i, m in enumerate(models, 1)]
     lines += ["", "Versions:", ""] + [f"- {v}" for k, v in VERSIONS.items()
-                                     if any(e["version"] == v for e in report["metrics"].values())]
+                                     if any(e["version"] == v for _, e in rows)]
     tag = report.get("extractor", {}).get("tag")
     if tag and tag != "inception":
         lines += ["", f"Feature metrics use `{tag}` features: not comparable to published FID/KID values."]

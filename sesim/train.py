@@ -8,6 +8,7 @@ A run folder holds::
     log.jsonl              one JSON line per logged step
     tb/                    TensorBoard events
     samples/step_*.png     sample grids (test inputs | translations)
+    snapshots/             generator weights every --snapshot-every steps (sesim.snapshots)
     index.html             the page that shows them
 
 Both weight files are written atomically. Resuming restores everything, and the data stream is
@@ -42,6 +43,7 @@ from .distributed import DistInfo, broadcast_object, sync_gradients_before_step,
 from .distributed import setup as setup_distributed
 from .data.unpaired import UnpairedImageDataset, load_fixed_images, make_loader, resolve_domain_dirs
 from .methods import Method, NonFiniteLossError, build_method
+from .nets.backbones import backbone_record, record_mismatch
 from .viz.grid import image_grid
 from .viz.page import write_run_index
 
@@ -117,6 +119,28 @@ def sample_inputs(cfg: TrainConfig) -> list[torch.Tensor]:
                              skip_unreadable=cfg.data.skip_unreadable)
 
 
+def record_backbone(cfg: TrainConfig, method: Method, *, resume: bool = False) -> None:
+    """Write what the content loss's feature network resolved to into ``cfg`` (saved as config.json):
+    concrete ``backbone`` / ``backbone_weights`` / layers, and ``cfg.resolved["backbone"]`` with the
+    weight file and its SHA-256. A resumed run must find the same network it was trained with."""
+    from .nets.backbones import backbone_record, record_mismatch
+
+    net = method.feature_backbone()
+    if net is None:
+        return
+    if resume:
+        diff = record_mismatch(cfg.resolved.get("backbone"), net)
+        if diff:
+            raise TrainingError(f"the run's structure backbone has changed since it was trained ({diff}); resume "
+                                "it on a machine with the same weights file")
+    record = backbone_record(net)
+    cfg.resolved["backbone"] = record
+    cfg.loss.backbone, cfg.loss.backbone_weights = record["backbone"], record["weights"]
+    layers = tuple(getattr(method.structure, "layers", ()))
+    if layers:
+        cfg.update("loss", {"perceptual_layers" if cfg.loss.structure == "perceptual" else "layers": layers})
+
+
 def lr_factor(step: int, total: int, decay_start: float) -> float:
     """Constant, then linear decay to 0 over the last ``1 - decay_start`` of the steps."""
     start = int(total * decay_start)
@@ -171,6 +195,7 @@ class Trainer:
         self.dataset, self.samples = build_data(cfg)
         seed_everything(cfg.run.seed)
         self.method: Method = build_method(cfg).to(self.device)
+        record_backbone(cfg, self.method, resume=resume)
         if dist.enabled:
             synchronize_batch_norm(self.method, self.device)
         if cfg.run.channels_last:
@@ -215,6 +240,14 @@ class Trainer:
         meta = {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict()}
         for direction, generator in self.method.generators().items():
             save_generator(self.run_dir / generator_file(direction), generator, {**meta, "direction": direction})
+
+    def save_snapshot(self) -> None:
+        """Keep the generator weights of this step in ``snapshots/`` (main process; see :mod:`sesim.snapshots`)."""
+        if self.main:
+            from .snapshots import write_snapshot
+
+            write_snapshot(self.run_dir, self.step, self.method.generators(),
+                           {"sesim_version": __version__, "config": self.cfg.to_dict()})
 
     def _load(self) -> None:
         path = self.run_dir / STATE_FILE
@@ -353,6 +386,8 @@ class Trainer:
                     self.write_samples(writer)
                 if self.scorer is not None and (self.step % r.eval_every == 0 or self.step == end):
                     self.evaluate(writer)
+                if r.snapshot_every > 0 and (self.step % r.snapshot_every == 0 or self.step == r.steps):
+                    self.save_snapshot()
                 if self.step % r.checkpoint_every == 0 or self.step == end:
                     self.save()
                 if self._stop_signal is not None:

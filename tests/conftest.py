@@ -25,3 +25,6 @@ def tiny_dataset(tmp_path):
             img = np.clip(base + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(img).save(root / domain / f"img{i}.png")
     return root
+
+
+from view_fixtures import view_runs  # noqa: E402,F401 - tiny trained runs shared by the sesim view tests

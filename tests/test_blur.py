@@ -72,3 +72,25 @@ def test_antialias_option_trains_and_exports(tiny_dataset, tmp_path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_nearest_upsampling_generator_has_no_checkerboard_at_initialisation():
+    """Resize-convolution (``upsample="nearest"``): same shapes and parameters as the transposed-conv
+    generator, and, unlike it, an untrained network maps a constant image to an image without a
+    period-2 pattern (every output pixel sees the same taps)."""
+    torch.manual_seed(0)
+    x = torch.full((1, 3, 32, 32), 0.3)
+
+    def period2(g):
+        g = g.eval()
+        with torch.no_grad():
+            y = g.up2(g.up1(torch.full((1, 32, 8, 8), 0.5)))[0, :, 4:-4, 4:-4]  # a constant bottleneck
+        even, odd = y[:, ::2, ::2], y[:, 1::2, 1::2]
+        return float((even.mean((1, 2)) - odd.mean((1, 2))).abs().max())
+
+    plain, near = ResnetGenerator(3, 3, 8, 2, norm="none"), ResnetGenerator(3, 3, 8, 2, norm="none", upsample="nearest")
+    assert near(x).shape == x.shape and isinstance(near.up1.resize, torch.nn.Upsample)
+    assert sum(p.numel() for p in near.parameters()) == sum(p.numel() for p in plain.parameters())
+    assert period2(near) < 1e-6 < 1e-3 < period2(plain)
+    with pytest.raises(ValueError, match="upsample"):
+        ResnetGenerator(3, 3, 8, 2, upsample="bicubic")

@@ -45,7 +45,7 @@ def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
 def test_demo_config_uses_the_preset(tmp_path):
     cfg = demo_config(tmp_path, steps=None, structure="lsesim", device="cpu", seed=1)
     assert cfg.data.size == 64 and cfg.loss.structure == "lsesim" and cfg.run.seed == 1
-    assert cfg.loss.vgg_weights == "auto" and cfg.presets == ["demo"]
+    assert cfg.loss.backbone == "auto" and cfg.loss.backbone_weights == "auto" and cfg.presets == ["demo"]
     assert demo_config(tmp_path, steps=7, structure=None, device="cpu", seed=0).loss.structure == "fsesim"
 
 
@@ -113,3 +113,18 @@ def test_config_round_trip_and_validation(tmp_path):
     with pytest.raises(ValueError, match="cannot be empty"):
         cfg.set_flat("steps", None)
     assert cfg.load_size == round(256 * 286 / 256)
+
+
+def test_older_names_of_the_backbone_weights_keep_working(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no VGG16 file
+    monkeypatch.delenv("SESIM_VGG16_WEIGHTS", raising=False)
+    cfg = TrainConfig()
+    cfg.set_flat("vgg_weights", "random")  # the flag --vgg-weights and presets' vgg_weights
+    assert cfg.loss.backbone_weights == "random"
+    # a config.json written before backbones had names: VGG16, and its "auto" meant random without the file
+    old = cfg.to_dict()
+    old["loss"] = {k: v for k, v in old["loss"].items() if k not in ("backbone", "backbone_weights")}
+    old["loss"]["vgg_weights"] = "auto"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = TrainConfig.load(tmp_path / "old.json")
+    assert (loaded.loss.backbone, loaded.loss.backbone_weights) == ("vgg16", "random")

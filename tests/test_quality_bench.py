@@ -47,6 +47,8 @@ def test_tiny_benchmark_table(quality, tmp_path):
     assert "| method | pixel acc. ↑ | mean IoU ↑ | FD ↓" in md
     for label in ("do-nothing (output = input)", "oracle (true target)", "GAN only", "FSeSim"):
         assert md.count(f"| {label} |") == 2
+    assert "Structure backbone of FSeSim: EfficientNet-Lite0 (ImageNet), `efficientnet-lite0-57934424.pth`" in md
+    assert "Structure backbone of GAN only" not in md  # no feature network to report
     with open(paths["csv"]) as fh:
         table = list(csv.DictReader(fh))
     assert {"task", "method", "seed", "pixel_accuracy", "target_l1", "fd", "kid_x100", "train_seconds",

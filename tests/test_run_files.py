@@ -135,12 +135,15 @@ def test_save_state_keeps_the_previous_checkpoint_until_the_new_one_is_complete(
 
 
 def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
-    dead = [tmp_path / f".{STATE_FILE}.tmp-{2 ** 22 + 7}", tmp_path / f".{GENERATOR_FILE}.tmp-{2 ** 22 + 9}"]
+    (tmp_path / "snapshots").mkdir()
+    dead = [tmp_path / f".{STATE_FILE}.tmp-{2 ** 22 + 7}", tmp_path / f".{GENERATOR_FILE}.tmp-{2 ** 22 + 9}",
+            tmp_path / "snapshots" / f".generator_step0000010.safetensors.tmp-{2 ** 22 + 11}"]
     alive = tmp_path / f".notes.tmp-{os.getppid()}"  # a running process: left alone
     for p in (*dead, alive, tmp_path / "keep.tmp-1"):  # not hidden: not ours
         p.write_bytes(b"x")
     assert sorted(remove_stale_temp_files(tmp_path)) == sorted(dead)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "keep.tmp-1"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "keep.tmp-1", "snapshots"])
+    assert not list((tmp_path / "snapshots").iterdir())
 
 
 def test_weights_files_get_the_usual_file_mode(tmp_path):
@@ -148,3 +151,19 @@ def test_weights_files_get_the_usual_file_mode(tmp_path):
     (tmp_path / "log.jsonl").write_text("{}\n")
     modes = {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {default_file_mode()}
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "efficientnet-lite0"])
+def test_damaged_pretrained_weights_give_one_line_naming_the_file(tmp_path, backbone):
+    from sesim.nets.efficientnet import EfficientNetLite0Trunk
+    from sesim.nets.vgg import VGG16Features
+    from sesim.safeload import UnreadableFileError
+
+    path = tmp_path / "weights.pth"
+    torch.save({"w": torch.ones(64)}, path)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    build = VGG16Features if backbone == "vgg16" else EfficientNetLite0Trunk
+    with pytest.raises(UnreadableFileError) as info:
+        build(weights=str(path))
+    message = str(info.value)
+    assert str(path) in message and "damaged" in message and "fresh copy" in message and "\n" not in message

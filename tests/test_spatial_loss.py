@@ -1,7 +1,5 @@
 """SpatialCorrelativeLoss (FSeSim / LSeSim) as a standalone module."""
 
-import logging
-
 import numpy as np
 import pytest
 import torch
@@ -234,13 +232,11 @@ def test_weights_from_env_and_explicit_path(tmp_path, monkeypatch):
         VGG16Features(["relu2_1"], path)
 
 
-def test_random_weights_are_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="sesim"):
-        vgg = VGG16Features(["relu1_1"], None)
-    assert vgg.weights_source == "random"
-    assert "randomly initialised" in caplog.text
-    with caplog.at_level(logging.WARNING, logger="sesim"):
-        assert VGG16Features(["relu1_1"], "auto").weights_source == "random"
+def test_random_weights_only_when_asked():
+    assert VGG16Features(["relu1_1"], None).weights_source == "random"
+    assert VGG16Features(["relu1_1"], "random").weights_source == "random"
+    with pytest.raises(WeightsNotFoundError):  # "auto" looks for the file, it never falls back to random
+        VGG16Features(["relu1_1"], "auto")
 
 
 def test_trainable_backbone_option():

@@ -1,6 +1,7 @@
-"""Feature-matching ("perceptual") content loss: L1 between VGG16 activations of the source and the
-translation (Johnson et al. 2016). A baseline for the content-loss ablation (paper Fig. 6): it
-compares features directly, so it also penalises the appearance change a translation needs."""
+"""Feature-matching ("perceptual") content loss: L1 between pretrained activations of the source and
+the translation (Johnson et al. 2016). A baseline for the content-loss ablation (paper Fig. 6): it
+compares features directly, so it also penalises the appearance change a translation needs. The
+network is the structure loss's backbone (:mod:`sesim.nets.backbones`)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nets.vgg import VGG16Features, layer_names
+from ..nets.backbones import build_backbone, default_perceptual_layers, resolve_backbone
 
 
 class PerceptualLoss(nn.Module):
-    """``mean_l L1(phi_l(x), phi_l(y))`` over VGG16 layers ``phi_l`` (default ``relu3_3``, as the
-    public F-LSeSim code).
+    """``mean_l L1(phi_l(x), phi_l(y))`` over backbone layers ``phi_l`` (default: VGG16 ``relu3_3``,
+    as the public F-LSeSim code; EfficientNet-Lite0 ``stage2``, the last map at the same stride).
 
-    Inputs: ``(N, C, H, W)`` images in [-1, 1]; gradients flow into ``y`` only; VGG16 is frozen.
+    ``backbone`` / ``weights`` as :class:`~sesim.losses.spatial.SpatialCorrelativeLoss`.
+    Inputs: ``(N, C, H, W)`` images in [-1, 1]; gradients flow into ``y`` only; the network is frozen.
     """
 
-    def __init__(self, layers: Sequence[str] | str = ("relu3_3",), *, weights: str | os.PathLike | None = "imagenet",
-                 extractor: nn.Module | None = None) -> None:
+    def __init__(self, layers: Sequence[str] | str | None = None, *, backbone: str = "auto",
+                 weights: str | os.PathLike | None = "auto", extractor: nn.Module | None = None) -> None:
         super().__init__()
-        self.layers = layer_names(layers) if extractor is None else tuple(layers)
-        self.extractor = extractor if extractor is not None else VGG16Features(self.layers, weights)
+        if extractor is None:
+            choice = resolve_backbone(backbone, weights)
+            extractor = build_backbone(choice.name, layers or default_perceptual_layers(choice.name), choice.weights)
+        elif isinstance(layers, str):
+            layers = [n.strip() for n in layers.split(",") if n.strip()]
+        self.layers = tuple(layers or extractor.layers)
+        self.extractor = extractor
         self.extractor.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

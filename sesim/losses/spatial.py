@@ -3,7 +3,7 @@
 Three lines from any training loop::
 
     from sesim import SpatialCorrelativeLoss
-    structure = SpatialCorrelativeLoss().to(device)          # FSeSim, paper settings
+    structure = SpatialCorrelativeLoss().to(device)          # FSeSim, paper settings, pretrained features
     loss_g = loss_g + 10.0 * structure(real_a, fake_b)       # images in [-1, 1]
 
 LSeSim adds a learned head per layer, trained with its own optimiser step::
@@ -18,6 +18,10 @@ queries, 32 x 32 local windows, L2-normalised features (cosine self-similarity),
 distance, InfoNCE temperature 0.07. The public code's settings are available as options (see
 ``PUBLIC_CODE_SETTINGS``): ``relu3_1, relu4_1, relu4_3``, global maps (its patch size 64 is never
 smaller than the feature maps at 256 px), mean-centred ``tanh`` similarity, masked cosine.
+
+The feature network is chosen by :mod:`sesim.nets.backbones`: by default ImageNet VGG16 when its
+file is on the machine, else the ImageNet EfficientNet-Lite0 that installs with sesim (its layers
+at the same strides, ``stage2`` + ``stage3``), announced in one line; never random unless asked.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nets.vgg import VGG16Features, layer_names
+from ..nets.backbones import build_backbone
 from ..ops.infonce import patch_infonce
 from ..ops.selfsim import (
     DISTANCES,
@@ -43,9 +47,11 @@ from ..ops.selfsim import (
     window_index,
 )
 
-PAPER_SETTINGS: dict = dict(layers=("relu3_1", "relu4_1"), patch_size=32, norm="l2", distance="cos", mask_keep=None)
+PAPER_SETTINGS: dict = dict(backbone="vgg16", layers=("relu3_1", "relu4_1"), patch_size=32, norm="l2", distance="cos",
+                            mask_keep=None)
 PUBLIC_CODE_SETTINGS: dict = dict(
-    layers=("relu3_1", "relu4_1", "relu4_3"), patch_size=None, norm="tanh", distance="cos", mask_keep=0.25
+    backbone="vgg16", layers=("relu3_1", "relu4_1", "relu4_3"), patch_size=None, norm="tanh", distance="cos",
+    mask_keep=0.25,
 )
 
 
@@ -116,12 +122,15 @@ class SpatialCorrelativeLoss(nn.Module):
     """F/LSeSim structure loss between a source image batch and its translation.
 
     Args:
-        layers: feature layers by name (VGG16: ``relu1_1`` ... ``relu5_3``).
-        weights: VGG16 weights: ``"imagenet"`` (torchvision cache / download), ``"auto"``, a
-            state-dict path, or ``None`` (random, warned). Ignored when ``extractor`` is given.
-        extractor: optional feature network used instead of VGG16: an ``nn.Module`` mapping
-            ``(N, C, H, W)`` images in [-1, 1] to a dict of features, with an ``out_channels``
-            dict attribute (layer -> channels). Its parameters are frozen.
+        layers: feature layers by name, a tuple or ``"a,b"``; ``None`` = the backbone's defaults
+            (VGG16 ``relu3_1, relu4_1``; EfficientNet-Lite0 ``stage2, stage3``, the same strides).
+        backbone: ``"auto"`` (ImageNet VGG16 if its file is found, else ImageNet EfficientNet-Lite0,
+            with a notice), ``"vgg16"`` or ``"efficientnet-lite0"`` (see :mod:`sesim.nets.backbones`).
+        weights: ``"auto"``, ``"imagenet"``, a state-dict path, or ``"random"`` / ``None`` (random
+            init, warned: a test fixture). Ignored when ``extractor`` is given.
+        extractor: optional feature network used instead of a named backbone: an ``nn.Module``
+            mapping ``(N, C, H, W)`` images in [-1, 1] to a dict of features, with an
+            ``out_channels`` dict attribute (layer -> channels). Its parameters are frozen.
         num_queries: ``N_s`` query locations per layer (``<= 0``: every location).
         sampling: ``"random"`` (paper; redrawn on every call) or ``"grid"``.
         patch_size: local window side ``P`` in feature positions; ``None`` = global maps.
@@ -148,9 +157,10 @@ class SpatialCorrelativeLoss(nn.Module):
 
     def __init__(
         self,
-        layers: Sequence[str] | str | None = ("relu3_1", "relu4_1"),
+        layers: Sequence[str] | str | None = None,
         *,
-        weights: str | os.PathLike | None = "imagenet",
+        backbone: str = "auto",
+        weights: str | os.PathLike | None = "auto",
         extractor: nn.Module | None = None,
         num_queries: int = 256,
         sampling: str = "random",
@@ -180,9 +190,9 @@ class SpatialCorrelativeLoss(nn.Module):
         if isinstance(layers, str):
             layers = [name.strip() for name in layers.split(",") if name.strip()]
         if extractor is None:
-            extractor = VGG16Features(layer_names(layers or ("relu3_1", "relu4_1")), weights)
+            extractor = build_backbone(backbone, layers, weights)
         self.extractor = extractor
-        self.layers: tuple[str, ...] = tuple(layers or extractor.out_channels)
+        self.layers: tuple[str, ...] = tuple(layers or getattr(extractor, "layers", None) or extractor.out_channels)
         missing = [name for name in self.layers if name not in extractor.out_channels]
         if missing:
             raise ValueError(f"extractor does not produce layer(s) {missing}")

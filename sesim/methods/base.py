@@ -62,6 +62,11 @@ class Method(nn.Module):
         column, ``(N, C, H, W)`` images in [-1, 1]. Default: one column, :meth:`translate`."""
         return ["translation"], [self.translate(images)]
 
+    def feature_backbone(self) -> nn.Module | None:
+        """The pretrained feature network of the content loss (``self.structure.extractor``), or
+        ``None`` for methods without one (CUT, CycleGAN, GAN-only, pixel L1)."""
+        return getattr(getattr(self, "structure", None), "extractor", None)
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """``state_dict()`` without the fixed modules listed in :attr:`frozen_prefixes`."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_prefixes)}

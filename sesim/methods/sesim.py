@@ -47,7 +47,8 @@ def build_generator(cfg: TrainConfig) -> torch.nn.Module:
 
         return build_single_image_generator(cfg)
     m, c = cfg.model, cfg.data.channels
-    return ResnetGenerator(c, c, ngf=m.ngf, n_blocks=m.n_blocks, norm=m.norm, antialias=m.antialias)
+    return ResnetGenerator(c, c, ngf=m.ngf, n_blocks=m.n_blocks, norm=m.norm, antialias=m.antialias,
+                           upsample=None if m.upsample == "auto" else m.upsample)
 
 
 def build_discriminator(cfg: TrainConfig) -> PatchDiscriminator:
@@ -57,17 +58,18 @@ def build_discriminator(cfg: TrainConfig) -> PatchDiscriminator:
 
 
 def build_structure_loss(cfg: TrainConfig) -> torch.nn.Module:
-    """The content loss ``(source, translation) -> scalar`` chosen by ``cfg.loss.structure``."""
+    """The content loss ``(source, translation) -> scalar`` chosen by ``cfg.loss.structure``, on the
+    feature network chosen by ``cfg.loss.backbone`` / ``backbone_weights`` (see sesim.nets.backbones)."""
     lc = cfg.loss
-    weights = None if lc.vgg_weights in (None, "random") else lc.vgg_weights
     if lc.structure == "perceptual":
-        return PerceptualLoss(lc.perceptual_layers, weights=weights)
+        return PerceptualLoss(lc.perceptual_layers, backbone=lc.backbone, weights=lc.backbone_weights)
     if lc.structure == "l1":
         return PixelL1Loss()
     if lc.structure == "none":
         return NoContentLoss()
     return SpatialCorrelativeLoss(
-        lc.layers, weights=weights, num_queries=lc.num_queries, sampling=lc.sampling, keys=lc.keys,
+        lc.layers, backbone=lc.backbone, weights=lc.backbone_weights, num_queries=lc.num_queries,
+        sampling=lc.sampling, keys=lc.keys,
         patch_size=lc.patch_size, norm=lc.feature_norm, distance=lc.distance, mask_keep=lc.mask_keep,
         learned=lc.structure == "lsesim", temperature=lc.temperature, tanh_scale=lc.tanh_scale,
         train_backbone=lc.train_backbone and lc.structure == "lsesim",
@@ -80,7 +82,7 @@ class StructureLossMethod(Method):
     step. A subclass builds ``self.G`` and ``self.D``, then calls :meth:`setup_losses`."""
 
     @property
-    def frozen_prefixes(self) -> tuple[str, ...]:  # a fixed VGG16 is not saved in checkpoints
+    def frozen_prefixes(self) -> tuple[str, ...]:  # a fixed backbone is not saved in checkpoints
         trained = getattr(self.structure, "train_backbone", False)
         return () if trained else ("structure.extractor.",)
 

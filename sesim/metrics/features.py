@@ -36,12 +36,19 @@ EXTRACTORS = ("inception", "efficientnet-lite0")
 
 @dataclass
 class Extractor:
-    """A named feature extractor. ``fn``: ``(N, 3, H, W)`` uint8 -> ``(N, D)`` tensor or array."""
+    """A named feature extractor. ``fn``: ``(N, 3, H, W)`` uint8 -> ``(N, D)`` tensor or array.
+
+    ``weights_file``: the file its weights came from (reports state it with its SHA-256);
+    ``implementation``: for the FID Inception, how images are resized for it (``"legacy"`` or
+    ``"clean"``, :mod:`sesim.metrics.fid_impl`).
+    """
 
     tag: str
     description: str
     fn: Callable
     batch_size: int = 16
+    weights_file: str | None = None
+    implementation: str | None = None
 
     @property
     def fd_name(self) -> str:
@@ -96,12 +103,15 @@ def get_extractor(name: str, *, inception_weights: str | os.PathLike | None = No
 
         net = FIDInceptionV3(weights=inception_weights or "auto").to(device)
         return Extractor("inception", net.description + f"; file {net.weights_source}",
-                         lambda x: net(x.to(device)))
+                         lambda x: net(x.to(device)),
+                         weights_file=None if net.weights_source == "random" else net.weights_source,
+                         implementation="legacy")
     if name in ("efficientnet-lite0", "effnet"):
         from ..nets.efficientnet import EfficientNetLite0Features
 
         net = EfficientNetLite0Features("auto").to(device)
-        return Extractor("effnet", net.description, lambda x: net(x.to(device)))
+        return Extractor("effnet", net.description, lambda x: net(x.to(device)),
+                         weights_file=str(net.weights_file) if net.weights_file else None)
     raise ValueError(f"unknown extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
 
 

@@ -38,7 +38,11 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["frechet_distance", "frechet_distance_from_stats", "gaussian_stats", "kernel_inception_distance",
-           "polynomial_kernel", "mmd2_unbiased"]
+           "polynomial_kernel", "mmd2_unbiased", "KID_SCALE"]
+
+#: sesim reports KID (and every KD) multiplied by this, everywhere (papers use x100 or x1000; the
+#: functions here return the raw MMD^2)
+KID_SCALE = 100
 
 
 def _as_features(feats, name: str) -> np.ndarray:

@@ -10,7 +10,8 @@ the best extractor available offline, always named by what it is:
 3. else sesim's :class:`~sesim.metrics.realism.RealismFeatures` trained once, at the start of the
    run, on the run's real *training* images at 64 px (``fd_realism``/``kd_realism``).
 
-Each score goes to ``log.jsonl`` (``{"step", "eval_<name>": value}``) and TensorBoard
+KD values are x100 (:data:`~sesim.metrics.frechet.KID_SCALE`, as everywhere in sesim). Each score goes
+to ``log.jsonl`` (``{"step", "eval_<name>": value}``) and TensorBoard
 (``eval/<name>``), and ``metrics.json`` in the run folder keeps the ``last`` values and, per
 metric, the ``best`` (lowest) value with its ``step``, plus the ``history``.
 """
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from ..checkpoint import write_text_atomic
 from ..data.unpaired import load_fixed_images
 from .features import Extractor, auto_extractor
-from .frechet import frechet_distance, kernel_inception_distance
+from .frechet import KID_SCALE, frechet_distance, kernel_inception_distance
 
 log = logging.getLogger("sesim")
 
@@ -111,7 +112,7 @@ class TestSetScorer:
         ff = self.extractor.features(list(torch.cat(outs)))
         m = min(1000, len(ff), len(self.real_features))
         kd, _ = kernel_inception_distance(self.real_features, ff, subsets=50, subset_size=m, seed=0)
-        return {self.extractor.fd_name: frechet_distance(self.real_features, ff), self.extractor.kd_name: kd}
+        return {self.extractor.fd_name: frechet_distance(self.real_features, ff), self.extractor.kd_name: KID_SCALE * kd}
 
 
 def update_metrics_file(run_dir: Path, step: int, values: dict[str, float], description: str) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def update_metrics_file(run_dir: Path, step: int, values: dict[str, float], desc
         for k, v in h.items():
             if k != "step" and (k not in best or v < best[k]["value"]):
                 best[k] = {"value": v, "step": h["step"]}
-    data = {"extractor": description, "lower_is_better": True, "last": {"step": step, **values}, "best": best,
+    data = {"extractor": description, "kid_scale": KID_SCALE, "lower_is_better": True, "last": {"step": step, **values}, "best": best,
             "history": history}
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     return data

@@ -9,8 +9,8 @@
   Low = the translation's local feature statistics match the target's (realism / appearance).
 - :func:`self_similarity_distance` -- the structure-preservation score: the spatially-correlative
   (FSeSim) distance between the self-similarity maps of the source and its translation, computed
-  with :class:`sesim.losses.spatial.SpatialCorrelativeLoss` (grid queries, deterministic).
-  Low = the translation keeps the source's structure.
+  with :class:`sesim.losses.spatial.SpatialCorrelativeLoss` (grid queries, deterministic) on a
+  pretrained backbone (:func:`selfsim_metric_loss`). Low = the translation keeps the source's structure.
 
 Images are ``(C, H, W)`` or ``(1, C, H, W)`` tensors in [-1, 1].
 """
@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from .frechet import frechet_distance
 
-__all__ = ["sifid", "self_similarity_distance", "sifid_inception_extractor", "random_feature_extractor",
-           "spatial_features"]
+__all__ = ["sifid", "self_similarity_distance", "selfsim_metric_loss", "sifid_inception_extractor",
+           "random_feature_extractor", "spatial_features"]
 
 Extractor = Callable[[Tensor], Tensor | dict[str, Tensor]]
 
@@ -70,15 +70,25 @@ def sifid(real: Tensor, fake: Tensor, extractor: Extractor) -> float:
     return frechet_distance(spatial_features(real, extractor), spatial_features(fake, extractor))
 
 
+def selfsim_metric_loss(backbone: str = "auto", weights: str | None = "auto") -> nn.Module:
+    """The metric's FSeSim: the backbone's default layers (VGG16 relu3_1 + relu4_1, or EfficientNet-Lite0
+    stage2 + stage3 when VGG16 is not on the machine; see :mod:`sesim.nets.backbones`), cosine
+    distance, local 32-position windows, 256 queries on a regular grid (deterministic). Values are
+    only comparable between runs of the same backbone: its name is in ``.extractor.name``."""
+    from ..losses.spatial import SpatialCorrelativeLoss
+
+    return SpatialCorrelativeLoss(backbone=backbone, weights=weights, sampling="grid", num_queries=256,
+                                  patch_size=32).eval()
+
+
 def self_similarity_distance(source: Tensor, translation: Tensor, loss: nn.Module | None = None) -> float:
     """Mean spatially-correlative distance between the self-similarity maps of source and translation.
 
     Args:
         source, translation: ``(C, H, W)`` or ``(1, C, H, W)`` in [-1, 1], the same size.
         loss: a :class:`~sesim.losses.spatial.SpatialCorrelativeLoss` (called as ``loss(source,
-            translation)``). Default: FSeSim on ImageNet VGG16 relu3_1 + relu4_1 (raises
-            ``WeightsNotFoundError`` if the weights are not on this machine), cosine distance, local
-            32-position windows, 256 queries on a regular grid (deterministic).
+            translation)``). Default: :func:`selfsim_metric_loss` (pretrained, deterministic); build it
+            once and pass it when scoring many images.
 
     Returns:
         The distance (``1 - cos`` averaged over queries and layers: 0 = identical structure).
@@ -87,10 +97,7 @@ def self_similarity_distance(source: Tensor, translation: Tensor, loss: nn.Modul
     if x.shape != y.shape:
         raise ValueError(f"source and translation sizes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     if loss is None:
-        from ..losses.spatial import SpatialCorrelativeLoss
-
-        loss = SpatialCorrelativeLoss(("relu3_1", "relu4_1"), weights="imagenet", sampling="grid", num_queries=256,
-                                      patch_size=32)
+        loss = selfsim_metric_loss()
     device = next(loss.parameters(), torch.empty(0)).device
     with torch.no_grad():
         return float(loss(x.to(device), y.to(device)))

@@ -15,7 +15,10 @@ Tasks", CVPR 2021)::
 With ``antialias=True`` (the public CUT / F-LSeSim generator) the resampling layers become
 ``down*``: conv3x3 stride 1, norm, ReLU, ``blur`` (:class:`~sesim.nets.blur.BlurDownsample`) and
 ``up*``: ``blur`` (:class:`~sesim.nets.blur.BlurUpsample`), conv3x3 stride 1, norm, ReLU; shapes
-and layer names of the stages are unchanged.
+and layer names of the stages are unchanged. ``upsample`` chooses the ``up*`` layers on their own:
+``"transposed"`` (CycleGAN), ``"blur"`` (the public code's) or ``"nearest"`` (resize-convolution,
+Odena et al. 2016: nearest-neighbour x2, then conv3x3 -- every output pixel sees the same number
+of taps, so no checkerboard, and it is sharper than the blur).
 
 Every layer is reachable by name (``gen.stem.conv``, ``gen.blocks.block3``,
 ``gen.up2.norm`` ...); nothing needs to be addressed by integer index.
@@ -30,10 +33,11 @@ from torch import Tensor, nn
 
 from .blur import BlurDownsample, BlurUpsample
 
-__all__ = ["ResnetBlock", "ResnetGenerator", "make_norm", "NORMS", "PADDINGS"]
+__all__ = ["ResnetBlock", "ResnetGenerator", "make_norm", "NORMS", "PADDINGS", "UPSAMPLINGS"]
 
 NORMS = ("instance", "batch", "none")
 PADDINGS = ("reflect", "replicate", "zero")
+UPSAMPLINGS = ("transposed", "blur", "nearest")
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
@@ -111,6 +115,8 @@ class ResnetGenerator(nn.Module):
             always zero-pad by 1, as in CycleGAN.
         antialias: blur-pool downsampling and blur upsampling instead of strided and transposed
             convolutions (see the module docstring); same parameter count.
+        upsample: ``"transposed"``, ``"blur"`` or ``"nearest"`` (see the module docstring);
+            default ``None``: ``"blur"`` with ``antialias``, else ``"transposed"``.
 
     Input: (N, in_channels, H, W), nominally in [-1, 1]. H and W must be multiples of
     :attr:`stride` (= 4) so that the two stride-2 downsamplings are exactly undone by the two
@@ -135,8 +141,12 @@ class ResnetGenerator(nn.Module):
         norm: str = "instance",
         padding: str = "reflect",
         antialias: bool = False,
+        upsample: str | None = None,
     ) -> None:
         super().__init__()
+        upsample = upsample or ("blur" if antialias else "transposed")
+        if upsample not in UPSAMPLINGS:
+            raise ValueError(f"unknown upsample {upsample!r}; expected one of {UPSAMPLINGS}")
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
         if padding not in PADDINGS:
@@ -150,6 +160,7 @@ class ResnetGenerator(nn.Module):
         self.norm = norm
         self.padding = padding
         self.antialias = antialias
+        self.upsample = upsample
         bias = _uses_bias(norm)
 
         # Stem: 7x7 conv at full resolution.
@@ -167,8 +178,8 @@ class ResnetGenerator(nn.Module):
             OrderedDict((f"block{i}", ResnetBlock(ngf * 4, norm, padding)) for i in range(1, n_blocks + 1))
         )
         # Two stride-2 upsamplings (exact x2: k3, s2, p1, output_padding 1).
-        self.up1 = self._up(ngf * 4, ngf * 2, norm, bias, antialias)
-        self.up2 = self._up(ngf * 2, ngf, norm, bias, antialias)
+        self.up1 = self._up(ngf * 4, ngf * 2, norm, bias, upsample)
+        self.up2 = self._up(ngf * 2, ngf, norm, bias, upsample)
         # Back to image space. CycleGAN keeps the bias here regardless of the norm.
         self.to_rgb = nn.Sequential(
             OrderedDict(_padded_conv(ngf, out_channels, 7, padding, True) + [("tanh", nn.Tanh())])
@@ -185,9 +196,12 @@ class ResnetGenerator(nn.Module):
         return nn.Sequential(OrderedDict(layers))
 
     @staticmethod
-    def _up(cin: int, cout: int, norm: str, bias: bool, antialias: bool = False) -> nn.Sequential:
-        if antialias:
+    def _up(cin: int, cout: int, norm: str, bias: bool, upsample: str = "transposed") -> nn.Sequential:
+        if upsample == "blur":
             layers = [("blur", BlurUpsample(cin)), ("conv", nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=bias))]
+        elif upsample == "nearest":
+            layers = [("resize", nn.Upsample(scale_factor=2, mode="nearest")),
+                      ("conv", nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=bias))]
         else:
             layers = [("conv", nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias))]
         layers += [("norm", make_norm(norm, cout)), ("relu", nn.ReLU(inplace=True))]

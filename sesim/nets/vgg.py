@@ -9,14 +9,17 @@ Weights (``weights=`` argument):
 - ``"imagenet"``: torchvision's ``VGG16_Weights.IMAGENET1K_V1`` state dict, file
   ``vgg16-397923af.pth``. Looked for, in order, at ``$SESIM_VGG16_WEIGHTS``, then in the torch
   hub cache (``$TORCH_HOME/hub/checkpoints/``, default ``~/.cache/torch/hub/checkpoints/``),
-  and finally downloaded into that cache by torchvision's URL unless ``SESIM_OFFLINE=1``.
-  When none works, :class:`WeightsNotFoundError` names the file and every place looked.
-- ``"auto"``: ImageNet weights if they are found locally, otherwise random initialisation
-  with a warning (never downloads). Used by the demo.
+  and finally downloaded into that cache by torchvision's URL unless ``SESIM_OFFLINE=1`` or
+  ``download=False``. When none works, :class:`WeightsNotFoundError` names the file and every
+  place looked.
+- ``"auto"``: the same, but never downloads.
 - a path (``str`` or ``os.PathLike``) to a state dict saved with ``torch.save``; keys either in
   torchvision's form (``features.10.weight``) or sesim's (``conv3_1.weight``).
-- ``None``: random (Kaiming) initialisation, logged as a warning. Self-similarity of random
-  features still reflects layout; LSeSim's learned heads can sit on top of it.
+- ``None`` / ``"random"``: random (Kaiming) initialisation -- a test fixture: through the structure
+  loss, random VGG16 features are close to chance on real photos (:mod:`sesim.nets.backbones`).
+
+Which backbone and weights a command uses when the user names none is decided in
+:mod:`sesim.nets.backbones`, not here.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
+
+from .weightfiles import WeightsNotFoundError, find_weights_file, hub_checkpoint_path, load_weights_file
 
 log = logging.getLogger("sesim")
 
@@ -56,12 +61,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained weights were asked for but no file could be found or downloaded."""
+VGG16_ENV = "SESIM_VGG16_WEIGHTS"
 
 
 def _hub_cache_file() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_IMAGENET_FILE
+    return hub_checkpoint_path(VGG16_IMAGENET_FILE)
+
+
+def vgg16_search_places() -> list[str]:
+    """Where :func:`find_imagenet_weights` looks, in order, as words for an error message."""
+    env = os.environ.get(VGG16_ENV)
+    return [f"${VGG16_ENV} ({env if env else 'not set'})", str(_hub_cache_file())]
 
 
 def _imagenet_url() -> str:
@@ -71,36 +81,31 @@ def _imagenet_url() -> str:
 
 
 def find_imagenet_weights() -> Path | None:
-    """Return the local path of the ImageNet VGG16 state dict, or ``None`` if absent."""
-    env = os.environ.get("SESIM_VGG16_WEIGHTS")
-    if env:
-        if not Path(env).is_file():
-            raise WeightsNotFoundError(
-                f"SESIM_VGG16_WEIGHTS points to {env}, which is not a file. Set it to the path of "
-                f"torchvision's {VGG16_IMAGENET_FILE} (or unset it)."
-            )
-        return Path(env)
-    cached = _hub_cache_file()
-    return cached if cached.is_file() else None
+    """Return the local path of the ImageNet VGG16 state dict (``$SESIM_VGG16_WEIGHTS``, then the
+    torch hub cache), or ``None`` if absent. A set variable that names no file is an error."""
+    return find_weights_file(VGG16_IMAGENET_FILE, env=VGG16_ENV)
 
 
-def _load_imagenet_state(download: bool) -> dict[str, torch.Tensor]:
+def _load_imagenet_state(download: bool) -> tuple[dict[str, torch.Tensor], Path]:
     path = find_imagenet_weights()
     if path is not None:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_file(path, "VGG16"), path
     offline = os.environ.get("SESIM_OFFLINE", "") not in ("", "0")
     reason = "downloads are disabled (SESIM_OFFLINE is set)" if offline else "download was not attempted"
     if download and not offline:
         try:
-            return torch.hub.load_state_dict_from_url(_imagenet_url(), map_location="cpu", progress=True)
+            state = torch.hub.load_state_dict_from_url(_imagenet_url(), map_location="cpu", progress=True)
+            return state, _hub_cache_file()
         except Exception as exc:  # no network, proxy, hash mismatch...
             reason = f"the download failed ({type(exc).__name__}: {exc})"
+    places = "\n".join(f"  - {p}" for p in vgg16_search_places())
     raise WeightsNotFoundError(
         f"ImageNet VGG16 weights not found: {VGG16_IMAGENET_FILE} is needed and {reason}.\n"
-        f"Looked for it at:\n  - $SESIM_VGG16_WEIGHTS (not set)\n  - {_hub_cache_file()}\n"
+        f"Looked for it at:\n{places}\n"
         f"Put torchvision's {VGG16_IMAGENET_FILE} in one of these places (copy it from a machine "
-        f"where `torchvision.models.vgg16(weights='IMAGENET1K_V1')` has run), pass a state-dict "
-        f"path as weights=..., or use weights=None for random initialisation."
+        f"where `torchvision.models.vgg16(weights='IMAGENET1K_V1')` has run) or pass its path "
+        f"(--backbone-weights PATH; weights=PATH in Python). Without it, the default backbone "
+        f"(--backbone auto) uses the pretrained EfficientNet-Lite0 that installs with sesim."
     )
 
 
@@ -123,7 +128,8 @@ class VGG16Features(nn.Module):
     Args:
         layers: names from :data:`VGG16_LAYERS`, e.g. ``("relu3_1", "relu4_1")``. The trunk is cut
             after the deepest one.
-        weights: ``"imagenet"``, ``"auto"``, a state-dict path, or ``None`` (see module docstring).
+        weights: ``"imagenet"``, ``"auto"``, a state-dict path, or ``None`` / ``"random"`` (see the
+            module docstring). ``weights_source`` and ``weights_file`` say what was loaded.
         requires_grad: train the trunk (default ``False``: parameters frozen).
         download: allow downloading ImageNet weights when they are not cached.
 
@@ -132,6 +138,8 @@ class VGG16Features(nn.Module):
     Output: ``dict`` layer name -> ``(N, C_l, H / s_l, W / s_l)`` with ``C_l`` from
     :attr:`out_channels` and stride ``s_l`` from :meth:`stride`.
     """
+
+    name = "vgg16"
 
     def __init__(
         self,
@@ -162,32 +170,27 @@ class VGG16Features(nn.Module):
         self.out_channels: dict[str, int] = {n: c for n, _, c in _VGG16_PLAN if n in layers}
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.weights_file: Path | None = None
         self.weights_source = self._load(weights, download)
         self.requires_grad_(requires_grad)
 
     # -- weights ---------------------------------------------------------------------------
     def _load(self, weights: str | os.PathLike | None, download: bool) -> str:
-        if weights is None or weights in ("random", "random-auto"):
-            hint = f" (to use ImageNet weights, put {VGG16_IMAGENET_FILE} in {_hub_cache_file().parent})" \
-                if weights == "random-auto" else ""
-            log.warning("VGG16 features are randomly initialised (no pretrained weights)%s.", hint)
+        if weights is None or weights == "random":
+            log.debug("VGG16 features are randomly initialised (Kaiming).")
             for m in self.body:
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                     nn.init.zeros_(m.bias)
             return "random"
-        if weights == "auto":
-            if find_imagenet_weights() is None:
-                return self._load("random-auto", download)
-            weights = "imagenet"
-        if weights == "imagenet" or type(weights).__name__ == "VGG16_Weights":
-            state = _load_imagenet_state(download)
+        if weights in ("imagenet", "auto") or type(weights).__name__ == "VGG16_Weights":
+            state, path = _load_imagenet_state(download and weights != "auto")
             source = "imagenet"
         else:
             path = Path(weights)
             if not path.is_file():
                 raise WeightsNotFoundError(f"VGG16 weights file {path} does not exist.")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_file(path, "VGG16")
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
             source = str(path)
@@ -197,6 +200,7 @@ class VGG16Features(nn.Module):
         if missing:
             raise ValueError(f"VGG16 state dict from {source} lacks {missing[:4]}... ; is it a VGG16 checkpoint?")
         self.body.load_state_dict({k: state[k] for k in own})
+        self.weights_file = path
         return source
 
     # -- geometry --------------------------------------------------------------------------
@@ -225,14 +229,3 @@ class VGG16Features(nn.Module):
                 if len(out) == len(self.layers):
                     break
         return out
-
-
-def layer_names(names: str | Iterable[str]) -> tuple[str, ...]:
-    """Parse ``"relu3_1,relu4_1"`` or an iterable into a validated tuple of VGG16 layer names."""
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    names = tuple(names)
-    bad = [n for n in names if n not in VGG16_LAYERS]
-    if bad or not names:
-        raise ValueError(f"unknown VGG16 layer(s) {bad or '(none)'}; choose from {', '.join(VGG16_RELU_LAYERS)}")
-    return names

@@ -11,8 +11,8 @@ for, in order, at
    themselves store the file after their first download,
 4. optionally further candidate paths (e.g. a file shipped inside an installed package).
 
-When none exists, :class:`~sesim.nets.vgg.WeightsNotFoundError` names the file, every place
-looked and how to fix it. Nothing is ever substituted silently.
+When none exists, :class:`WeightsNotFoundError` names the file, every place looked and how to fix
+it. Nothing is ever substituted silently.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from typing import Iterable
 
 import torch
 
-from .vgg import WeightsNotFoundError
-
 __all__ = ["WeightsNotFoundError", "hub_checkpoint_path", "find_weights_file", "require_weights_file"]
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights were asked for but no file could be found (or downloaded, where allowed)."""
 
 
 def hub_checkpoint_path(file_name: str) -> Path:

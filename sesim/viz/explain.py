@@ -5,10 +5,12 @@
 - :func:`errormap_command`: per-location error of several content losses between an image and one
   or more candidates (paper Fig. 5).
 
-A run is rebuilt from its ``config.json`` and ``checkpoint.pt``. The VGG16 of the structure loss is
-not stored in checkpoints (it is fixed); when the run used randomly initialised VGG16 features
-(no ImageNet weights), the same random network is rebuilt by seeding torch with the run's seed
-before building the method, exactly as the trainer does.
+A run is rebuilt from its ``config.json`` and ``checkpoint.pt``, with the backbone the run recorded
+(its feature network is fixed, so it is not stored in checkpoints; a different weights file is
+reported). When the run asked for randomly initialised features, the same random network is rebuilt
+by seeding torch with the run's seed before building the method, exactly as the trainer does.
+Without ``--run`` the figures use ``--backbone`` / ``--backbone-weights`` (default: the pretrained
+automatic choice of :mod:`sesim.nets.backbones`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from ..losses.patchnce import PatchSampleMLP
 from ..losses.spatial import PAPER_SETTINGS, SpatialCorrelativeLoss
 from ..methods import Method, build_method
 from ..methods.sesim import build_generator
+from ..nets.backbones import (build_backbone, default_perceptual_layers, describe_backbone, record_mismatch,
+                              resolve_backbone)
 from ..nets.init import init_weights
-from ..nets.vgg import VGG16_IMAGENET_FILE, VGG16Features, find_imagenet_weights
 from ..train import seed_everything
 from ..translate import translate_tensor
 from .errormap import ErrorMap, l1_error, patchnce_error, perceptual_error, sesim_error
@@ -37,7 +40,6 @@ from .heatmap import heatmap_figure, overlay, panel
 
 log = logging.getLogger("sesim")
 
-PERCEPTUAL_LAYERS = ("relu3_3",)
 
 
 class VizError(ValueError):
@@ -59,6 +61,11 @@ def load_run_method(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     cfg = TrainConfig.load(run_dir / CONFIG_FILE)
     seed_everything(cfg.run.seed)
     method = build_method(cfg)
+    net = method.feature_backbone()
+    diff = record_mismatch(cfg.resolved.get("backbone"), net) if net is not None else None
+    if diff:
+        log.warning("run %s was trained with another structure backbone than the one found now (%s); the figures "
+                    "use the one found now", run_dir, diff)
     method.load_trainable_state_dict(load_state(run_dir / STATE_FILE)["method"])
     return method.to(device).eval(), cfg
 
@@ -88,27 +95,16 @@ def _load(path: str | Path, channels: int = 3) -> torch.Tensor:
     return pil_to_tensor(load_image(path, channels))
 
 
-def _vgg_weights(weights: str | None) -> tuple[str | None, str]:
-    """``--vgg-weights`` -> (argument for VGG16Features, words for the figure title)."""
-    if weights in (None, "random"):
-        return None, "random-init VGG16"
-    if weights == "auto":
-        if find_imagenet_weights() is None:
-            print(f"note: no ImageNet VGG16 weights found (set $SESIM_VGG16_WEIGHTS or put {VGG16_IMAGENET_FILE} in "
-                  "the torch hub cache, ~/.cache/torch/hub/checkpoints); using a randomly initialised VGG16 instead")
-            return None, "random-init VGG16 (no ImageNet weights found)"
-        return "imagenet", "ImageNet VGG16"
-    return weights, "ImageNet VGG16" if weights == "imagenet" else f"VGG16 from {weights}"
-
-
-def _fsesim(weights: str | None, layers: Sequence[str], norm: str) -> tuple[SpatialCorrelativeLoss, str]:
-    arg, words = _vgg_weights(weights)
+def _fsesim(backbone: str, weights: str | None, layers: Sequence[str] | None,
+            norm: str) -> tuple[SpatialCorrelativeLoss, str]:
+    choice = resolve_backbone(backbone, weights)
     # auto: mean-centre random features. Random-init ReLU features share a large positive component,
     # so with plain L2 every map is nearly flat and distances are ~100x smaller (tests/test_viz_errormap.py)
     if norm == "auto":
-        norm = "l2" if arg is not None else "centered_l2"
-    loss = SpatialCorrelativeLoss(layers, weights=arg, patch_size=PAPER_SETTINGS["patch_size"], norm=norm)
-    return loss.eval(), f"FSeSim, {words}, {norm} features"
+        norm = "centered_l2" if choice.weights == "random" else "l2"
+    loss = SpatialCorrelativeLoss(layers, backbone=choice.name, weights=choice.weights,
+                                  patch_size=PAPER_SETTINGS["patch_size"], norm=norm)
+    return loss.eval(), f"FSeSim, {describe_backbone(loss.extractor)}, {norm} features"
 
 
 def _without_heads(structure: SpatialCorrelativeLoss) -> SpatialCorrelativeLoss:
@@ -123,9 +119,7 @@ def _without_heads(structure: SpatialCorrelativeLoss) -> SpatialCorrelativeLoss:
 
 def _describe_run_structure(structure: SpatialCorrelativeLoss, run: Path) -> str:
     kind = "LSeSim (trained heads)" if structure.learned else "FSeSim"
-    source = getattr(structure.extractor, "weights_source", "custom")
-    vgg = "random-init VGG16" if source == "random" else f"VGG16 {source}"
-    return f"{kind} of run {run.name}, {vgg}, {structure.norm} features"
+    return f"{kind} of run {run.name}, {describe_backbone(structure.extractor)}, {structure.norm} features"
 
 
 def _check_output(output: str | Path, overwrite: bool) -> Path:
@@ -141,8 +135,8 @@ def _check_output(output: str | Path, overwrite: bool) -> Path:
 # ---------------------------------------------------------------------------------- heatmap
 def heatmap_command(source: str | Path, output: str | Path, *, translation: str | Path | None = None,
                     run: str | Path | None = None, points: str | None = None, layers: str | None = None,
-                    vgg_weights: str | None = "auto", feature_norm: str = "auto", side: int = 160,
-                    overwrite: bool = False) -> Path:
+                    backbone: str = "auto", backbone_weights: str | None = "auto", feature_norm: str = "auto",
+                    side: int = 160, overwrite: bool = False) -> Path:
     """Write the self-similarity heat-map figure; returns its path."""
     output = _check_output(output, overwrite)
     if translation is None and run is None:
@@ -157,7 +151,7 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
         title = _describe_run_structure(structure, Path(run))
         if structure.learned:  # show what the trained heads change: the same features without them
             structure = {"LSeSim": structure, "FSeSim": _without_heads(structure)}
-            title += " (rows: with the trained heads, and FSeSim on the same VGG16 features)"
+            title += " (rows: with the trained heads, and FSeSim on the same backbone features)"
         x = _load(source, cfg.data.channels)
         if translation is None:
             y = translate_tensor(method.generators()["AtoB"], x[None])[0]
@@ -166,8 +160,8 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
             y = _load(translation, cfg.data.channels)
     else:
         x, y = _load(source), _load(translation)
-        torch.manual_seed(0)  # a random-init VGG16 is the same on every call
-        structure, title = _fsesim(vgg_weights, layer_list or PAPER_SETTINGS["layers"], feature_norm)
+        torch.manual_seed(0)  # a random-init backbone is the same on every call
+        structure, title = _fsesim(backbone, backbone_weights, layer_list, feature_norm)
     if x.shape != y.shape:
         raise VizError(f"source {tuple(x.shape[-2:])} and translation {tuple(y.shape[-2:])} differ in size")
     if layer_list:
@@ -190,7 +184,7 @@ class ContentLosses:
 
     fsesim: SpatialCorrelativeLoss
     lsesim: SpatialCorrelativeLoss | None
-    perceptual: VGG16Features
+    perceptual: torch.nn.Module
     nce_encoder: torch.nn.Module
     nce_mlp: PatchSampleMLP
     nce_layers: tuple[str, ...]
@@ -198,11 +192,12 @@ class ContentLosses:
     notes: dict[str, str]
 
 
-def content_losses(run: str | Path | None, vgg_weights: str | None = "auto", feature_norm: str = "auto",
-                   channels: int = 3) -> ContentLosses:
+def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weights: str | None = "auto",
+                   feature_norm: str = "auto", channels: int = 3) -> ContentLosses:
     """The losses of the error-map figure: FSeSim / LSeSim from ``run`` when it has a
-    spatially-correlative loss (else FSeSim with ``vgg_weights``), a perceptual VGG16, and PatchNCE
-    from a CUT ``run`` (else a random-init encoder and heads); ``notes`` says which is which."""
+    spatially-correlative loss (else FSeSim on ``backbone`` / ``backbone_weights``), a perceptual loss
+    on the same backbone, and PatchNCE from a CUT ``run`` (else a random-init encoder and heads);
+    ``notes`` says which is which."""
     notes: dict[str, str] = {}
     method = cfg = None
     if run is not None:
@@ -216,16 +211,13 @@ def content_losses(run: str | Path | None, vgg_weights: str | None = "auto", fea
             notes["LSeSim"] = f"skipped: run {Path(run).name} has no trained LSeSim heads"
     else:
         torch.manual_seed(0)  # random-init networks are the same on every call
-        fsesim, notes["FSeSim"] = _fsesim(vgg_weights, PAPER_SETTINGS["layers"], feature_norm)
+        fsesim, notes["FSeSim"] = _fsesim(backbone, backbone_weights, None, feature_norm)
         lsesim = None
         notes["LSeSim"] = "skipped: needs --run of an LSeSim run (trained heads)"
-    source = getattr(fsesim.extractor, "weights_source", "random")
-    if source == "random":
-        perceptual = VGG16Features(PERCEPTUAL_LAYERS, None)
-        notes["perceptual"] = f"{','.join(PERCEPTUAL_LAYERS)} of a random-init VGG16"
-    else:
-        perceptual = VGG16Features(PERCEPTUAL_LAYERS, source)
-        notes["perceptual"] = f"{','.join(PERCEPTUAL_LAYERS)} of VGG16 {source}"
+    net = fsesim.extractor
+    name = getattr(net, "name", "vgg16")
+    perceptual = build_backbone(name, default_perceptual_layers(name), getattr(net, "weights_source", "random"))
+    notes["perceptual"] = f"{','.join(perceptual.layers)} of {describe_backbone(perceptual)}"
     if method is not None and hasattr(method, "F") and hasattr(method, "nce_layers"):
         encoder, mlp, layers = method.G, method.F, tuple(method.nce_layers)
         temperature = cfg.loss.nce_temperature
@@ -246,7 +238,8 @@ def error_maps(a: torch.Tensor, b: torch.Tensor, losses: ContentLosses) -> list[
     """Error maps of every loss (``None`` for a skipped one), in the figure's column order."""
     out: list[ErrorMap | None] = [
         ErrorMap("L1", l1_error(a, b), "pixels"),
-        ErrorMap("perceptual", perceptual_error(a, b, losses.perceptual, PERCEPTUAL_LAYERS), losses.notes["perceptual"]),
+        ErrorMap("perceptual", perceptual_error(a, b, losses.perceptual, losses.perceptual.layers),
+                 losses.notes["perceptual"]),
         ErrorMap("PatchNCE", patchnce_error(a, b, losses.nce_encoder.encode, losses.nce_mlp, losses.nce_layers,
                                             losses.nce_temperature), losses.notes["PatchNCE"]),
         ErrorMap("FSeSim", sesim_error(a, b, losses.fsesim), losses.notes["FSeSim"]),
@@ -257,8 +250,8 @@ def error_maps(a: torch.Tensor, b: torch.Tensor, losses: ContentLosses) -> list[
 
 
 def errormap_command(a: str | Path, b: Sequence[str | Path], output: str | Path, *, run: str | Path | None = None,
-                     vgg_weights: str | None = "auto", feature_norm: str = "auto", side: int = 128,
-                     overwrite: bool = False) -> tuple[Path, list[list[ErrorMap | None]]]:
+                     backbone: str = "auto", backbone_weights: str | None = "auto", feature_norm: str = "auto",
+                     side: int = 128, overwrite: bool = False) -> tuple[Path, list[list[ErrorMap | None]]]:
     """Write the error-map figure: one row per image in ``b``, compared with ``a``.
 
     Returns the figure's path and the error maps (rows x losses; ``None`` = skipped loss).
@@ -278,7 +271,7 @@ def errormap_command(a: str | Path, b: Sequence[str | Path], output: str | Path,
     if xa.shape[-1] % 4 or xa.shape[-2] % 4:
         raise VizError(f"image size {xa.shape[-1]}x{xa.shape[-2]}: width and height must be multiples of 4 "
                        "(PatchNCE runs the images through a generator's encoder)")
-    losses = content_losses(run, vgg_weights, feature_norm, channels)
+    losses = content_losses(run, backbone, backbone_weights, feature_norm, channels)
     maps = [error_maps(xa, xb, losses) for xb in xbs]
     names = ["L1", "perceptual", "PatchNCE", "FSeSim", "LSeSim"]
     # one colour scale per loss (column), shared by all rows: 0 .. the column's largest error
