@@ -3,8 +3,8 @@
 Before training, every image of both domains is checked so that a broken file stops the run before
 step 1, not in the middle of it. Opening the header alone misses truncated files; decoding every
 image fully would cost as much as an epoch of data loading. The check reads PNGs chunk by chunk
-with their CRCs (no pixel decode) and decodes JPEGs at 1/8 scale (the whole entropy-coded stream
-is still read, so truncation is seen). This script times, per image, on three sets of 1,000
+with their CRCs (no pixel decode) and looks for a JPEG's end-of-image marker after its last scan
+(a truncated file has none). This script times, per image, on three sets of 1,000
 generated images (files just written, so in the page cache — the cost of the check, not of the
 disk):
 
@@ -12,7 +12,7 @@ disk):
 - ``check``: :func:`sesim.data.images.check_image`,
 - ``decode``: :func:`sesim.data.images.load_image` (a full decode, what training does per image).
 
-    python bench/preflight.py            # about 2 minutes on 2 cores
+    python bench/preflight.py            # about 2 minutes on 2 cores (the full decodes dominate)
 
 Writes ``<out>/preflight.json`` and ``.md`` (default ``bench/results``).
 """

@@ -19,8 +19,12 @@ Two parts, both counted:
 
     python bench/reliability.py                 # all cases + 30 kills: about 10 minutes on 2 cores
     python bench/reliability.py --kills 100
+    python bench/reliability.py --quick         # all cases + 2 kills (what CI runs), into bench/work/results-quick
 
-Writes ``<out>/reliability.json`` and ``.md`` (default ``bench/results``).
+Writes ``<out>/reliability.json`` and ``.md`` (default ``bench/results``; ``--quick``:
+``bench/work/results-quick``, so a quick check never replaces the committed results). Each case is
+recorded with its outcome: the exit status, the error line (or "worked"), and what was checked
+to be intact.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ from sesim.checkpoint import (  # noqa: E402
 from sesim.cli import config_flags  # noqa: E402
 from sesim.config import TrainConfig  # noqa: E402
 from test_train import tiny_config as test_config  # noqa: E402
+
+#: --quick results go here unless --out is given: a quick check never overwrites committed results
+QUICK_RESULTS = "bench/work/results-quick"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,6 +117,7 @@ class Workspace:
             train(tiny_config(root / "data", root / "runs"), progress=False)
         self.data = root / "data"
         self.run = root / "runs" / "r"
+        self.answers: list[tuple[list[str], Answer]] = []  # every command run, for the report
 
     def sesim(self, *argv: str) -> Answer:
         """``sesim ARGV`` in this process; stderr and the sesim log captured."""
@@ -134,7 +142,9 @@ class Workspace:
         finally:
             logger.removeHandler(handler)
             logger.setLevel(old_level)
-        return Answer(code, err.getvalue(), records)
+        answer = Answer(code, err.getvalue(), records)
+        self.answers.append(([str(a) for a in argv], answer))
+        return answer
 
 
 class Unhandled(AssertionError):
@@ -299,6 +309,7 @@ def _(ws):
 
 @case("run files: one permission mode (safetensors was 0600)")
 def _(ws):
+    expect_ok(ws.sesim("train", "--resume", ws.run, "--steps", "6", "--no-progress"))  # rewrites every weights file
     modes = {p.stat().st_mode & 0o777 for p in ws.run.rglob("*") if p.is_file()}
     check(len(modes) == 1, f"modes differ: {sorted(map(oct, modes))}")
 
@@ -430,12 +441,13 @@ def _(ws):
 @case("torchrun: the VGG16 weights are missing")
 def _(ws):
     cfg = tiny_config(ws.data, ws.root / "runs")
-    cfg.update("loss", dict(vgg_weights=str(ws.root / "missing-vgg16.pth")))
+    cfg.update("loss", dict(backbone="vgg16", backbone_weights=str(ws.root / "missing-vgg16.pth")))
     cfg.update("run", dict(name="ddp"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "sesim", "train", "--no-progress", *config_flags(cfg)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    ws.answers.append((["torchrun", "sesim train", *cmd[9:]], Answer(done.returncode, done.stderr)))
     check(done.returncode != 0, "torchrun succeeded")
     ours = [ln for ln in done.stderr.splitlines() if ln.startswith("sesim train: error:")]
     check(len(ours) == 1 and "missing-vgg16.pth" in ours[0], f"not one message: {done.stderr[-2000:]}")
@@ -443,14 +455,51 @@ def _(ws):
     _no_new_run(ws)
 
 
-def run_case(name: str, template: Path, scratch: Path) -> tuple[bool, str]:
-    """Run case ``name`` in a fresh copy of ``template``; returns (handled, detail)."""
+@case("train: missing VGG16 weights (the hint names the CLI flag)")
+def _(ws):
+    from sesim.nets.vgg import VGG16_ENV
+
+    saved = {k: os.environ.get(k) for k in ("TORCH_HOME", VGG16_ENV, "SESIM_OFFLINE")}
+    os.environ.update(TORCH_HOME=str(ws.root / "empty-torch-home"), SESIM_OFFLINE="1")
+    os.environ.pop(VGG16_ENV, None)
+    try:
+        answer = ws.sesim(*new_run(ws, "--backbone", "vgg16", "--backbone-weights", "imagenet"))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    expect_error(answer, "VGG16 weights not found")
+    check("--backbone-weights PATH" in answer.err and "--backbone auto" in answer.err,
+          f"the hint does not name the flags: {answer.err[-800:]}")
+    _no_new_run(ws)
+
+
+def _outcome(argv: list[str], answer: Answer, root: Path) -> dict:
+    """One command of a case as the report shows it: the command (workspace paths shortened), its
+    exit status and its error line, or "worked"."""
+    short = " ".join(a.replace(str(root) + "/", "") for a in argv[:2]) + (" ..." if len(argv) > 2 else "")
+    said = answer.error_lines[0].replace(str(root) + "/", "") if answer.error_lines else "worked"
+    return {"command": short, "exit": answer.code, "said": said[:300]}
+
+
+def run_case(name: str, template: Path, scratch: Path) -> dict:
+    """Run case ``name`` in a fresh copy of ``template``. Returns ``handled`` (every check held),
+    ``detail`` (what failed), ``outcomes`` (each command's exit status and error line), ``seconds``
+    and ``left_behind`` (temp files of atomic writes still in the workspace)."""
+    t0 = time.perf_counter()
     ws = Workspace(scratch, template)
+    handled, detail = True, ""
     try:
         CASES[name](ws)
     except Unhandled as err:
-        return False, str(err)
-    return True, ""
+        handled, detail = False, str(err)
+    left = sorted(str(p.relative_to(scratch)) for p in scratch.rglob(".*.tmp-*"))
+    if left and handled:
+        handled, detail = False, f"temp files left behind: {left}"
+    return {"handled": handled, "detail": detail, "outcomes": [_outcome(a, ans, scratch) for a, ans in ws.answers],
+            "left_behind": left, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -568,8 +617,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kills", type=int, default=30)
     ap.add_argument("--steps", type=int, default=40, help="steps of the killed run (checkpoint every step)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--quick", action="store_true", help="2 kills of a 6-step run (the CI form); results go to "
+                    f"{QUICK_RESULTS} unless --out is given")
+    ap.add_argument("--out", default=None, help="results folder (default: bench/results)")
     args = ap.parse_args()
+    if args.quick:
+        args.kills, args.steps = 2, 6
+    args.out = args.out or str(ROOT / (QUICK_RESULTS if args.quick else "bench/results"))
     torch.set_num_threads(1)
     os.environ["SESIM_OFFLINE"] = "1"
     results = {}
@@ -577,9 +631,9 @@ def main() -> None:
         template = Path(tmp) / "template"
         Workspace(template)
         for i, name in enumerate(CASES):
-            handled, detail = run_case(name, template, Path(tmp) / f"case{i}")
-            results[name] = {"handled": handled, "detail": detail}
-            print(f"{'ok  ' if handled else 'FAIL'} {name}{'' if handled else ': ' + detail}", flush=True)
+            results[name] = r = run_case(name, template, Path(tmp) / f"case{i}")
+            print(f"{'ok  ' if r['handled'] else 'FAIL'} {name}{'' if r['handled'] else ': ' + r['detail']}",
+                  flush=True)
         t0 = time.time()
         kills = kill_loop(args.kills, Path(tmp) / "kill", steps=args.steps)
         kill_seconds = time.time() - t0
@@ -596,10 +650,18 @@ def main() -> None:
              f"{k['resumes']} resumes; {k['tensors_differing']} of {k['tensors']} tensors and "
              f"{k['losses_differing']} of {k['losses']} logged losses differ from an uninterrupted run; "
              f"{k['leftover_temp_files']} temp files left; **lost: {k['lost']}**.", "",
-             "| case | handled |", "|---|---|"]
-    lines += [f"| {name} | {'yes' if r['handled'] else 'NO: ' + r['detail'][:100]} |" for name, r in results.items()]
+             "| case | handled | answers (exit status: the error line, or worked) |", "|---|---|---|"]
+    for name, r in results.items():
+        said = "<br>".join(f"`{o['command']}` {o['exit']}: {_md(o['said'])}" for o in r["outcomes"])
+        lines.append(f"| {_md(name)} | {'yes' if r['handled'] else 'NO: ' + _md(r['detail'][:200])} | {said} |")
+    lines += ["", f"Generated by `python bench/reliability.py{' --quick' if args.quick else ''}` "
+              f"(kills: {args.kills}, killed run: {args.steps} steps)."]
     (out / "reliability.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:5]))
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ def template(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(reliability.CASES))
 def test_bad_input_is_handled(name, template, tmp_path):
-    handled, detail = reliability.run_case(name, template, tmp_path / "ws")
-    assert handled, detail
+    result = reliability.run_case(name, template, tmp_path / "ws")
+    assert result["handled"], result["detail"]
+    assert result["outcomes"] and not result["left_behind"]
 
 
 def test_the_suite_covers_the_issue_table():
@@ -33,7 +34,7 @@ def test_the_suite_covers_the_issue_table():
                 "generator.safetensors truncated", "--checkpoint-every 0", "--sample-every 0", "--log-every 0",
                 "--checkpoint-every -5", "translate --batch-size 0", "no testA", "truncated JPEG", "symlink loop",
                 "larger than --max-memory", "torchrun", "stale temp files", "says where it continues",
-                "config.json broken", "permission mode", "would run code"):
+                "config.json broken", "permission mode", "would run code", "missing VGG16 weights"):
         assert row in names, row
 
 
