@@ -1,7 +1,8 @@
 """Peak memory of full-resolution inference: whole image vs exact tiles, at 2k / 4k / 8k px.
 
 The paper-size single-modal generator (ResNet, ngf 64, 9 blocks, instance norm; seeded normal
-init) translates a random image of side S. Every measurement runs in a FRESH SUBPROCESS, and its
+init) translates a random image of side S (``--ngf`` narrows it: the same layers and instance
+norms with fewer channels, for an 8k run that fits a short time budget). Every measurement runs in a FRESH SUBPROCESS, and its
 peak resident memory is the kernel's ``ru_maxrss`` of that child (``os.wait4``), so no row
 inherits another's allocations. Modes:
 
@@ -21,6 +22,7 @@ merging with rows already there (each row is keyed by size and mode).
     python bench/tiled_memory.py --sizes 2048,4096 --modes whole,tiled      # ~25 min on 2 idle cores
     python bench/tiled_memory.py --sizes 8000 --modes cli                   # ~45 min
     python bench/tiled_memory.py --sizes 8000 --modes tiled --max-memory 3G # ~50 min
+    python bench/tiled_memory.py --sizes 8000 --modes cli --cli-max-memory 2G --ngf 8   # ~10 min
 """
 
 from __future__ import annotations
@@ -39,15 +41,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _config():
+    from sesim.config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg.update("model", dict(ngf=int(os.environ.get("BENCH_NGF", "64"))))
+    return cfg
+
+
 def _generator():
     import torch
 
-    from sesim.config import TrainConfig
     from sesim.methods import build_generator
     from sesim.nets.init import init_weights
 
     torch.manual_seed(0)
-    return init_weights(build_generator(TrainConfig()), "normal", 0.02).eval()
+    return init_weights(build_generator(_config()), "normal", 0.02).eval()
 
 
 def _image(side: int):
@@ -73,7 +82,8 @@ def child(side: int, mode: str, max_memory: str | None, save: str | None) -> Non
     g = _generator()
     x = _image(side)
     limit = parse_size(max_memory) if max_memory else None
-    row = {"side": side, "mode": mode, "max_memory": max_memory, "rss_before": current_rss()}
+    row = {"side": side, "mode": mode, "max_memory": max_memory, "ngf": _config().model.ngf,
+           "rss_before": current_rss()}
     if mode == "whole":
         plan = plan_inference(g, tuple(x.shape), tile="auto", max_memory=limit)
         row["estimate_whole"] = plan.whole_bytes
@@ -112,12 +122,11 @@ def cli_row(side: int, max_memory: str | None, env: dict, work: Path) -> dict:
     from PIL import Image
 
     from sesim.checkpoint import CONFIG_FILE, GENERATOR_FILE, save_generator
-    from sesim.config import TrainConfig
     from sesim.data.images import tensor_to_pil
 
     run = work / "run"
     run.mkdir(exist_ok=True)
-    TrainConfig().save(run / CONFIG_FILE)
+    _config().save(run / CONFIG_FILE)
     save_generator(run / GENERATOR_FILE, _generator(), {"step": 0})
     src = work / f"input_{side}.png"
     if not src.exists():
@@ -130,7 +139,8 @@ def cli_row(side: int, max_memory: str | None, env: dict, work: Path) -> dict:
     t0 = time.perf_counter()
     text, code, peak, cpu = _run_measured(cmd, env)
     seconds = time.perf_counter() - t0
-    row = {"side": side, "mode": "cli", "max_memory": max_memory, "exit": code, "peak_rss": peak,
+    row = {"side": side, "mode": "cli", "max_memory": max_memory, "ngf": _config().model.ngf, "exit": code,
+           "peak_rss": peak,
            "seconds": round(seconds, 1), "cpu_seconds": cpu, "log": [ln for ln in text.splitlines() if "px" in ln or "error" in ln][-3:]}
     if code == 0:
         with Image.open(out / src.name) as im:
@@ -145,6 +155,7 @@ def main() -> None:
     ap.add_argument("--max-memory", default="3G", help="limit of the tiled mode")
     ap.add_argument("--cli-max-memory", default=None, help="--max-memory of the cli mode (default: none)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ngf", type=int, default=64, help="generator width (64: the paper's)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--child", nargs=4, metavar=("SIDE", "MODE", "MAX_MEMORY", "SAVE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -152,6 +163,7 @@ def main() -> None:
         side, mode, mm, save = args.child
         child(int(side), mode, None if mm == "-" else mm, None if save == "-" else save)
         return
+    os.environ["BENCH_NGF"] = str(args.ngf)
     env = {**os.environ, "BENCH_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads),
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out_dir = Path(args.out)
@@ -172,14 +184,16 @@ def main() -> None:
                     text, code, peak, cpu = _run_measured(cmd, env)
                     lines = [ln for ln in text.splitlines() if ln.startswith("RESULT ")]
                     if code != 0 or not lines:
-                        row = {"side": side, "mode": mode, "exit": code, "error": text[-2000:]}
+                        row = {"side": side, "mode": mode, "max_memory": None if mm == "-" else mm, "ngf": args.ngf,
+                           "exit": code, "error": text[-2000:]}
                     else:
                         row = {**json.loads(lines[-1][len("RESULT "):]), "peak_rss": peak, "cpu_seconds": cpu}
                         if save != "-" and "skipped" not in row:
                             saved[mode] = save
                 print(json.dumps(row), flush=True)
-                report["rows"] = [r for r in report["rows"] if (r["side"], r["mode"], r.get("max_memory"))
-                                  != (side, mode, row.get("max_memory"))] + [row]
+                key = (side, mode, row.get("max_memory"), args.ngf)
+                report["rows"] = [r for r in report["rows"]
+                                  if (r["side"], r["mode"], r.get("max_memory"), r.get("ngf", 64)) != key] + [row]
             if "whole" in saved and len(saved) > 1:
                 import torch
 
@@ -188,7 +202,7 @@ def main() -> None:
                     if mode != "whole":
                         diff = float((torch.load(path) - whole).abs().max())
                         for r in report["rows"]:
-                            if r["side"] == side and r["mode"] == mode:
+                            if r["side"] == side and r["mode"] == mode and r.get("ngf", 64) == args.ngf:
                                 r["max_abs_diff_vs_whole"] = diff
                         print(f"{side}px {mode} vs whole: max abs diff {diff:.3g}", flush=True)
             for path in saved.values():
@@ -212,15 +226,15 @@ def _markdown(report: dict) -> str:
     from sesim.memory import format_size
 
     lines = ["# Peak memory of full-resolution inference (bench/tiled_memory.py)", "",
-             "Paper-size ResNet generator (ngf 64, 9 blocks, instance norm), batch 1, fresh process per row; "
-             "peak RSS includes Python, torch and the input/output images.", "",
-             "| side | mode | limit | peak RSS | estimate (whole) | time | CPU time | max abs diff vs whole | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(report["rows"], key=lambda r: (r["side"], r["mode"])):
+             "ResNet generator (9 blocks, instance norm; ngf 64 is the paper's size), batch 1, fresh process "
+             "per row; peak RSS includes Python, torch and the input/output images.", "",
+             "| ngf | side | mode | limit | peak RSS | estimate (whole) | time | CPU time | max abs diff vs whole | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(report["rows"], key=lambda r: (-r.get("ngf", 64), r["side"], r["mode"])):
         note = r.get("skipped") or (r.get("error", "").strip().splitlines() or [""])[-1] or (
             f"{r.get('plan', '')}{', spilled to files' if r.get('spill') else ''}")
         diff = r.get("max_abs_diff_vs_whole")
-        lines.append(f"| {r['side']} | {r['mode']} | {r.get('max_memory') or 'default'} | "
+        lines.append(f"| {r.get('ngf', 64)} | {r['side']} | {r['mode']} | {r.get('max_memory') or 'default'} | "
                      f"{format_size(r['peak_rss']) if 'peak_rss' in r and 'skipped' not in r else '-'} | "
                      f"{format_size(r['estimate_whole']) if 'estimate_whole' in r else '-'} | "
                      f"{str(r['seconds']) + ' s' if 'seconds' in r else '-'} | "

@@ -167,3 +167,20 @@ def test_damaged_pretrained_weights_give_one_line_naming_the_file(tmp_path, back
         build(weights=str(path))
     message = str(info.value)
     assert str(path) in message and "damaged" in message and "fresh copy" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("how", ["truncated", "not torchscript"])
+def test_a_damaged_segmenter_file_is_one_line_naming_it(tmp_path, how):
+    from sesim.metrics.segmentation import load_segmenter
+
+    path = tmp_path / "seg.pt"
+    if how == "truncated":
+        torch.jit.save(torch.jit.script(torch.nn.Conv2d(3, 2, 1)), str(path))
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        torch.save({"w": torch.ones(2)}, path)  # a state dict, not a program
+    with pytest.raises(ValueError) as info:
+        load_segmenter(str(path))
+    message = str(info.value)
+    assert message.startswith(f"--segmenter {path}: cannot load it") and "TorchScript" in message
+    assert "\n" not in message
