@@ -417,6 +417,12 @@ def module_ops(m: nn.Module) -> list[Op]:
         if m.training or not m.track_running_stats:
             raise NotTileableError("batch norm must be in eval mode with running statistics")
         return [Pointwise(m, "batchnorm")]
+    if isinstance(m, nn.Upsample):  # the resize-convolution ``up*`` layers (upsample="nearest")
+        factor = m.scale_factor
+        if m.mode != "nearest" or m.size is not None or factor is None or isinstance(factor, tuple) \
+                or float(factor) != int(factor) or int(factor) < 1:
+            raise NotTileableError("only nearest upsampling by one integer factor is supported")
+        return [Upsample(int(factor))]
     if isinstance(m, nn.ReLU):
         return [Pointwise(torch.relu, "relu")]
     if isinstance(m, nn.Tanh):

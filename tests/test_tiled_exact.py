@@ -31,6 +31,7 @@ def _randomise(g: torch.nn.Module) -> torch.nn.Module:
 GENERATORS = {
     "resnet-instance": lambda: ResnetGenerator(3, 3, ngf=4, n_blocks=2),
     "resnet-instance-antialias": lambda: ResnetGenerator(3, 3, ngf=4, n_blocks=2, antialias=True),
+    "resnet-instance-nearest": lambda: ResnetGenerator(3, 3, ngf=4, n_blocks=1, upsample="nearest"),  # demo preset
     "resnet-batch": lambda: ResnetGenerator(3, 3, ngf=4, n_blocks=1, norm="batch"),
     "resnet-grey": lambda: ResnetGenerator(1, 1, ngf=4, n_blocks=1),
     "munit": lambda: MultimodalGenerator(3, 3, ngf=4, n_res=2, style_dim=4, mlp_dim=8),
