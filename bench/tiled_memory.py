@@ -233,6 +233,9 @@ def _markdown(report: dict) -> str:
     for r in sorted(report["rows"], key=lambda r: (-r.get("ngf", 64), r["side"], r["mode"])):
         note = r.get("skipped") or (r.get("error", "").strip().splitlines() or [""])[-1] or (
             f"{r.get('plan', '')}{', spilled to files' if r.get('spill') else ''}")
+        if r["mode"] == "cli" and r.get("exit") == 0:  # what the command said, and what it wrote
+            said = (r.get("log") or [""])[-1].removeprefix("INFO: ")
+            note = f"{said}; wrote {'x'.join(map(str, r.get('output_size', [])))} px".lstrip("; ")
         diff = r.get("max_abs_diff_vs_whole")
         lines.append(f"| {r.get('ngf', 64)} | {r['side']} | {r['mode']} | {r.get('max_memory') or 'default'} | "
                      f"{format_size(r['peak_rss']) if 'peak_rss' in r and 'skipped' not in r else '-'} | "
