@@ -184,3 +184,20 @@ def test_a_damaged_segmenter_file_is_one_line_naming_it(tmp_path, how):
     message = str(info.value)
     assert message.startswith(f"--segmenter {path}: cannot load it") and "TorchScript" in message
     assert "\n" not in message
+
+
+def test_no_torch_load_in_the_package_without_weights_only():
+    """Every ``torch.load`` call in sesim/ passes ``weights_only=True`` (a pickle that runs code is refused)."""
+    import ast
+    from pathlib import Path
+
+    import sesim
+
+    unsafe = []
+    for path in Path(sesim.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                kw = {k.arg: k.value for k in node.keywords}
+                if not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
+                    unsafe.append(f"{path.name}:{node.lineno}")
+    assert not unsafe, unsafe
