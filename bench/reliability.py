@@ -20,6 +20,7 @@ Two parts, both counted:
     python bench/reliability.py                 # all cases + 30 kills: about 10 minutes on 2 cores
     python bench/reliability.py --kills 100
     python bench/reliability.py --quick         # all cases + 2 kills (what CI runs), into bench/work/results-quick
+    python bench/reliability.py --kills 0       # the cases only; then --kill-only adds the kill loop to the report
 
 Writes ``<out>/reliability.json`` and ``.md`` (default ``bench/results``; ``--quick``:
 ``bench/work/results-quick``, so a quick check never replaces the committed results). Each case is
@@ -629,6 +630,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 kills of a 6-step run (the CI form); results go to "
                     f"{QUICK_RESULTS} unless --out is given")
     ap.add_argument("--out", default=None, help="results folder (default: bench/results)")
+    ap.add_argument("--kill-only", action="store_true", help="run only the kill loop and keep the cases of the "
+                    "reliability.json already in --out")
     args = ap.parse_args()
     if args.quick:
         args.kills, args.steps = 2, 6
@@ -636,10 +639,13 @@ def main() -> None:
     torch.set_num_threads(1)
     os.environ["SESIM_OFFLINE"] = "1"
     results = {}
+    if args.kill_only:
+        results = json.loads((Path(args.out) / "reliability.json").read_text())["cases"]
     with tempfile.TemporaryDirectory(prefix="sesim-reliability-") as tmp:
         template = Path(tmp) / "template"
-        Workspace(template)
-        for i, name in enumerate(CASES):
+        if not args.kill_only:
+            Workspace(template)
+        for i, name in enumerate(CASES if not args.kill_only else []):
             results[name] = r = run_case(name, template, Path(tmp) / f"case{i}")
             print(f"{'ok  ' if r['handled'] else 'FAIL'} {name}{'' if r['handled'] else ': ' + r['detail']}",
                   flush=True)
