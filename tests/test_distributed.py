@@ -73,4 +73,3 @@ def test_batch_norm_is_synchronised_only_for_several_cuda_ranks(monkeypatch, cap
     assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
     # the optimisers built with the method still hold the (same) parameters; checkpoints keep their keys
     assert {id(p) for p in method.parameters()} == params and list(method.state_dict()) == keys
-
