@@ -11,10 +11,86 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import SECTIONS, TrainConfig, available_presets, load_preset_text
+from .config import SECTIONS, OptionError, TrainConfig, available_presets, convert, load_preset_text
+from .ranges import Choice, count
 
 RESUME_OVERRIDABLE = ("steps", "device", "checkpoint_every", "sample_every", "log_every", "workers", "num_samples",
                       "eval_every", "eval_images", "snapshot_every", "channels_last", "compile", "compile_backend")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``sesim train: error: argument --log-every: ... (see --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _FieldValue:
+    """argparse ``type=`` of a config flag: checks the value with :func:`sesim.config.convert` (type,
+    choices, range) at parse time and passes the text on unchanged (the config converts it again)."""
+
+    def __init__(self, f: dataclasses.Field) -> None:
+        self.field = f
+
+    def __call__(self, text: str) -> str:
+        try:
+            convert(text, self.field)
+        except OptionError as err:
+            raise argparse.ArgumentTypeError(err.reason) from None
+        return text
+
+
+#: ``--tile``: auto, none/off, or a tile side in pixels
+TILE = Choice(("auto", "none", "off"), count(8))
+
+
+class _MemorySize:
+    """argparse ``type=`` of ``--max-memory``: a size such as 4G or 512M (bytes), or auto (None)."""
+
+    def __call__(self, text: str) -> int | None:
+        from .memory import parse_size
+
+        if text.strip().lower() == "auto":
+            return None
+        try:
+            return parse_size(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    @staticmethod
+    def bad_values() -> list[str]:
+        return ["0", "-1G", "lots", "4X"]
+
+
+#: allowed values of the numeric flags that are not config fields (those are checked by
+#: ``FIELD_RANGES`` in config.py), by command; tests/test_cli_validation.py fails for a numeric
+#: flag missing here
+FLAG_RANGES: dict[str, dict[str, object]] = {
+    "translate": {"--batch-size": count(1), "--samples": count(1), "--seed": count(0)},
+    "demo": {"--steps": count(1), "--seed": count(0)},
+    "evaluate": {"--kid-subsets": count(1), "--kid-subset-size": count(2), "--k": count(1),
+                 "--num-classes": count(1), "--seed": count(0)},
+    "viz heatmap": {"--side": count(16, 4096)},
+    "viz errormap": {"--side": count(16, 4096)},
+    "view": {"--size": count(0), "--port": count(0, 65535)},
+}
+
+
+def _check_numeric_flags(parser: argparse.ArgumentParser, command: str = "") -> None:
+    """Give every numeric flag its range check (argparse ``type=``): config flags from their
+    field (:class:`_FieldValue`), the others from :data:`FLAG_RANGES`."""
+    from .config import FIELD_SECTION
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                _check_numeric_flags(sub, f"{command} {name}".strip())
+        elif command == "train" and action.dest in FIELD_SECTION and not isinstance(
+                action, argparse.BooleanOptionalAction):
+            field = next(f for f in dataclasses.fields(SECTIONS[FIELD_SECTION[action.dest]]) if f.name == action.dest)
+            action.type = _FieldValue(field)
+        elif action.option_strings and action.option_strings[0] in FLAG_RANGES.get(command, {}):
+            action.type = FLAG_RANGES[command][action.option_strings[0]]
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +110,24 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                 group.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
 
+def config_flags(cfg: TrainConfig) -> list[str]:
+    """``sesim train`` flags that set every option of ``cfg`` (those that are None are left to their
+    defaults); the inverse of the flags :func:`build_parser` generates from the config dataclasses."""
+    flags = []
+    for section in SECTIONS:
+        for key, value in vars(getattr(cfg, section)).items():
+            if value is None:
+                continue
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                flags.append(flag if value else "--no-" + key.replace("_", "-"))
+            else:
+                flags += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sesim", description="Structure-preserving unpaired image translation "
+    parser = _Parser(prog="sesim", description="Structure-preserving unpaired image translation "
                                      "with the spatially-correlative loss (F/LSeSim).")
     parser.add_argument("--version", action="version", version=f"sesim {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -44,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a translator (or continue a run with --resume)")
     p.add_argument("--preset", default=None, help="comma-separated presets applied in order (see `sesim presets`)")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue the run in this folder")
+    p.add_argument("--from-previous", action="store_true",
+                   help="with --resume: continue from the previous checkpoint (checkpoint.prev.pt), when the latest "
+                        "is damaged")
     p.add_argument("--method", default=None, help="training recipe (sesim)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(p)
@@ -63,10 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="multimodal runs: seed of the style codes (reproducible)")
     p.add_argument("--style-from", default=None, metavar="IMAGE",
                    help="multimodal runs with a style encoder: take the appearance of this target-domain image")
-    p.add_argument("--tile", default="auto", metavar="PX",
-                   help="single-image runs: translate in overlapping PX-pixel tiles blended without seams (same "
-                        "result as whole-image inference, memory of one tile); auto (default) tiles images above "
-                        "~1.5k x 1.5k px, none never tiles")
+    p.add_argument("--tile", default="auto", metavar="PX", type=TILE,
+                   help="translate in tiles of at most PX pixels (same result as whole-image inference: blended "
+                        "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
+                        "normalisation statistics for the others); auto (default) tiles only images whose estimated "
+                        "memory exceeds --max-memory, none never tiles")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="skip input images that cannot be read (with a warning) instead of stopping")
+    p.add_argument("--max-memory", default=None, metavar="SIZE", type=_MemorySize(),
+                   help="memory limit of the process, e.g. 4G (default: what it uses plus 70%% of the available "
+                        "memory); larger images are translated in tiles, with activations in temporary files "
+                        "if needed")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")
@@ -88,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_viz_parser(sub)
     _add_view_parser(sub)
+    _check_numeric_flags(parser)
     return parser
 
 
@@ -163,8 +266,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                              f"only {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)}")
         overrides = {k: getattr(args, k) for k in given if k != "steps"}
         steps = int(args.steps) if args.steps is not None else None
-        run = resume(args.resume, steps=steps, progress=progress, overrides=overrides)
+        run = resume(args.resume, steps=steps, progress=progress, overrides=overrides,
+                     from_previous=args.from_previous)
     else:
+        if args.from_previous:
+            raise SystemExit("sesim train: --from-previous needs --resume RUN")
         cfg = _config_from_args(args)
         if not (cfg.data.data or cfg.data.dir_a or cfg.data.dir_b):
             raise SystemExit("sesim train: give --data DIR (with trainA/ and trainB/) or --dir-a and --dir-b")
@@ -179,7 +285,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     written = translate_paths(args.run, args.input, args.output, overwrite=args.overwrite, batch_size=args.batch_size,
                               device=args.device, direction=args.direction, weights=args.weights,
                               progress=not args.no_progress, samples=args.samples, seed=args.seed,
-                              style_from=args.style_from, tile=args.tile)
+                              style_from=args.style_from, tile=args.tile, max_memory=args.max_memory,
+                              skip_unreadable=args.skip_unreadable)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 

@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .ranges import Range, count, fraction, non_negative, positive
+
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, (list, dict)):
@@ -167,6 +169,32 @@ class RunConfig:
                                 "0 = off")
 
 
+#: Allowed values of every numeric option (checked by :func:`convert`: flags, presets, config.json).
+#: A numeric field without an entry fails tests/test_cli_validation.py.
+FIELD_RANGES: dict[str, Range] = {
+    # data
+    "size": count(8, multiple=4), "load_size": count(8), "workers": count(-1, 64),
+    "zoom_min": Range(0.0, 1.0, float, lo_open=True), "zoom_max": Range(0.0, 1.0, float, lo_open=True),
+    # model
+    "ngf": count(1), "n_blocks": count(0), "ndf": count(1), "n_layers_d": count(1), "init_gain": positive(),
+    "style_dim": count(1), "mlp_dim": count(1), "n_downsampling": count(0, 6), "n_scales_d": count(1),
+    # loss
+    "num_queries": count(1), "patch_size": count(1), "mask_keep": fraction(lo_open=True), "tanh_scale": positive(),
+    "temperature": positive(), "head_warmup": count(0), "lambda_structure": non_negative(float),
+    "lambda_gan": non_negative(float), "lambda_identity": non_negative(float), "lambda_style": non_negative(float),
+    "lambda_structure_identity": non_negative(float), "pool_size": count(0), "lambda_cycle": non_negative(float),
+    "lambda_nce": non_negative(float), "nce_temperature": positive(), "nce_num_patches": count(1),
+    "nce_mlp_channels": count(1), "lambda_gp": non_negative(float),
+    # optim
+    "lr": positive(), "lr_head": positive(), "beta1": fraction(hi_open=True), "beta2": fraction(hi_open=True),
+    "decay_start": fraction(),
+    # run
+    "steps": count(0), "batch_size": count(1), "seed": count(0, 2**63 - 1), "checkpoint_every": count(1),
+    "sample_every": count(1), "log_every": count(1), "num_samples": count(0), "eval_every": count(0),
+    "eval_images": count(2), "snapshot_every": count(0),
+}
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "run": RunConfig,
 }
@@ -213,7 +241,26 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a ``config.json``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: the file is not valid JSON or holds an unknown/invalid option; the
+                message names the file and what to do.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            where = f" (line {err.lineno}, column {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
+            raise ValueError(f"{path} is damaged: not valid JSON{where}; restore it from a copy of the run "
+                             "or start a new run") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is damaged: it holds a JSON {type(data).__name__}, not a configuration")
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     def update(self, section: str, values: dict[str, Any]) -> None:
         """Set fields of one section, converting and validating values; unknown keys are errors."""
@@ -233,12 +280,18 @@ class TrainConfig:
     def apply_preset(self, name_or_path: str) -> None:
         """Apply a TOML preset: a name from ``sesim/presets`` or a path to a ``.toml`` file."""
         text = load_preset_text(name_or_path)
-        data = tomllib.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"preset {name_or_path} is not valid TOML ({err}); fix the file") from None
         for section, values in data.items():
             if section == "method":
                 self.method = values
-            elif section in SECTIONS:
-                self.update(section, values)
+            elif section in SECTIONS and isinstance(values, dict):
+                try:
+                    self.update(section, values)
+                except ValueError as err:
+                    raise ValueError(f"preset {name_or_path}: {err}") from None
             elif section != "description":
                 raise ValueError(f"preset {name_or_path}: unknown section [{section}]")
         self.presets.append(name_or_path)
@@ -264,6 +317,14 @@ def _migrate_vgg_weights(loss: dict[str, Any]) -> dict[str, Any]:
     return {**loss, "backbone": "vgg16", "backbone_weights": weights}
 
 
+class OptionError(ValueError):
+    """A bad option value; ``reason`` says why without naming the option (for flag errors)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"option {name} {reason}")
+        self.reason = reason
+
+
 def convert(value: Any, f: dataclasses.Field) -> Any:
     """Convert a value from TOML/JSON/the command line to the field's type and check choices."""
     hint = typing.get_type_hints(_owner(f))[f.name]
@@ -272,7 +333,7 @@ def convert(value: Any, f: dataclasses.Field) -> Any:
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         if not optional:
-            raise ValueError(f"option {f.name} cannot be empty")
+            raise OptionError(f.name, "cannot be empty")
         return None
     origin = typing.get_origin(base)
     if origin is tuple:
@@ -281,17 +342,23 @@ def convert(value: Any, f: dataclasses.Field) -> Any:
     elif base is bool:
         if isinstance(value, str):
             if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(f"option {f.name} expects true/false, got {value!r}")
+                raise OptionError(f.name, f"expects true/false, got {value!r}")
             value = value.lower() in ("1", "true", "yes")
         value = bool(value)
     elif base in (int, float, str):
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise OptionError(f.name, f"expects int, got {value!r}")
         try:
             value = base(value)
         except (TypeError, ValueError):
-            raise ValueError(f"option {f.name} expects {base.__name__}, got {value!r}") from None
+            raise OptionError(f.name, f"expects {base.__name__}, got {value!r}") from None
     choices = f.metadata.get("choices")
     if choices is not None and value not in choices:
-        raise ValueError(f"option {f.name}: {value!r} is not one of {choices}")
+        raise OptionError(f.name, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+    allowed = FIELD_RANGES.get(f.name)
+    reason = allowed.problem(value) if allowed is not None else None
+    if reason is not None:
+        raise OptionError(f.name, reason)
     return value
 
 
@@ -306,7 +373,10 @@ def available_presets() -> list[str]:
 def load_preset_text(name_or_path: str) -> str:
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.is_file():
-        return path.read_text()
+        try:
+            return path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"preset {path} is not a text file; fix the file") from None
     res = resources.files("sesim.presets") / f"{name_or_path}.toml"
     if not res.is_file():
         raise ValueError(f"unknown preset {name_or_path!r}; available: {', '.join(available_presets())} "

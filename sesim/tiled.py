@@ -19,16 +19,18 @@ inference up to float rounding and has no seams. Memory is that of one tile (tim
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["tile_starts", "axis_weights", "translate_tiled", "DEFAULT_TILE", "AUTO_TILE_PIXELS"]
+from .memory import WHOLE_IMAGE_MARGIN, available_memory, current_rss, format_size, whole_image_bytes
 
-#: tile side used by ``--tile auto`` when an image is too large to translate whole
+__all__ = ["tile_starts", "axis_weights", "translate_tiled", "plan_inference", "InferencePlan", "DEFAULT_TILE"]
+
+#: largest tile side of the blended tiler under ``--tile auto``
 DEFAULT_TILE = 512
-#: ``--tile auto`` tiles images with more pixels than this (about 1.5k x 1.5k)
-AUTO_TILE_PIXELS = 1536 * 1536
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -66,7 +68,8 @@ def axis_weights(length: int, starts: list[int], tile: int, margin: int) -> list
 
 @torch.inference_mode()
 def translate_tiled(generator: nn.Module, x: Tensor, *, tile: int, overlap: int | None = None,
-                    margin: int | None = None, stride: int | None = None) -> Tensor:
+                    margin: int | None = None, stride: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Translate ``(N, C, H, W)`` (H, W multiples of the stride) tile by tile; returns the same shape.
 
     Args:
@@ -74,6 +77,7 @@ def translate_tiled(generator: nn.Module, x: Tensor, *, tile: int, overlap: int 
         margin: pixels ignored at shared tile edges; default the generator's ``receptive_radius``.
         overlap: tile overlap; default ``2 * margin + 2 * stride`` rounded up to the stride.
         stride: default the generator's ``stride`` attribute (or 1).
+        progress: called as ``progress(done, total)`` after each tile.
 
     Raises:
         ValueError: the generator has no ``receptive_radius`` and ``margin`` is not given, or the
@@ -98,7 +102,8 @@ def translate_tiled(generator: nn.Module, x: Tensor, *, tile: int, overlap: int 
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     wy, wx = axis_weights(h, ys, tile, margin), axis_weights(w, xs, tile, margin)
     out = None
-    total = torch.zeros(1, 1, h, w, device=x.device)
+    weights = torch.zeros(1, 1, h, w, device=x.device)
+    done, total = 0, len(ys) * len(xs)
     for y0, wy_k in zip(ys, wy):
         for x0, wx_k in zip(xs, wx):
             y1, x1 = y0 + wy_k.numel(), x0 + wx_k.numel()
@@ -107,31 +112,119 @@ def translate_tiled(generator: nn.Module, x: Tensor, *, tile: int, overlap: int 
                 out = torch.zeros(x.shape[0], pred.shape[1], h, w, device=x.device)
             weight = (wy_k[:, None] * wx_k[None, :]).to(x.device)
             out[..., y0:y1, x0:x1] += pred * weight
-            total[..., y0:y1, x0:x1] += weight
-    return out / total.clamp_min(1e-12)
+            weights[..., y0:y1, x0:x1] += weight
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return out / weights.clamp_min(1e-12)
 
 
-def resolve_tile(tile: int | str | None, generator: object, height: int, width: int) -> int | None:
-    """The tile side to use, or None for whole-image inference.
+@dataclass
+class InferencePlan:
+    """How one batch is translated.
 
-    ``tile``: ``"auto"`` (tile with :data:`DEFAULT_TILE` when the image has more than
-    :data:`AUTO_TILE_PIXELS` pixels and the generator declares a ``receptive_radius``), ``None`` /
-    ``"none"`` / 0 (never), or a side in pixels (needs a generator with a ``receptive_radius``:
-    generators with instance normalisation compute image-wide statistics that tiling would change).
+    ``kind``: ``"whole"`` (one forward pass), ``"blend"`` (overlapping tiles blended, for generators
+    without image-wide statistics) or ``"layerwise"`` (exact tiling of normalised generators,
+    :mod:`sesim.layerwise`). ``whole_bytes``: estimated peak of whole-image inference beyond the
+    input; ``tiled_bytes``: that of the tiled path (None for whole); ``limit``: the memory limit
+    of the whole process (``--max-memory``, or a share of the available memory);
+    ``tile``: tile side in pixels (None: the largest that fits); ``spill``: layerwise activations in
+    temporary files."""
+
+    kind: str
+    whole_bytes: int
+    limit: int
+    tile: int | None = None
+    tiled_bytes: int | None = None
+    spill: bool = False
+    work_bytes: int | None = None  # what the tiled path may use: the limit minus what is in use
+
+    def describe(self, height: int, width: int) -> str:
+        base = f"{width}x{height} px: whole-image inference needs about {format_size(self.whole_bytes)}"
+        if self.kind == "whole":
+            return f"{base} (limit {format_size(self.limit)})"
+        how = "exact layer-by-layer tiles" if self.kind == "layerwise" else "blended tiles"
+        where = ", activations in temporary files" if self.spill else ""
+        return (f"{base}, more than the {format_size(self.limit)} limit: translating in {how} "
+                f"(about {format_size(self.tiled_bytes or 0)}{where})")
+
+
+#: share of the available memory ``--max-memory auto`` allows
+AUTO_MEMORY_SHARE = 0.7
+
+
+def plan_inference(generator: nn.Module, shape: tuple[int, int, int, int], *, tile: int | str | None = "auto",
+                   max_memory: int | None = None, style: Tensor | None = None) -> InferencePlan:
+    """Choose whole-image or tiled inference for an input of ``shape`` ``(N, C, H, W)`` (padded to
+    the stride).
+
+    ``tile``: ``"auto"`` tiles when the estimated whole-image peak exceeds the memory limit;
+    ``None``/``"none"``/``"off"``/0 never tiles; a side in pixels always tiles (tiles of at most
+    that side). ``max_memory``: the limit in bytes for the whole process (default: what it uses
+    now plus :data:`AUTO_MEMORY_SHARE` of the available memory); what the process holds already
+    and the output image are subtracted before planning.
+
+    Raises:
+        ValueError: a bad ``tile``; whole-image inference asked for (``tile="none"``) that cannot
+            fit in the available memory; or a generator that cannot be tiled and does not fit.
     """
-    if tile is None or (isinstance(tile, str) and tile.lower() in ("none", "0", "off")):
-        return None
-    tileable = getattr(generator, "receptive_radius", None) is not None
-    if isinstance(tile, str) and tile.lower() == "auto":
-        return DEFAULT_TILE if tileable and height * width > AUTO_TILE_PIXELS else None
+    from .layerwise import NotTileableError, plan_memory, program_for
+
+    n, c, h, w = shape
+    kwargs = {} if style is None else {"style": style}
+    whole = int(WHOLE_IMAGE_MARGIN * whole_image_bytes(generator, shape, **kwargs))
+    # the limit covers the whole process: what it holds already and the output image are not free
+    in_use = current_rss()
+    limit = max_memory if max_memory is not None else int(AUTO_MEMORY_SHARE * available_memory()) + in_use
+    budget = max(limit - in_use - n * c * h * w * 4, 0)
+    side = _tile_side(tile)
+    if side == 0:  # never tile
+        if whole > available_memory():
+            raise ValueError(f"whole-image inference of {w}x{h} px needs about {format_size(whole)}, more than the "
+                             f"{format_size(available_memory())} this machine has available; use --tile auto")
+        return InferencePlan("whole", whole, limit)
+    if side is None and whole <= budget:
+        return InferencePlan("whole", whole, limit)
+    if getattr(generator, "receptive_radius", None) is not None:
+        stride = int(getattr(generator, "stride", 1))
+        per_px = max(whole / max(n * h * w, 1), 1.0)
+        if side:
+            chosen = side
+        else:  # the largest tile that fits, at most DEFAULT_TILE, and larger than the overlap
+            fit = int(math.sqrt(max(budget, 1) / (per_px * n))) // stride * stride
+            overlap = 2 * generator.receptive_radius + 2 * stride
+            chosen = max(min(DEFAULT_TILE, fit), (overlap // stride + 2) * stride)
+        accumulators = (c * n + 1) * h * w * 4  # the blended output and its weights
+        return InferencePlan("blend", whole, limit, chosen, int(per_px * n * chosen * chosen) + accumulators)
     try:
-        side = int(tile)
-    except (TypeError, ValueError):
-        raise ValueError(f"--tile expects auto, none or a tile side in pixels, got {tile!r}") from None
-    if side <= 0:
-        return None
-    if not tileable:
-        raise ValueError("--tile: this run's generator uses image-wide normalisation statistics (instance norm), "
-                         "so tiled output would differ from whole-image output; only --mode single-image runs "
-                         "(StyleGAN2-style generator) support tiling. Use --tile none")
-    return side
+        program = program_for(generator, style=style, batch=n)
+    except NotTileableError as err:
+        if side is None:
+            raise ValueError(f"{w}x{h} px needs about {format_size(whole)}, more than the {format_size(limit)} "
+                             f"limit, and this generator cannot be tiled ({err})") from None
+        raise ValueError(f"--tile: {err}") from None
+    mem = plan_memory(program, shape, budget, side)
+    if mem.tile_bytes > budget:
+        raise ValueError(f"{w}x{h} px cannot be translated within {format_size(limit)}: even the smallest tiles "
+                         f"need about {format_size(mem.tile_bytes)} more than the "
+                         f"{format_size(in_use)} in use; raise --max-memory")
+    return InferencePlan("layerwise", whole, limit, side, mem.ram_bytes, mem.spill, budget)
+
+
+def _tile_side(tile: int | str | None) -> int | None:
+    """``tile`` -> 0 (never), None (auto) or a side > 0."""
+    if tile is None:
+        return 0
+    if isinstance(tile, str):
+        t = tile.strip().lower()
+        if t in ("none", "off", "0"):
+            return 0
+        if t == "auto":
+            return None
+        try:
+            tile = int(t)
+        except ValueError:
+            raise ValueError(f"--tile expects auto, none or a tile side in pixels, got {tile!r}") from None
+    if tile < 0:
+        raise ValueError(f"--tile must be auto, none or a positive side in pixels, got {tile}")
+    return int(tile)

@@ -34,14 +34,14 @@ from tqdm import tqdm
 
 from . import __version__, speedups
 from .checkpoint import (
-    CONFIG_FILE, STATE_FILE, generator_file, capture_rng, load_state, restore_rng, save_generator, save_state,
-    write_text_atomic,
+    CONFIG_FILE, STATE_FILE, RunFileError, capture_rng, generator_file, load_generator_weights, load_state,
+    remove_stale_temp_files, restore_rng, save_generator, save_state, use_previous_state, write_text_atomic,
 )
 from .config import TrainConfig
-from .data.images import list_images, load_image, pil_to_tensor
+from .data.images import list_images
 from .distributed import DistInfo, broadcast_object, sync_gradients_before_step, synchronize_batch_norm, teardown
 from .distributed import setup as setup_distributed
-from .data.unpaired import UnpairedImageDataset, make_loader, preprocess_image, resolve_domain_dirs
+from .data.unpaired import UnpairedImageDataset, load_fixed_images, make_loader, resolve_domain_dirs
 from .methods import Method, NonFiniteLossError, build_method
 from .nets.backbones import backbone_record, record_mismatch
 from .viz.grid import image_grid
@@ -108,19 +108,15 @@ def new_run_dir(cfg: TrainConfig) -> Path:
 
 
 def sample_inputs(cfg: TrainConfig) -> list[torch.Tensor]:
-    """Fixed images shown in sample grids: testA (or trainA) resized to the crop size."""
+    """Fixed images shown in sample grids: testA (or trainA) resized to the crop size
+    (unreadable files skipped with ``--skip-unreadable``, as everywhere images are read)."""
     try:
         folder = domain_dirs(cfg, "test")[0]
-        files = list_images(folder)
-    except (FileNotFoundError, ValueError):
-        files = list_images(domain_dirs(cfg, "train")[0])
-    rng = random.Random(0)
-    out = []
-    for path in files[: cfg.run.num_samples]:
-        img = load_image(path, cfg.data.channels)
-        img = preprocess_image(img, rng, size=cfg.data.size, load_size=cfg.data.size, mode="resize", flip=False)
-        out.append(pil_to_tensor(img))
-    return out
+        list_images(folder)
+    except (FileNotFoundError, ValueError):  # no usable testA: show training images
+        folder = domain_dirs(cfg, "train")[0]
+    return load_fixed_images(folder, size=cfg.data.size, channels=cfg.data.channels, limit=cfg.run.num_samples,
+                             skip_unreadable=cfg.data.skip_unreadable)
 
 
 def record_backbone(cfg: TrainConfig, method: Method, *, resume: bool = False) -> None:
@@ -153,6 +149,38 @@ def lr_factor(step: int, total: int, decay_start: float) -> float:
     return max(0.0, (total - step) / (total - start))
 
 
+def build_data(cfg: TrainConfig) -> tuple[Any, list[torch.Tensor]]:
+    """The training dataset and the fixed sample-grid inputs of ``cfg`` (every image file checked)."""
+    if cfg.run.batch_size < 1 or cfg.run.steps < 0:
+        raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
+    if cfg.data.size % 4:
+        raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
+    if cfg.model.mode == "single-image":  # one image per domain, random zoomed patches
+        from .data.single_image import SingleImageError, single_image_dataset, single_image_samples
+
+        try:
+            return single_image_dataset(cfg), single_image_samples(cfg)
+        except SingleImageError as err:
+            raise TrainingError(str(err)) from None
+    dir_a, dir_b = domain_dirs(cfg)
+    dataset = UnpairedImageDataset(
+        dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
+        flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed, skip_unreadable=cfg.data.skip_unreadable,
+    )
+    return dataset, sample_inputs(cfg)
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Under torchrun, rank 0 checks what every rank is about to need — data folders and files,
+    pretrained weights — before the process group exists, so a missing file is one message from
+    rank 0 (the other ranks, still waiting to join, are stopped by torchrun) instead of one per rank.
+    Raises what :class:`Trainer` would raise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) != 0:
+        return
+    build_data(cfg)
+    build_method(cfg)
+
+
 class Trainer:
     """Owns a run folder and trains a :class:`~sesim.methods.Method` in it."""
 
@@ -164,25 +192,7 @@ class Trainer:
         self.main = dist.is_main  # only the main process writes to the run folder
         self.progress = progress and self.main
         self.device = resolve_device(cfg.run.device, dist.local_rank)
-        if cfg.run.batch_size < 1 or cfg.run.steps < 0:
-            raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
-        if cfg.data.size % 4:
-            raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
-        if cfg.model.mode == "single-image":  # one image per domain, random zoomed patches
-            from .data.single_image import SingleImageError, single_image_dataset, single_image_samples
-
-            try:
-                self.dataset, self.samples = single_image_dataset(cfg), single_image_samples(cfg)
-            except SingleImageError as err:
-                raise TrainingError(str(err)) from None
-        else:
-            dir_a, dir_b = domain_dirs(cfg)
-            self.dataset = UnpairedImageDataset(
-                dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
-                flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed,
-                skip_unreadable=cfg.data.skip_unreadable,
-            )
-            self.samples = sample_inputs(cfg)
+        self.dataset, self.samples = build_data(cfg)
         seed_everything(cfg.run.seed)
         self.method: Method = build_method(cfg).to(self.device)
         record_backbone(cfg, self.method, resume=resume)
@@ -200,6 +210,9 @@ class Trainer:
                 sync_gradients_before_step(opt, dist.world_size)
         self.step = 0
         self.last_logs: dict[str, Any] = {}
+        if self.main:
+            for path in remove_stale_temp_files(run_dir):
+                log.info("removed %s, left by an interrupted write", path)
         if resume:
             self._load()
         self._stop_signal: int | None = None
@@ -239,7 +252,8 @@ class Trainer:
     def _load(self) -> None:
         path = self.run_dir / STATE_FILE
         if not path.is_file():
-            raise TrainingError(f"{path} not found: the run never reached its first checkpoint; start it again")
+            raise TrainingError(f"{path} not found: the run never reached its first checkpoint, so there is nothing "
+                                f"to resume; delete {self.run_dir} and start the run again")
         state = load_state(path)
         self.method.load_trainable_state_dict(state["method"])
         for name, opt in self.method.optimizers.items():
@@ -254,11 +268,25 @@ class Trainer:
         restore_rng(state["rng"])
         self.step = state["step"]
         self.last_logs = state.get("last_logs", {})
+        if self.main:
+            self._repair_generators()
         # log lines past the checkpoint came from steps that are about to be redone
         log_file = self.run_dir / "log.jsonl"
         if log_file.exists():
             kept = [ln for ln in log_file.read_text().splitlines() if _logged_step(ln) <= self.step]
             write_text_atomic(log_file, "".join(ln + "\n" for ln in kept))
+
+    def _repair_generators(self) -> None:
+        """Rewrite generator weights that are missing or damaged from the state just loaded."""
+        for direction, generator in self.method.generators().items():
+            path = self.run_dir / generator_file(direction)
+            try:
+                load_generator_weights(path)
+            except (FileNotFoundError, RunFileError) as err:
+                log.warning("%s; rewriting it from %s (step %d)", err.args[0].split(";")[0], STATE_FILE, self.step)
+                meta = {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict(),
+                        "direction": direction}
+                save_generator(path, generator, meta)
 
     # -- outputs ---------------------------------------------------------------------------
     def write_samples(self, writer) -> None:
@@ -287,7 +315,7 @@ class Trainer:
             raise TrainingError(f"--eval-every needs testA/ and testB/ in --data ({err})") from err
         return TestSetScorer(test_a, test_b, size=self.cfg.data.size, channels=self.cfg.data.channels,
                              max_images=self.cfg.run.eval_images, train_dirs=domain_dirs(self.cfg),
-                             seed=self.cfg.run.seed, device=self.device)
+                             seed=self.cfg.run.seed, device=self.device, skip_unreadable=self.cfg.data.skip_unreadable)
 
     def evaluate(self, writer) -> dict[str, float]:
         """Score the test set now; log to log.jsonl / TensorBoard and update metrics.json."""
@@ -395,6 +423,7 @@ def _main_thread() -> bool:
 
 def train(cfg: TrainConfig, *, progress: bool = True, stop_at: int | None = None) -> Path:
     """Start a new run from ``cfg``; returns its folder. Under torchrun, every process calls this."""
+    preflight(cfg)
     dist = setup_distributed(resolve_device(cfg.run.device).type)
     try:
         run_dir = broadcast_object(new_run_dir(cfg) if dist.is_main else None, dist)
@@ -413,21 +442,30 @@ def train(cfg: TrainConfig, *, progress: bool = True, stop_at: int | None = None
 
 
 def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = True,
-           stop_at: int | None = None, overrides: dict[str, Any] | None = None) -> Path:
-    """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new total)."""
+           stop_at: int | None = None, overrides: dict[str, Any] | None = None, from_previous: bool = False) -> Path:
+    """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new total).
+
+    ``from_previous``: continue from ``checkpoint.prev.pt`` (when ``checkpoint.pt`` is damaged;
+    the damaged file is kept as ``checkpoint.damaged.pt``)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise TrainingError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
     cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    if from_previous and int(os.environ.get("RANK", "0")) == 0:
+        log.info("using the previous checkpoint (step %d); the damaged one is kept as checkpoint.damaged.pt",
+                 use_previous_state(run_dir))
     for key, value in (overrides or {}).items():
         cfg.set_flat(key, value)
     if steps is not None:
         cfg.run.steps = steps
+    preflight(cfg)
     dist = setup_distributed(resolve_device(cfg.run.device).type)
     try:
         trainer = Trainer(cfg, run_dir, resume=True, progress=progress, dist=dist)
         if trainer.step >= cfg.run.steps:
             log.info("run %s is already at step %d of %d", run_dir, trainer.step, cfg.run.steps)
+        elif dist.is_main:
+            log.info("resuming %s from step %d of %d", run_dir, trainer.step, cfg.run.steps)
         if dist.is_main:
             cfg.save(run_dir / CONFIG_FILE)
         return trainer.run(stop_at=stop_at)

@@ -9,6 +9,7 @@ are never overwritten unless asked.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -19,11 +20,15 @@ from tqdm import tqdm
 
 from .checkpoint import CONFIG_FILE, generator_file, load_generator_weights
 from .config import TrainConfig
-from .data.images import IMAGE_EXTENSIONS, ImageError, list_images, load_image, pil_to_tensor, save_image
+from .data.images import IMAGE_EXTENSIONS, ImageError, keep_readable, list_images, load_image, pil_to_tensor, save_image
 from .methods import build_generator
 from .nets.munit import style_codes
-from .tiled import resolve_tile, translate_tiled
+from .layerwise import program_for, run_program
+from .memory import return_freed_memory_promptly
+from .tiled import plan_inference, translate_tiled
 from .train import resolve_device
+
+log = logging.getLogger("sesim")
 
 
 class TranslateError(RuntimeError):
@@ -45,7 +50,12 @@ def load_run_generator(run_dir: str | Path, *, weights: str | Path | None = None
             raise TranslateError(f"{path} not found: method {cfg.method!r} is one-sided and only translates AtoB")
         raise TranslateError(f"{path} not found: the run has not saved a generator yet")
     generator = build_generator(cfg)
-    generator.load_state_dict(load_generator_weights(path))
+    try:
+        generator.load_state_dict(load_generator_weights(path))
+    except RuntimeError as err:  # keys or shapes of another network
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TranslateError(f"{path} does not hold the generator of {run_dir / CONFIG_FILE} ({first}); pass the "
+                             "weights of this run, or the run folder they came from") from None
     return generator.to(device).eval(), cfg
 
 
@@ -61,20 +71,41 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
 @torch.inference_mode()
 def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 4,
-                     tile: int | str | None = None) -> torch.Tensor:
+                     tile: int | str | None = None, *, style: torch.Tensor | None = None,
+                     max_memory: int | None = None, progress: bool = False) -> torch.Tensor:
     """``(N, C, H, W)`` in [-1, 1], any H and W -> translations of the same shape.
 
-    ``tile``: see :func:`sesim.tiled.resolve_tile` (``"auto"`` tiles very large images when the
-    generator allows it; tiled output equals whole-image output)."""
+    ``tile``: None translates the whole image in one pass; otherwise see
+    :func:`sesim.tiled.plan_inference` (``"auto"`` tiles when the estimated memory exceeds
+    ``max_memory``; tiled output equals whole-image output up to float rounding). ``style``:
+    the style code of a multimodal generator. ``progress``: a tile progress bar when tiling."""
     padded, (h, w) = pad_to_multiple(x, stride)
-    tile_side = resolve_tile(tile, generator, *padded.shape[-2:])
-    if tile_side is not None:
-        return translate_tiled(generator, padded, tile=tile_side, stride=stride)[..., :h, :w]
     min_side = 2 * stride  # the bottleneck (1/stride scale) must be >= 2 px for its reflection padding
     if min(padded.shape[-2:]) < min_side:
         extra_h, extra_w = max(0, min_side - padded.shape[-2]), max(0, min_side - padded.shape[-1])
         padded = F.pad(padded, (0, extra_w, 0, extra_h), mode="replicate")
-    return generator(padded)[..., :h, :w]
+    kwargs = {} if style is None else {"style": style}
+    if tile is None:
+        return generator(padded, **kwargs)[..., :h, :w]
+    plan = plan_inference(generator, tuple(padded.shape), tile=tile, max_memory=max_memory, style=style)
+    if plan.kind == "whole":
+        return generator(padded, **kwargs)[..., :h, :w]
+    log.info("%s", plan.describe(h, w))
+    with tqdm(total=0, disable=not progress, unit="tile", leave=False, desc="tiles") as bar:
+        def tick(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        if plan.kind == "blend":
+            net = functools.partial(generator, **kwargs) if kwargs else generator
+            out = translate_tiled(net, padded, tile=plan.tile, stride=stride, margin=generator.receptive_radius,
+                                  progress=tick)
+        else:
+            return_freed_memory_promptly()
+            program = program_for(generator, style=style, batch=padded.shape[0])
+            out = run_program(program, padded, budget=plan.work_bytes, tile=plan.tile, spill=plan.spill,
+                              progress=tick)
+    return out[..., :h, :w]
 
 
 @dataclass
@@ -103,17 +134,31 @@ def plan_jobs(input_path: Path, output_dir: Path) -> list[Job]:
 def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, *,
                     overwrite: bool = False, batch_size: int = 4, device: str = "auto", direction: str = "AtoB",
                     weights: str | Path | None = None, progress: bool = True, samples: int = 1, seed: int = 0,
-                    style_from: str | Path | None = None, tile: int | str | None = "auto") -> list[Path]:
+                    style_from: str | Path | None = None, tile: int | str | None = "auto",
+                    max_memory: int | None = None, skip_unreadable: bool = False) -> list[Path]:
     """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths.
 
     Multimodal runs only: ``samples`` > 1 writes ``<stem>_s<k>.png`` for k = 0..samples-1, sample
     k using style code k of ``style_codes(style_dim, samples, seed)`` (the same code for every
     input; reproducible); ``samples`` = 1 writes ``<stem>.png`` with code 0. ``style_from`` takes
     the style code from a reference target-domain image (needs a run trained with a style encoder).
-    ``tile``: tiled inference for large images (:func:`sesim.tiled.resolve_tile`).
+    ``tile``, ``max_memory``: tiled inference for images that would not fit in memory whole
+    (:func:`sesim.tiled.plan_inference`). Inputs are checked before anything is written
+    (:func:`sesim.data.images.keep_readable`): an unreadable one stops the command, or is
+    skipped with ``skip_unreadable``.
     """
     input_path, output_dir = Path(input_path), Path(output_dir)
     jobs = plan_jobs(input_path, output_dir)
+    dev = resolve_device(device)
+    generator, cfg = load_run_generator(run_dir, weights=weights, direction=direction, device=dev)
+    try:  # every input is checked before anything is written
+        readable, _ = keep_readable([j.source for j in jobs], skip_unreadable=skip_unreadable)
+    except ImageError as err:
+        raise TranslateError(str(err)) from None
+    keep = set(readable)
+    jobs = [j for j in jobs if j.source in keep]
+    if not jobs:
+        raise TranslateError(f"no readable image in {input_path}")
     if samples < 1:
         raise TranslateError(f"--samples must be >= 1, got {samples}")
     if samples > 1 and style_from is not None:
@@ -124,8 +169,6 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     if existing and not overwrite:
         raise TranslateError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); nothing was written. "
                              "Pass --overwrite to replace them or choose another --output.")
-    dev = resolve_device(device)
-    generator, cfg = load_run_generator(run_dir, weights=weights, direction=direction, device=dev)
     stride = getattr(generator, "stride", 4)
     styles = style_variants(generator, cfg, samples=samples, seed=seed, style_from=style_from, device=dev)
     written: list[Path] = []
@@ -135,13 +178,13 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     targets_of = {id(first): [j.target for j in jobs[i * len(suffixes):(i + 1) * len(suffixes)]]
                   for i, first in enumerate(firsts)}
     for group in _batches_by_size(firsts, cfg.data.channels, batch_size):
-        x = torch.stack([t for _, t in group]).to(dev)
+        x = (group[0][1][None] if len(group) == 1 else torch.stack([t for _, t in group])).to(dev)
         for k, style in enumerate(styles):
-            net = generator if style is None else functools.partial(generator, style=style)
             try:
-                y = translate_tensor(net, x, stride, tile=tile).float().cpu()
-            except ValueError as err:  # a bad --tile request
-                raise TranslateError(str(err)) from None
+                y = translate_tensor(generator, x, stride, tile=tile, style=style, max_memory=max_memory,
+                                     progress=progress).float().cpu()
+            except ValueError as err:  # a bad --tile request, or an image that cannot fit
+                raise TranslateError(f"{group[0][0].source}: {err}") from None
             for (job, _), out in zip(group, y):
                 target = targets_of[id(job)][k]
                 target.parent.mkdir(parents=True, exist_ok=True)

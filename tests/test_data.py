@@ -363,6 +363,13 @@ def test_tensor_to_pil_clamps_and_rejects_bad_shape():
         tensor_to_pil(torch.zeros(4, 4))
 
 
+def test_tensor_to_pil_in_row_bands_equals_the_whole_image_formula():
+    t = torch.randn(3, 600, 7) * 0.8  # several 256-row bands
+    t[0, 300, 3] = float("nan")
+    expected = ((torch.nan_to_num(t, nan=-1.0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0)
+    assert np.array_equal(_arr(tensor_to_pil(t)), expected.numpy())
+
+
 def test_save_image_creates_parents(tmp_path):
     t = pil_to_tensor(Image.fromarray(_noise(6, 5, seed=2)))
     out = tmp_path / "a" / "b" / "img.png"
@@ -555,12 +562,15 @@ def test_dataset_decode_error_names_file(tmp_path, caplog):
     a, b = _make_domains(tmp_path, n_a=2, n_b=1)
     data = (a / "a0.png").read_bytes()
     (a / "a0.png").write_bytes(data[: len(data) // 2])  # header fine, pixels truncated
-    ds = UnpairedImageDataset(a, b, size=8, load_size=10)  # header check passes
+    with pytest.raises(ImageError, match="a0.png: Truncated File Read; remove or fix it"):
+        UnpairedImageDataset(a, b, size=8, load_size=10)  # the pre-flight check decodes enough to see it
+    # a file that breaks after the check (check=False here) fails when read, naming the file
+    ds = UnpairedImageDataset(a, b, size=8, load_size=10, check=False)
     with pytest.raises(ImageError, match="a0.png"):
         ds[0]
     assert ds[1]["A_path"].endswith("a1.png")
     # With skip_unreadable, the undecodable file is replaced by the next one.
-    skip = UnpairedImageDataset(a, b, size=8, load_size=10, skip_unreadable=True)
+    skip = UnpairedImageDataset(a, b, size=8, load_size=10, skip_unreadable=True, check=False)
     with caplog.at_level(logging.WARNING, logger="sesim"):
         s = skip[0]
     assert s["A_path"].endswith("a1.png") and "a0.png" in caplog.text

@@ -106,7 +106,7 @@ def test_config_round_trip_and_validation(tmp_path):
     assert cfg.loss.patch_size is None and cfg.loss.layers == ("relu2_1", "relu3_1") and cfg.data.flip is False
     cfg.save(tmp_path / "c.json")
     assert TrainConfig.load(tmp_path / "c.json") == cfg
-    with pytest.raises(ValueError, match="not one of"):
+    with pytest.raises(ValueError, match="must be one of"):
         cfg.set_flat("gan_mode", "wasserstein")
     with pytest.raises(ValueError, match="unknown loss option"):
         cfg.update("loss", {"lamda": 1})

@@ -9,24 +9,11 @@ import sys
 import torch
 
 from sesim.checkpoint import STATE_FILE, load_state
+from sesim.cli import config_flags
 from sesim.config import TrainConfig
 from sesim.train import train
 from sesim.translate import translate_paths
 from test_train import tiny_config
-
-
-def cli_args(cfg: TrainConfig) -> list[str]:
-    args = []
-    for section in ("data", "model", "loss", "run"):
-        for key, value in getattr(cfg, section).__dict__.items():
-            if value is None:
-                continue
-            flag = "--" + key.replace("_", "-")
-            if isinstance(value, bool):
-                args.append(flag if value else "--no-" + key.replace("_", "-"))
-            else:
-                args += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
-    return args
 
 
 def test_two_ranks_of_batch_one_equal_one_process_of_batch_two(tiny_dataset, tmp_path):
@@ -42,7 +29,7 @@ def test_two_ranks_of_batch_one_equal_one_process_of_batch_two(tiny_dataset, tmp
     ddp.update("run", dict(batch_size=1, name="ddp"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sesim", "train", "--no-progress", *cli_args(ddp)]
+           "-m", "sesim", "train", "--no-progress", *config_flags(ddp)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp_run = tmp_path / "runs" / "ddp"

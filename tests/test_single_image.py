@@ -15,7 +15,6 @@ from sesim.data.single_image import SingleImageError, SingleImagePairDataset, sa
 from sesim.losses.spatial import SpatialCorrelativeLoss
 from sesim.methods.single_image import gradient_penalty
 from sesim.metrics.single_image import random_feature_extractor, self_similarity_distance, sifid
-from sesim.nets.resnet_generator import ResnetGenerator
 from sesim.nets.stylegan2 import ModulatedConv2d, StyleGAN2Discriminator, StyleGAN2Generator
 from sesim.tiled import translate_tiled
 from sesim.train import TrainingError, resume, train
@@ -148,14 +147,6 @@ def test_tiled_inference_matches_whole_image_and_keeps_size(height, width, tile)
     padded = torch.nn.functional.pad(x, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
     bad = translate_tiled(g, padded, tile=tile, margin=2, overlap=8)[..., :height, :width]
     assert (bad - whole).abs().max() > 1e-3
-
-
-def test_tiling_is_refused_for_instance_norm_generators():
-    g = ResnetGenerator(3, 3, ngf=4, n_blocks=1).eval()
-    x = torch.rand(1, 3, 32, 32)
-    with pytest.raises(ValueError, match="image-wide normalisation"):
-        translate_tensor(g, x, tile=16)
-    assert translate_tensor(g, x, tile="auto").shape == x.shape  # auto never tiles such generators
 
 
 def test_discriminator_and_r1_penalty():

@@ -198,8 +198,10 @@ def test_cli_train_and_errors(tiny_dataset, tmp_path, capsys):
         main(["train", "--resume", str(tmp_path / "runs" / "cli"), "--size", "64"])
     assert main(["train", "--data", str(tmp_path / "missing"), "--runs", str(tmp_path / "runs")]) == 1
     assert "missing" in capsys.readouterr().err
-    assert main(["train", "--data", str(tiny_dataset), "--patch-size", "abc"]) == 1
-    assert "patch_size expects int" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # checked while parsing: one line, exit status 2
+        main(["train", "--data", str(tiny_dataset), "--patch-size", "abc"])
+    assert exit_info.value.code == 2
+    assert "argument --patch-size: expects int, got 'abc'" in capsys.readouterr().err
 
 
 def test_presets_resolve():

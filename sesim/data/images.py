@@ -24,10 +24,11 @@ or ``none`` to disable the check).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Union
 
 import numpy as np
 import torch
@@ -39,12 +40,19 @@ __all__ = [
     "EmptyFolderError",
     "list_images",
     "load_image",
+    "check_image",
+    "check_images",
+    "format_bad_files",
+    "keep_readable",
+    "warn_small_images",
     "pil_to_tensor",
     "tensor_to_pil",
     "save_image",
 ]
 
 PathLike = Union[str, os.PathLike]
+
+_log = logging.getLogger("sesim")
 
 #: Lower-case file suffixes treated as images (matching is case-insensitive).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -99,8 +107,12 @@ def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
     Files are recognised by suffix (see :data:`IMAGE_EXTENSIONS`, matched
     case-insensitively).  Hidden files and hidden sub-folders (name starting
     with ``.``) are ignored.  With ``recursive=True`` sub-folders are searched
-    too (symlinked folders are followed, loops are skipped).  The order is
-    deterministic: sorted by the relative path's components.
+    too: symlinked folders are followed only while they stay inside ``folder``
+    (a link such as ``trainA/loop -> ..`` would otherwise add the other
+    domain's images; such links are skipped with a warning), loops are cut,
+    and a file reached twice (hard links, symlinks) is listed once.  Symlinked
+    *files* are listed wherever they point.  The order is deterministic:
+    sorted by the relative path's components.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
@@ -124,27 +136,48 @@ def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
     n_hidden = 0
     n_subdirs = 0
 
+    # (device, inode) -> candidates: a file reached twice (hard link, symlink) is listed once, under
+    # its first real (not symlinked) relative path
+    by_file: dict[tuple[int, int], list[tuple[bool, tuple[str, ...], Path]]] = {}
+    outside: list[str] = []  # symlinked folders leading out of the root (not followed)
+
+    def add(path: Path, key: tuple[str, ...]) -> None:
+        try:
+            st = path.stat()
+        except OSError:  # a broken symlink
+            others["(broken link)"] += 1
+            return
+        by_file.setdefault((st.st_dev, st.st_ino), []).append((path.is_symlink(), key, path))
+
     if recursive:
-        seen_dirs: set[str] = set()
+        root_real = os.path.realpath(root)
+        seen_dirs = {root_real}
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            real = os.path.realpath(dirpath)
-            if real in seen_dirs:  # symlink loop
-                dirnames[:] = []
-                continue
-            seen_dirs.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             base = Path(dirpath)
-            for name in filenames:
+            keep = []
+            for d in sorted(dirnames, key=lambda d: ((base / d).is_symlink(), d)):  # real folders first
+                if d.startswith("."):
+                    continue
+                real = os.path.realpath(base / d)
+                if real in seen_dirs:  # a loop, or a folder already visited through another link
+                    continue
+                if (base / d).is_symlink() and os.path.commonpath([real, root_real]) != root_real:
+                    outside.append(f"{base / d} -> {real}")
+                    continue
+                seen_dirs.add(real)
+                keep.append(d)
+            dirnames[:] = keep
+            for name in sorted(filenames):
                 if name.startswith("."):
                     n_hidden += 1
                     continue
                 path = base / name
                 if _is_image_name(name) and path.is_file():
-                    found.append((path.relative_to(root).parts, path))
+                    add(path, path.relative_to(root).parts)
                 else:
                     others[Path(name).suffix.lower() or "(no extension)"] += 1
     else:
-        for path in root.iterdir():
+        for path in sorted(root.iterdir()):
             name = path.name
             if name.startswith("."):
                 n_hidden += 1
@@ -153,9 +186,17 @@ def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
                 n_subdirs += 1
                 continue
             if _is_image_name(name) and path.is_file():
-                found.append(((name,), path))
+                add(path, (name,))
             else:
                 others[path.suffix.lower() or "(no extension)"] += 1
+
+    found = [min(candidates)[1:] for candidates in by_file.values()]
+    n_twice = sum(len(c) - 1 for c in by_file.values())
+    if outside:
+        _log.warning("%s: not following %d symlinked folder(s) that lead outside it (e.g. %s)", root,
+                     len(outside), outside[0])
+    if n_twice:
+        _log.warning("%s: %d image file(s) reached twice (hard links or symlinks) are listed once", root, n_twice)
 
     if not found:
         n_other = sum(others.values())
@@ -343,6 +384,99 @@ def load_image(
     return out
 
 
+def check_image(path: PathLike) -> tuple[int, int]:
+    """Decode enough of ``path`` to find a broken file, cheaply; returns its stored ``(width, height)``.
+
+    PNG: every chunk is read and its CRC checked (``Image.verify``; no pixel decoding), so a
+    truncated or bit-flipped file fails. JPEG: the file must hold an end-of-image marker after its
+    last start-of-scan marker (neither can occur inside entropy-coded data, which escapes 0xFF
+    bytes), which a truncated file does not ("image file is truncated" once training reads it).
+    Other formats: a full decode. ``bench/preflight.py`` measures the cost.
+
+    Raises:
+        ImageError: the file cannot be read; the message names it and the reason.
+    """
+    path = Path(path)
+    _apply_pixel_limit_from_env()
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w < 1 or h < 1:
+                raise ValueError(f"image has zero size {w}x{h}")
+            if img.format == "PNG":
+                img.verify()
+            elif img.format in ("JPEG", "MPO"):
+                data = path.read_bytes()
+                last_scan = data.rfind(b"\xff\xda")
+                if last_scan < 0 or data.rfind(b"\xff\xd9") < last_scan:
+                    raise OSError("image file is truncated (no end-of-image marker after the last scan)")
+            else:
+                img.load()
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(f"cannot read image {path}: not a recognised image format") from exc
+    except Exception as exc:  # OSError (truncated), DecompressionBombError, SyntaxError, ...
+        reason = (str(exc) or type(exc).__name__).splitlines()[0]
+        raise ImageError(f"cannot read image {path}: {reason}") from exc
+    return w, h
+
+
+def check_images(files: Iterable[PathLike]) -> tuple[list[Path], list[tuple[Path, str]], dict[Path, tuple[int, int]]]:
+    """:func:`check_image` every file: ``(readable files, [(unreadable file, reason)], {file: (w, h)})``."""
+    good: list[Path] = []
+    bad: list[tuple[Path, str]] = []
+    sizes: dict[Path, tuple[int, int]] = {}
+    for path in map(Path, files):
+        try:
+            sizes[path] = check_image(path)
+        except ImageError as exc:
+            bad.append((path, str(exc).split(": ", 2)[-1]))
+        else:
+            good.append(path)
+    return good, bad, sizes
+
+
+def format_bad_files(bad: list[tuple[Path, str]], limit: int = 20) -> str:
+    """One indented line per unreadable file (``path: reason``), at most ``limit`` of them."""
+    lines = [f"  {p}: {reason}" for p, reason in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more")
+    return "\n".join(lines)
+
+
+def keep_readable(files: Iterable[PathLike], *, skip_unreadable: bool = False
+                  ) -> tuple[list[Path], dict[Path, tuple[int, int]]]:
+    """The readable ``files`` (:func:`check_images`) and their ``(width, height)``.
+
+    Raises:
+        ImageError: some file is unreadable and ``skip_unreadable`` is False; the first line
+            names one file and what to do, further lines list the others. With
+            ``skip_unreadable``, they are dropped with a warning instead.
+    """
+    good, bad, sizes = check_images(files)
+    if bad and not skip_unreadable:
+        first = f"cannot read image {bad[0][0]}: {bad[0][1]}"
+        if len(bad) == 1:
+            raise ImageError(f"{first}; remove or fix it, or pass --skip-unreadable (skip_unreadable=True from "
+                             "Python) to skip unreadable files")
+        raise ImageError(f"{len(bad)} unreadable image files (e.g. {first}); remove or fix them, or pass "
+                         f"--skip-unreadable (skip_unreadable=True from Python) to skip them:\n"
+                         f"{format_bad_files(bad)}")
+    if bad:
+        _log.warning("skipping %d unreadable image file(s):\n%s", len(bad), format_bad_files(bad))
+    return good, sizes
+
+
+def warn_small_images(folder: PathLike, sizes: dict[Path, tuple[int, int]], side: int) -> int:
+    """Log how many images are smaller than ``side`` px (on their short side), with an example;
+    returns the count."""
+    small = [(p, wh) for p, wh in sizes.items() if min(wh) < side]
+    if small:
+        path, (w, h) = small[0]
+        _log.warning("%d of %d images in %s are smaller than the %d px crop (e.g. %s is %dx%d); they are upscaled "
+                     "(blurry); lower --size or remove them", len(small), len(sizes), folder, side, path, w, h)
+    return len(small)
+
+
 # --------------------------------------------------------------------------
 # Tensor conversion and saving
 # --------------------------------------------------------------------------
@@ -367,8 +501,9 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     arr = np.array(img, dtype=np.uint8, copy=True)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    t = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-    return t.to(torch.float32) / 127.5 - 1.0
+    src = torch.from_numpy(arr).permute(2, 0, 1)
+    # one float32 copy, scaled in place (large images: no temporaries of the image's size)
+    return torch.empty(src.shape, dtype=torch.float32).copy_(src).div_(127.5).sub_(1.0)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
@@ -389,12 +524,15 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
         raise ValueError(
             f"tensor_to_pil expects shape (C, H, W) with C = 1 or 3, got {tuple(t.shape)}"
         )
-    x = t.detach().to("cpu", torch.float32)
-    x = torch.nan_to_num(x, nan=-1.0).clamp(-1.0, 1.0)
-    arr = ((x + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    if arr.shape[2] == 1:
-        return Image.fromarray(np.ascontiguousarray(arr[:, :, 0]), mode="L")
-    return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+    x = t.detach()
+    c, h, w = x.shape
+    arr = np.empty((h, w, c), dtype=np.uint8)
+    for r in range(0, h, 256):  # in row bands: no float temporaries of the whole image's size
+        band = torch.nan_to_num(x[:, r:r + 256].to("cpu", torch.float32), nan=-1.0).clamp_(-1.0, 1.0)
+        arr[r:r + 256] = band.add_(1.0).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    if c == 1:
+        return Image.fromarray(arr[:, :, 0], mode="L")
+    return Image.fromarray(arr, mode="RGB")
 
 
 def save_image(img_or_tensor: Image.Image | torch.Tensor, path: PathLike) -> Path:

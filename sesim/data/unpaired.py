@@ -30,13 +30,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .images import EmptyFolderError, ImageError, list_images, load_image, pil_to_tensor
+from .images import EmptyFolderError, ImageError, keep_readable, list_images, load_image, pil_to_tensor, warn_small_images
 
 __all__ = [
     "PREPROCESS_MODES",
     "resolve_domain_dirs",
     "preprocess_image",
     "UnpairedImageDataset",
+    "load_fixed_images",
     "StreamSampler",
     "make_loader",
 ]
@@ -271,33 +272,6 @@ def preprocess_image(
 # --------------------------------------------------------------------------
 
 
-def _format_bad(bad: list[tuple[Path, str]]) -> str:
-    lines = [f"  {p}: {reason}" for p, reason in bad[:_MAX_LISTED]]
-    if len(bad) > _MAX_LISTED:
-        lines.append(f"  ... and {len(bad) - _MAX_LISTED} more")
-    return "\n".join(lines)
-
-
-def _check_headers(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Open each file's header (no pixel decode); split into good and bad."""
-    good: list[Path] = []
-    bad: list[tuple[Path, str]] = []
-    for path in files:
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-                _ = im.mode
-            if w < 1 or h < 1:
-                raise ValueError(f"image has zero size {w}x{h}")
-        except Image.UnidentifiedImageError:
-            bad.append((path, "not a recognised image format"))
-        except Exception as exc:  # OSError, DecompressionBombError, SyntaxError, ...
-            bad.append((path, (str(exc) or type(exc).__name__).splitlines()[0]))
-        else:
-            good.append(path)
-    return good, bad
-
-
 class UnpairedImageDataset(Dataset):
     """Unpaired samples from two image folders (domains A and B).
 
@@ -369,26 +343,17 @@ class UnpairedImageDataset(Dataset):
 
         files_a = list_images(self.dir_a)
         files_b = list_images(self.dir_b)
-        if check:
-            files_a, bad_a = _check_headers(files_a)
-            files_b, bad_b = _check_headers(files_b)
-            bad = bad_a + bad_b
-            if bad and not skip_unreadable:
-                raise ImageError(
-                    f"{len(bad)} unreadable image file(s) found:\n{_format_bad(bad)}\n"
-                    "Remove or fix them, or pass skip_unreadable=True "
-                    "(CLI flag --skip-unreadable) to skip them."
-                )
-            if bad:
-                logger.warning(
-                    "skipping %d unreadable image file(s):\n%s", len(bad), _format_bad(bad)
-                )
+        if check:  # decode enough of every file to catch broken ones before training
+            _, sizes = keep_readable(files_a + files_b, skip_unreadable=skip_unreadable)
+            files_a = [p for p in files_a if p in sizes]
+            files_b = [p for p in files_b if p in sizes]
             for folder, files in ((self.dir_a, files_a), (self.dir_b, files_b)):
                 if not files:
                     raise EmptyFolderError(
                         f"image folder {folder} has no readable images left after skipping "
                         "unreadable files; check the files listed in the warning above"
                     )
+                warn_small_images(folder, {p: sizes[p] for p in files}, size)
         self.files_a: list[Path] = files_a
         self.files_b: list[Path] = files_b
 
@@ -463,6 +428,33 @@ class UnpairedImageDataset(Dataset):
             "A_path": str(path_a),
             "B_path": str(path_b),
         }
+
+
+def load_fixed_images(folder: PathLike, *, size: int, channels: int = 3, limit: int | None = None,
+                      skip_unreadable: bool = False) -> list[torch.Tensor]:
+    """The first ``limit`` readable images of ``folder`` (sorted), each resized to ``size`` x ``size``
+    (bicubic, no crop or flip): fixed inputs for sample grids and test-set scores.
+
+    Returns ``(C, size, size)`` float32 tensors in [-1, 1]. Unreadable files raise
+    :class:`ImageError` naming the file, or with ``skip_unreadable`` are skipped (with a warning)
+    and the next readable file is taken.
+    """
+    out: list[torch.Tensor] = []
+    rng = random.Random(0)
+    for path in list_images(folder):
+        if limit is not None and len(out) >= limit:
+            break
+        try:
+            img = load_image(path, channels)
+        except ImageError as exc:
+            if not skip_unreadable:
+                raise ImageError(f"{exc}; remove or fix it, or pass --skip-unreadable to skip unreadable "
+                                 "files") from None
+            logger.warning("skipping unreadable image: %s", exc)
+            continue
+        img = preprocess_image(img, rng, size=size, load_size=size, mode="resize", flip=False)
+        out.append(pil_to_tensor(img))
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.images import list_images, load_image, pil_to_tensor
+from ..checkpoint import write_text_atomic
+from ..data.unpaired import load_fixed_images
 from .features import Extractor, auto_extractor
 from .frechet import KID_SCALE, frechet_distance, kernel_inception_distance
 
@@ -71,8 +71,10 @@ class TestSetScorer:
 
     def __init__(self, test_a: Path, test_b: Path, *, size: int, channels: int, max_images: int = 200,
                  extractor: Extractor | None = None, train_dirs: tuple[Path, Path] | None = None,
-                 seed: int = 0, realism_steps: int = 400, device: torch.device | str = "cpu") -> None:
+                 seed: int = 0, realism_steps: int = 400, device: torch.device | str = "cpu",
+                 skip_unreadable: bool = False) -> None:
         self.device = torch.device(device)
+        self.skip_unreadable = skip_unreadable
         self.inputs = self._load(test_a, size, channels, max_images)
         self.real = _to_uint8_rgb(self._load(test_b, size, 3, max_images))
         if len(self.inputs) < 2 or len(self.real) < 2:
@@ -92,14 +94,10 @@ class TestSetScorer:
         log.info("eval: %s on %d testA / %d testB images with %s", extractor.fd_name, len(self.inputs),
                  len(self.real), extractor.description)
 
-    @staticmethod
-    def _load(folder: Path, size: int, channels: int, limit: int) -> torch.Tensor:
-        from ..data.unpaired import preprocess_image
-
-        files = list_images(folder)[:limit]
-        rng = random.Random(0)
-        return torch.stack([pil_to_tensor(preprocess_image(load_image(p, channels), rng, size=size, load_size=size,
-                                                           mode="resize", flip=False)) for p in files])
+    def _load(self, folder: Path, size: int, channels: int, limit: int) -> torch.Tensor:
+        images = load_fixed_images(folder, size=size, channels=channels, limit=limit,
+                                   skip_unreadable=self.skip_unreadable)
+        return torch.stack(images) if images else torch.zeros(0, channels, size, size)
 
     @torch.no_grad()
     def score(self, method, batch_size: int = 8) -> dict[str, float]:
@@ -136,7 +134,5 @@ def update_metrics_file(run_dir: Path, step: int, values: dict[str, float], desc
                 best[k] = {"value": v, "step": h["step"]}
     data = {"extractor": description, "kid_scale": KID_SCALE, "lower_is_better": True, "last": {"step": step, **values}, "best": best,
             "history": history}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     return data

@@ -43,11 +43,16 @@ def load_segmenter(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """A TorchScript file path or ``module:function`` -> callable (see module doc)."""
     path = Path(spec)
     if path.is_file():
-        if path.suffix == ".pt2":  # torch.export program (the successor of TorchScript)
-            return torch.export.load(str(path)).module()
-        with warnings.catch_warnings():  # TorchScript is deprecated in recent torch, but asked for here
-            warnings.simplefilter("ignore", FutureWarning)
-            model = torch.jit.load(str(path), map_location="cpu")
+        try:
+            if path.suffix == ".pt2":  # torch.export program (the successor of TorchScript)
+                return torch.export.load(str(path)).module()
+            with warnings.catch_warnings():  # TorchScript is deprecated in recent torch, but asked for here
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(str(path), map_location="cpu")
+        except Exception as err:  # a damaged or truncated file, or not a TorchScript / torch.export file
+            reason = " ".join(str(err).split())[:160] or type(err).__name__
+            raise ValueError(f"--segmenter {path}: cannot load it ({reason}); pass a TorchScript file "
+                             "(torch.jit.save) or a torch.export .pt2 file") from None
         model.eval()
         return model
     if ":" in spec and not path.suffix:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weightfiles import require_weights_file
+from .weightfiles import load_weights_file, require_weights_file
 
 __all__ = ["DINO_VITB8_FILE", "DINO_ENV", "DinoViT", "find_dino_weights"]
 
@@ -120,7 +120,7 @@ class DinoViT(nn.Module):
                         p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
             self.weights_source, self.weights_file = "random", None
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_file(path, "DINO ViT-B/8")
             if isinstance(state, dict) and "teacher" in state:  # a full DINO training checkpoint
                 state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state["teacher"].items()
                          if not k.removeprefix("module.").startswith("head.")}

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .weightfiles import hub_checkpoint_path, require_weights_file
+from .weightfiles import hub_checkpoint_path, load_weights_file, require_weights_file
 
 __all__ = ["DRN_D22_FILE", "DRN_ENV", "CITYSCAPES_MEAN", "CITYSCAPES_STD", "DRNSeg", "DRNSegmenter",
            "find_drn_weights"]
@@ -134,7 +134,7 @@ class DRNSegmenter(nn.Module):
             self.weights_source, self.weights_file = "random", None
         else:
             path = find_drn_weights(None if weights == "auto" else weights)
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_file(path, "DRN-D-22 segmenter")
             if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
                 state = state["state_dict"]
             state = {k.removeprefix("module."): v for k, v in state.items()}

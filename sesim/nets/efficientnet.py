@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weightfiles import WeightsNotFoundError
+from .weightfiles import WeightsNotFoundError, load_weights_file
 
 __all__ = ["EfficientNetLite0Features", "EfficientNetLite0Trunk", "efficientnet_lite0_available",
            "efficientnet_lite0_weights_file", "EFFICIENTNET_LITE0_LAYERS", "EFFICIENTNET_LITE0_FILE",
@@ -132,7 +132,7 @@ def _build_network(weights: str | os.PathLike | None) -> tuple[nn.Module, str, P
         if not path.is_file():
             raise WeightsNotFoundError(f"EfficientNet-Lite0 weights file {path} does not exist.")
         source = str(path)
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.load_state_dict(load_weights_file(path, "EfficientNet-Lite0"))
     return net, source, path
 
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception as tv_inception
 
-from .weightfiles import require_weights_file
+from .weightfiles import load_weights_file, require_weights_file
 
 __all__ = ["FID_INCEPTION_FILE", "FID_INCEPTION_ENV", "FIDInceptionV3", "build_fid_inception_trunk",
            "find_fid_inception_weights"]
@@ -168,7 +168,7 @@ class FIDInceptionV3(nn.Module):
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_file(path, "FID Inception-v3")
             self.load_reference_state_dict(state)
             self.weights_source = str(path)
         self.eval()

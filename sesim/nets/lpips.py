@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .vgg import VGG16Features, find_imagenet_weights as find_vgg16_weights
-from .weightfiles import require_weights_file
+from .weightfiles import load_weights_file, require_weights_file
 
 __all__ = ["LPIPS", "AlexNetTrunk", "VGG16Trunk", "build_lpips", "LPIPS_CHANNELS", "ALEXNET_FILE"]
 
@@ -78,7 +78,7 @@ class AlexNetTrunk(nn.Module):
                 ALEXNET_FILE, "AlexNet (ImageNet, torchvision) for LPIPS", env="SESIM_ALEXNET_WEIGHTS",
                 path=None if weights == "auto" else weights, flag="--lpips-backbone-weights",
                 source_hint="It is torchvision's AlexNet_Weights.IMAGENET1K_V1 file.")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_file(path, "AlexNet")
             names = [n for n, _, _ in _ALEX_PLAN]
             renamed = {}
             for key, value in state.items():
@@ -163,7 +163,7 @@ class LPIPS(nn.Module):
             source = "state dict"
             if not isinstance(linear_weights, dict):
                 source = str(linear_weights)
-                linear_weights = torch.load(linear_weights, map_location="cpu", weights_only=True)
+                linear_weights = load_weights_file(linear_weights, "LPIPS linear layers")
             for i, lin in enumerate(self.lins):
                 key = f"lin{i}.model.1.weight"
                 if key not in linear_weights:

@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .weightfiles import WeightsNotFoundError, find_weights_file, hub_checkpoint_path
+from .weightfiles import WeightsNotFoundError, find_weights_file, hub_checkpoint_path, load_weights_file
 
 log = logging.getLogger("sesim")
 
@@ -89,7 +89,7 @@ def find_imagenet_weights() -> Path | None:
 def _load_imagenet_state(download: bool) -> tuple[dict[str, torch.Tensor], Path]:
     path = find_imagenet_weights()
     if path is not None:
-        return torch.load(path, map_location="cpu", weights_only=True), path
+        return load_weights_file(path, "VGG16"), path
     offline = os.environ.get("SESIM_OFFLINE", "") not in ("", "0")
     reason = "downloads are disabled (SESIM_OFFLINE is set)" if offline else "download was not attempted"
     if download and not offline:
@@ -190,7 +190,7 @@ class VGG16Features(nn.Module):
             path = Path(weights)
             if not path.is_file():
                 raise WeightsNotFoundError(f"VGG16 weights file {path} does not exist.")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_file(path, "VGG16")
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
             source = str(path)

@@ -84,3 +84,19 @@ def require_weights_file(file_name: str, what: str, *, path: str | os.PathLike |
         f"{what} weights not found: the file {file_name} is needed.{hint}\n  - " + "\n  - ".join(places)
         + "\nsesim never downloads metric weights and never substitutes other weights under the same metric name."
     )
+
+
+def load_weights_file(path: str | os.PathLike, what: str) -> dict:
+    """The state dict in a pretrained ``.pth`` file, loaded as plain data (never runs code).
+
+    Raises:
+        UnreadableFileError: the file is damaged or unsafe; the message names it and says to
+            fetch it again.
+    """
+    from ..safeload import UnreadableFileError, load_plain
+
+    try:
+        return load_plain(path)
+    except UnreadableFileError as err:
+        raise UnreadableFileError(f"{err}; replace it with a fresh copy of the {what} weights",
+                                  unsafe=err.unsafe) from None
