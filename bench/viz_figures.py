@@ -64,7 +64,7 @@ def render(result: dict, run: Path) -> str:
              "| loss | what | same layout | other layout | ratio same / other | pairs with same < other |",
              "|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
-        lines.append(f"| {name} | {result['notes'].get(name, 'pixels')} | {r['same']:.3f} | {r['other']:.3f} | "
+        lines.append(f"| {name} | {result['notes'].get(name, 'pixels' if name == 'L1' else '')} | {r['same']:.3f} | {r['other']:.3f} | "
                      f"{r['ratio']:.2f} | {r['correct']}/{result['n']} |")
     return "\n".join(lines) + "\n"
 

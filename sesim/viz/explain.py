@@ -209,6 +209,8 @@ def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weig
         notes["FSeSim"] = _describe_run_structure(fsesim, Path(run))
         if lsesim is None:
             notes["LSeSim"] = f"skipped: run {Path(run).name} has no trained LSeSim heads"
+        else:
+            notes["LSeSim"] = f"trained heads of run {Path(run).name} on the same features"
     else:
         torch.manual_seed(0)  # random-init networks are the same on every call
         fsesim, notes["FSeSim"] = _fsesim(backbone, backbone_weights, None, feature_norm)
