@@ -71,6 +71,7 @@ def build_structure_loss(cfg: TrainConfig) -> torch.nn.Module:
         lc.layers, backbone=lc.backbone, weights=lc.backbone_weights, num_queries=lc.num_queries,
         sampling=lc.sampling, keys=lc.keys,
         patch_size=lc.patch_size, norm=lc.feature_norm, distance=lc.distance, mask_keep=lc.mask_keep,
+        mask_from=lc.mask_from, smooth_l1=lc.smooth_l1,
         learned=lc.structure == "lsesim", temperature=lc.temperature, tanh_scale=lc.tanh_scale,
         train_backbone=lc.train_backbone and lc.structure == "lsesim",
     )
