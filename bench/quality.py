@@ -120,10 +120,11 @@ def base_config(size: int, *, small: bool) -> "TrainConfig":
     from sesim.config import TrainConfig
 
     cfg = TrainConfig()
-    cfg.apply_preset("demo")  # 64 px networks (ngf = ndf = 32, 6 blocks), lr 2e-4, no pool, workers 0
-    # Anti-aliased resampling (--antialias, the public CUT / F-LSeSim networks) for every method: with the strided /
-    # transposed-conv networks, checkerboard artefacts dominated every method's realism at this budget (README).
-    cfg.update("model", {"antialias": True})
+    # 64 px networks (ngf = ndf = 32, 6 blocks, nearest-neighbour upsampling in G), lr 2e-4, no pool, workers 0.
+    # Every method trains this same generator and discriminator. The upsampling matters: with CycleGAN's transposed
+    # convs (or the public code's blur), checkerboard / colour-noise artefacts dominated the translations at this budget
+    # (docs/benchmarks.md).
+    cfg.apply_preset("demo")
     if not small:  # the paper's networks for 256 px work on a GPU
         cfg.update("model", {"ngf": 64, "n_blocks": 9, "ndf": 64})
         cfg.update("data", {"workers": -1})
@@ -514,7 +515,8 @@ def run_benchmark(*, out: Path, tasks: list[str], methods: list[str], seeds: lis
             "feature_history": task.extractor.history[-1] if task.extractor.history else {},
         }
     settings = {"overrides": dict(overrides or {}),
-                "antialias": str((overrides or {}).get("antialias", "true")).lower() in ("1", "true", "yes"),
+                "antialias": str((overrides or {}).get("antialias", "false")).lower() in ("1", "true", "yes"),
+                "upsample": (overrides or {}).get("upsample", "nearest"),
                 "baseline_rss_mb": _baseline_rss_mb(), "size": size, "steps": steps, "seeds": list(seeds), "methods": [m.key for m in runnable],
                 "skipped": skipped, "n_train": n_train, "n_test": n_test, "feature_steps": feature_steps,
                 "device": device, "jobs": jobs, "threads": threads, "total_seconds": time.perf_counter() - t_start,
@@ -684,7 +686,8 @@ def write_outputs(result: dict, results_dir: Path, stem: str) -> dict[str, Path]
              f"{st['steps']} steps per run, batch 1, {st['size']} px, seeds {', '.join(map(str, st['seeds']))}; "
              f"every method uses the same ResNet generator and 70x70 PatchGAN "
              f"({'ngf = ndf = 32, 6 residual blocks' if st['size'] <= 128 else 'ngf = ndf = 64, 9 residual blocks'}"
-             f"{', anti-aliased resampling' if st.get('antialias') else ', strided/transposed-conv resampling'}). "
+             f"{', anti-aliased downsampling' if st.get('antialias') else ', strided downsampling'}, "
+             f"{st.get('upsample', 'nearest')} upsampling). "
              f"Values: mean ± sample standard deviation over seeds (– when there is one seed). "
              f"Device {st['device']}, {st['cpu_count']} CPU cores; {st['jobs']} training run(s) at a time with "
              f"{st['threads']} torch thread(s) each; "
