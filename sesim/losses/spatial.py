@@ -265,6 +265,13 @@ class SpatialCorrelativeLoss(nn.Module):
         queries = sample_queries(height, width, self.num_queries, self.sampling, device=device)
         return queries, self._keys(queries, height, width)
 
+    def _given_or_sampled(self, queries: Mapping[str, torch.Tensor] | None, name: str, height: int, width: int,
+                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if queries is None or name not in queries:
+            return self._locations(height, width, device)
+        q = queries[name].to(device=device, dtype=torch.long)
+        return q, self._keys(q, height, width)
+
     def _maps(self, f: torch.Tensor, queries: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
         # Maps and their distances in float32 even under autocast: the loss compares cosines that
         # differ by ~1e-3, below bfloat16's resolution (the features themselves may be bfloat16).
@@ -298,7 +305,8 @@ class SpatialCorrelativeLoss(nn.Module):
 
     # -- the generator's loss (Eq. 2) --------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor, *, return_details: bool = False,
-                source_features: Mapping[str, torch.Tensor] | None = None):
+                source_features: Mapping[str, torch.Tensor] | None = None,
+                queries: Mapping[str, torch.Tensor] | None = None):
         """Structure distance between source ``x`` and translation ``y``.
 
         Args:
@@ -308,6 +316,8 @@ class SpatialCorrelativeLoss(nn.Module):
             source_features: the feature extractor's activations of ``x`` (``layer -> (N, C, H_l,
                 W_l)``) when the caller already has them, e.g. from :meth:`contrastive_loss` with
                 ``return_source_features=True`` in the same step; they are not recomputed.
+            queries: optional ``layer -> (N_s,)`` flat query indices used instead of sampling
+                (e.g. to compare with another implementation on the same locations).
 
         Returns:
             Scalar: the mean over layers of the mean per-query distance (not multiplied by
@@ -322,17 +332,17 @@ class SpatialCorrelativeLoss(nn.Module):
         out = SeSimOutput(loss=y.new_zeros(()))
         for name in self.layers:
             h, w = fx[name].shape[-2:]
-            queries, window = self._locations(h, w, y.device)
-            sx = self._maps(fx[name], queries, window)
-            sy = self._maps(fy[name], queries, window)
+            q, window = self._given_or_sampled(queries, name, h, w, y.device)
+            sx = self._maps(fx[name], q, window)
+            sy = self._maps(fy[name], q, window)
             with torch.autocast(sy.device.type, enabled=False):
                 dist = map_distance(sx, sy, self.distance, mask_keep=self.mask_keep, mask_from=self.mask_from,
                                     smooth_l1=self.smooth_l1)
             out.loss = out.loss + dist.mean() / len(self.layers)
             if return_details:
                 out.per_query[name] = dist
-                out.maps_x[name] = LayerMaps(sx, queries, window, h, w)
-                out.maps_y[name] = LayerMaps(sy, queries, window, h, w)
+                out.maps_x[name] = LayerMaps(sx, q, window, h, w)
+                out.maps_y[name] = LayerMaps(sy, q, window, h, w)
         return out if return_details else out.loss
 
     # -- LSeSim's head objective (Eq. 3) -----------------------------------------------------
@@ -344,6 +354,7 @@ class SpatialCorrelativeLoss(nn.Module):
         *,
         return_per_query: bool = False,
         return_source_features: bool = False,
+        queries: Mapping[str, torch.Tensor] | None = None,
     ):
         """Patch-wise InfoNCE that trains the structure heads (only they receive gradients).
 
@@ -354,6 +365,7 @@ class SpatialCorrelativeLoss(nn.Module):
             return_source_features: also return the extractor's activations of ``x`` (detached),
                 for :meth:`forward`'s ``source_features`` in the same step; ``None`` when the
                 backbone is trained (this step changes it, so they would be stale).
+            queries: optional ``layer -> (N_s,)`` flat query indices used instead of sampling.
 
         Returns:
             Scalar mean InfoNCE over layers, or ``layer -> (N, N_s)`` per-query losses; with
@@ -372,8 +384,8 @@ class SpatialCorrelativeLoss(nn.Module):
         for name in self.layers:
             f = self.heads[name](feats[name])
             h, w = f.shape[-2:]
-            queries, window = self._locations(h, w, f.device)
-            maps = self._maps(f, queries, window)
+            q, window = self._given_or_sampled(queries, name, h, w, f.device)
+            maps = self._maps(f, q, window)
             m_other = maps[2 * n:] if other is not None else None
             with torch.autocast(maps.device.type, enabled=False):
                 loss = patch_infonce(maps[:n], maps[n:2 * n], m_other, temperature=self.temperature,
