@@ -107,6 +107,8 @@ class LossConfig:
     train_backbone: bool = _f(False, "LSeSim: also train the backbone with the InfoNCE objective (paper wording; the "
                                      "public code keeps it frozen, the default)")
     head_on_translation: bool = _f(False, "LSeSim: also use (source, translation) as a positive pair (public code)")
+    positive_vs_other: bool = _f(False, "LSeSim InfoNCE: also the positive's maps against the other image's as "
+                                        "negatives (public code)")
     head_warmup: int = _f(0, "LSeSim: train only the structure heads for this many steps before the generator and "
                              "discriminator start (the steps count towards --steps; 0 = off, the paper and public code)")
     lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")
