@@ -370,6 +370,16 @@ def write_report(res: dict, out: Path) -> str:
     return text
 
 
+def finished(res: dict, t0: float) -> dict:
+    """``res`` with the end-of-run fields (load, elapsed time, what this run measured)."""
+    res["load_end"] = load_average()
+    res["elapsed_s"] = time.perf_counter() - t0
+    res["runs"] = [{k: res[k] for k in ("command", "load_start", "load_end", "elapsed_s")}
+                   | {"measured": [f"{r['method']}@{r['size']}" for r in res["training"]]
+                      + [f"inference@{r['size']}" for r in res["inference"]]}]
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reference", default=None, help="folder of the authors' F-LSeSim code")
@@ -455,16 +465,14 @@ def main(argv: list[str] | None = None) -> int:
                                                                    args.threads)
                 mem = res["memory"][f"{method}@{size}"]
                 say(f"  peak RSS theirs {gb(mem['theirs']['peak_rss'])} GB, sesim {gb(mem['sesim']['peak_rss'])} GB")
+                if not args.merge:  # what is measured so far, in case a loaded machine stops the run
+                    write_report(finished(res, t0), out)
         for size in inference_sizes:
             say(f"inference {size} px ...")
             row = compare_inference(folder, vgg_file, size, warmup, 3 * reps.get(size, 3))
             res["inference"].append(row)
             say(f"  theirs {1 / row['theirs']['wall_s']:.2f} img/s, sesim {1 / row['sesim']['wall_s']:.2f} img/s")
-    res["load_end"] = load_average()
-    res["elapsed_s"] = time.perf_counter() - t0
-    res["runs"] = [{k: res[k] for k in ("command", "load_start", "load_end", "elapsed_s")}
-                   | {"measured": [f"{r['method']}@{r['size']}" for r in res["training"]]
-                      + [f"inference@{r['size']}" for r in res["inference"]]}]
+    res = finished(res, t0)
     previous = out / "reference_code.json"
     if args.merge and previous.is_file():
         old = json.loads(previous.read_text())
