@@ -152,16 +152,24 @@ def categorise(counts: dict[str, dict]) -> dict[str, int]:
             return "heads"
         return None
 
+    # A key is a module path as the counter names it (root class name, then attribute names). A key's
+    # category is that of its first matching part; among the keys sharing that matching prefix only
+    # the shortest are counted (their sub-modules' FLOPs are already inside theirs). A container that
+    # is not called itself (sesim's ``heads`` ModuleDict) has no key: its called children count.
     out = dict.fromkeys(CATEGORIES, 0)
     total = sum(counts.get("Global", {}).values())
-    for key, ops in counts.items():
+    groups: dict[tuple[str, ...], list[tuple[int, str]]] = {}
+    for key in counts:
         if key == "Global":
             continue
         parts = key.split(".")
-        cats = [kind(p, i == 0) for i, p in enumerate(parts)]
-        first = next((i for i, c in enumerate(cats) if c), None)
-        if first is not None and first == len(parts) - 1:
-            out[cats[first]] += sum(ops.values())
+        first = next((i for i, p in enumerate(parts) if kind(p, i == 0)), None)
+        if first is not None:
+            groups.setdefault(tuple(parts[: first + 1]), []).append((len(parts), key))
+    for prefix, keys in groups.items():
+        shortest = min(n for n, _ in keys)
+        cat = kind(prefix[-1], len(prefix) == 1)
+        out[cat] += sum(sum(counts[k].values()) for n, k in keys if n == shortest)
     out["maps"] = total - sum(out[c] for c in CATEGORIES if c != "maps")
     out["total"] = total
     return out
@@ -171,7 +179,7 @@ def flops_of(fn) -> tuple[dict[str, int], list[str]]:
     with FlopCounterMode(display=False) as counter:
         fn()
     counts = {k: dict(v) for k, v in counter.get_flop_counts().items()}
-    modules = {k: sum(v.values()) for k, v in counts.items() if k.count(".") <= 1}  # top-level modules, one level in
+    modules = {k: sum(v.values()) for k, v in counts.items() if k.count(".") <= 2}  # module paths, two levels in
     return categorise(counts), modules
 
 
