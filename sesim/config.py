@@ -98,6 +98,10 @@ class LossConfig:
                            choices=("l2", "centered_l2", "tanh"))
     distance: str = _f("cos", "map distance: cos (1 - cosine) or l1", choices=("cos", "l1"))
     mask_keep: float | None = _f(None, "public-code masking: keep this top fraction of each map (e.g. 0.25)")
+    mask_from: str = _f("source", "which map's top entries --mask-keep keeps: source, or target (the translation's, "
+                                  "as the public code)", choices=("source", "target"))
+    smooth_l1: bool = _f(False, "public-code criterion: SmoothL1 of the map distance (the public code without "
+                                "--use_norm) instead of the distance itself")
     tanh_scale: float = _f(10.0, "divisor inside tanh for --feature-norm tanh")
     temperature: float = _f(0.07, "LSeSim InfoNCE temperature")
     augment: str = _f("color", "LSeSim positives: color (colour jitter, public code) or color_blur (adds blur+noise)",
@@ -105,6 +109,8 @@ class LossConfig:
     train_backbone: bool = _f(False, "LSeSim: also train the backbone with the InfoNCE objective (paper wording; the "
                                      "public code keeps it frozen, the default)")
     head_on_translation: bool = _f(False, "LSeSim: also use (source, translation) as a positive pair (public code)")
+    positive_vs_other: bool = _f(False, "LSeSim InfoNCE: also the positive's maps against the other image's as "
+                                        "negatives (public code)")
     head_warmup: int = _f(0, "LSeSim: train only the structure heads for this many steps before the generator and "
                              "discriminator start (the steps count towards --steps; 0 = off, the paper and public code)")
     lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")

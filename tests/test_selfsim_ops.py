@@ -90,10 +90,18 @@ def test_map_distances():
     assert torch.allclose(cos, torch.tensor([[0.0, 1.0]]), atol=1e-6)  # scale-invariant; orthogonal
     l1 = map_distance(sx, sy, "l1")
     assert torch.allclose(l1, torch.tensor([[2.5, 1.0]]))
-    # masked: keep the top half of the source map, zero the rest in both maps
+    # masked, as the public code: k = floor(4 * 0.5) = 2; keep the entries of the source map that are
+    # at least its value of descending rank k (0-based), i.e. the top k + 1 = 3, zero the rest in both
     masked = map_distance(sx, sy, "l1", mask_keep=0.5)
-    # row 0 keeps entries 2, 3 (values 3, 4 vs 6, 8): mean |diff| over 4 entries = 7/4, / 0.5 = 3.5
-    assert torch.allclose(masked[0, 0], torch.tensor(3.5))
+    # row 0 keeps entries 1, 2, 3 (values 2, 3, 4 vs 4, 6, 8), both scaled by N_p / k = 2: mean |diff| = 2 * 9 / 4
+    assert torch.allclose(masked[0, 0], torch.tensor(4.5))
+    # the mask from the translation's map instead (the public code's choice)
+    masked_t = map_distance(sx, sy, "l1", mask_keep=0.5, mask_from="target")
+    # row 1: sy's rank-2 value is 0, so every entry is kept: mean |diff| = 1, scaled by 2
+    assert torch.allclose(masked_t[0, 1], torch.tensor(2.0))
+    # SmoothL1 (beta 1) of 1 - cos: 0.5 d^2 below 1
+    smooth = map_distance(sx, sy, "cos", smooth_l1=True)
+    assert torch.allclose(smooth, 0.5 * cos ** 2, atol=1e-6)
     assert torch.allclose(map_distance(sx, sy, "cos", mask_keep=1.0), cos)
     with pytest.raises(ValueError):
         map_distance(sx, sy, "l2")

@@ -17,7 +17,8 @@ Defaults follow the paper (Sec. 3-4.1, App. B.1): VGG16 ``relu3_1`` and ``relu4_
 queries, 32 x 32 local windows, L2-normalised features (cosine self-similarity), cosine map
 distance, InfoNCE temperature 0.07. The public code's settings are available as options (see
 ``PUBLIC_CODE_SETTINGS``): ``relu3_1, relu4_1, relu4_3``, global maps (its patch size 64 is never
-smaller than the feature maps at 256 px), mean-centred ``tanh`` similarity, masked cosine.
+smaller than the feature maps at 256 px), mean-centred ``tanh`` similarity, cosine of the maps
+masked by the translation's top quarter, SmoothL1 on ``1 - cos``.
 
 The feature network is chosen by :mod:`sesim.nets.backbones`: by default ImageNet VGG16 when its
 file is on the machine, else the ImageNet EfficientNet-Lite0 that installs with sesim (its layers
@@ -48,10 +49,13 @@ from ..ops.selfsim import (
 )
 
 PAPER_SETTINGS: dict = dict(backbone="vgg16", layers=("relu3_1", "relu4_1"), patch_size=32, norm="l2", distance="cos",
-                            mask_keep=None)
+                            mask_keep=None, smooth_l1=False)
+#: The released script's loss (``scripts/train_sc.sh``: cos, patch 64, no ``--use_norm``). Its value and its
+#: gradient into the translation agree with the authors' ``Spatial_Loss`` to float rounding on identical
+#: features, weights and queries (``python bench/reference_parity.py``; ``tests/test_public_code_loss.py``).
 PUBLIC_CODE_SETTINGS: dict = dict(
     backbone="vgg16", layers=("relu3_1", "relu4_1", "relu4_3"), patch_size=None, norm="tanh", distance="cos",
-    mask_keep=0.25,
+    mask_keep=0.25, mask_from="target", smooth_l1=True,
 )
 
 
@@ -139,7 +143,9 @@ class SpatialCorrelativeLoss(nn.Module):
             an ``N_s x N_s`` map with no spatial neighbourhood).
         norm: feature normalisation, ``"l2"`` (paper), ``"centered_l2"`` or ``"tanh"`` (public code).
         distance: ``"cos"`` (``1 - cos``, paper default) or ``"l1"``.
-        mask_keep, mask_from: the public code's masked comparison (see :func:`map_distance`).
+        mask_keep, mask_from: the public code's masked comparison (see :func:`map_distance`; the
+            public code masks with the translation's map, ``mask_from="target"``).
+        smooth_l1: the public code's SmoothL1 criterion on the map distance (see :func:`map_distance`).
         learned: LSeSim: add a :class:`StructureHead` per layer.
         train_backbone: LSeSim only: also train the feature network with the InfoNCE objective (the
             paper says LSeSim's VGG "weights are not fixed"; the public code puts VGG in the head
@@ -170,6 +176,7 @@ class SpatialCorrelativeLoss(nn.Module):
         distance: str = "cos",
         mask_keep: float | None = None,
         mask_from: str = "source",
+        smooth_l1: bool = False,
         learned: bool = False,
         head_channels: int | None = None,
         temperature: float = 0.07,
@@ -204,6 +211,7 @@ class SpatialCorrelativeLoss(nn.Module):
         self.distance = distance
         self.mask_keep = mask_keep
         self.mask_from = mask_from
+        self.smooth_l1 = smooth_l1
         self.temperature = temperature
         self.tanh_scale = tanh_scale
         self.positive_vs_other = positive_vs_other
@@ -257,6 +265,13 @@ class SpatialCorrelativeLoss(nn.Module):
         queries = sample_queries(height, width, self.num_queries, self.sampling, device=device)
         return queries, self._keys(queries, height, width)
 
+    def _given_or_sampled(self, queries: Mapping[str, torch.Tensor] | None, name: str, height: int, width: int,
+                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if queries is None or name not in queries:
+            return self._locations(height, width, device)
+        q = queries[name].to(device=device, dtype=torch.long)
+        return q, self._keys(q, height, width)
+
     def _maps(self, f: torch.Tensor, queries: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
         # Maps and their distances in float32 even under autocast: the loss compares cosines that
         # differ by ~1e-3, below bfloat16's resolution (the features themselves may be bfloat16).
@@ -290,7 +305,8 @@ class SpatialCorrelativeLoss(nn.Module):
 
     # -- the generator's loss (Eq. 2) --------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor, *, return_details: bool = False,
-                source_features: Mapping[str, torch.Tensor] | None = None):
+                source_features: Mapping[str, torch.Tensor] | None = None,
+                queries: Mapping[str, torch.Tensor] | None = None):
         """Structure distance between source ``x`` and translation ``y``.
 
         Args:
@@ -300,6 +316,8 @@ class SpatialCorrelativeLoss(nn.Module):
             source_features: the feature extractor's activations of ``x`` (``layer -> (N, C, H_l,
                 W_l)``) when the caller already has them, e.g. from :meth:`contrastive_loss` with
                 ``return_source_features=True`` in the same step; they are not recomputed.
+            queries: optional ``layer -> (N_s,)`` flat query indices used instead of sampling
+                (e.g. to compare with another implementation on the same locations).
 
         Returns:
             Scalar: the mean over layers of the mean per-query distance (not multiplied by
@@ -314,16 +332,17 @@ class SpatialCorrelativeLoss(nn.Module):
         out = SeSimOutput(loss=y.new_zeros(()))
         for name in self.layers:
             h, w = fx[name].shape[-2:]
-            queries, window = self._locations(h, w, y.device)
-            sx = self._maps(fx[name], queries, window)
-            sy = self._maps(fy[name], queries, window)
+            q, window = self._given_or_sampled(queries, name, h, w, y.device)
+            sx = self._maps(fx[name], q, window)
+            sy = self._maps(fy[name], q, window)
             with torch.autocast(sy.device.type, enabled=False):
-                dist = map_distance(sx, sy, self.distance, mask_keep=self.mask_keep, mask_from=self.mask_from)
+                dist = map_distance(sx, sy, self.distance, mask_keep=self.mask_keep, mask_from=self.mask_from,
+                                    smooth_l1=self.smooth_l1)
             out.loss = out.loss + dist.mean() / len(self.layers)
             if return_details:
                 out.per_query[name] = dist
-                out.maps_x[name] = LayerMaps(sx, queries, window, h, w)
-                out.maps_y[name] = LayerMaps(sy, queries, window, h, w)
+                out.maps_x[name] = LayerMaps(sx, q, window, h, w)
+                out.maps_y[name] = LayerMaps(sy, q, window, h, w)
         return out if return_details else out.loss
 
     # -- LSeSim's head objective (Eq. 3) -----------------------------------------------------
@@ -335,6 +354,7 @@ class SpatialCorrelativeLoss(nn.Module):
         *,
         return_per_query: bool = False,
         return_source_features: bool = False,
+        queries: Mapping[str, torch.Tensor] | None = None,
     ):
         """Patch-wise InfoNCE that trains the structure heads (only they receive gradients).
 
@@ -345,6 +365,7 @@ class SpatialCorrelativeLoss(nn.Module):
             return_source_features: also return the extractor's activations of ``x`` (detached),
                 for :meth:`forward`'s ``source_features`` in the same step; ``None`` when the
                 backbone is trained (this step changes it, so they would be stale).
+            queries: optional ``layer -> (N_s,)`` flat query indices used instead of sampling.
 
         Returns:
             Scalar mean InfoNCE over layers, or ``layer -> (N, N_s)`` per-query losses; with
@@ -363,8 +384,8 @@ class SpatialCorrelativeLoss(nn.Module):
         for name in self.layers:
             f = self.heads[name](feats[name])
             h, w = f.shape[-2:]
-            queries, window = self._locations(h, w, f.device)
-            maps = self._maps(f, queries, window)
+            q, window = self._given_or_sampled(queries, name, h, w, f.device)
+            maps = self._maps(f, q, window)
             m_other = maps[2 * n:] if other is not None else None
             with torch.autocast(maps.device.type, enabled=False):
                 loss = patch_infonce(maps[:n], maps[n:2 * n], m_other, temperature=self.temperature,

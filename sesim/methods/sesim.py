@@ -71,8 +71,9 @@ def build_structure_loss(cfg: TrainConfig) -> torch.nn.Module:
         lc.layers, backbone=lc.backbone, weights=lc.backbone_weights, num_queries=lc.num_queries,
         sampling=lc.sampling, keys=lc.keys,
         patch_size=lc.patch_size, norm=lc.feature_norm, distance=lc.distance, mask_keep=lc.mask_keep,
+        mask_from=lc.mask_from, smooth_l1=lc.smooth_l1,
         learned=lc.structure == "lsesim", temperature=lc.temperature, tanh_scale=lc.tanh_scale,
-        train_backbone=lc.train_backbone and lc.structure == "lsesim",
+        positive_vs_other=lc.positive_vs_other, train_backbone=lc.train_backbone and lc.structure == "lsesim",
     )
 
 
@@ -176,12 +177,21 @@ class SeSimMethod(StructureLossMethod):
 
         # 1. structure heads (LSeSim): learn maps that match under appearance changes
         warming_up = self.warming_up_heads()
-        source_features = self.head_step(real_a, real_b, logs, self.G if lc.head_on_translation else None)
+        fake_b = None
+        translate = None
+        if self.learned and lc.head_on_translation:
+            if warming_up:
+                translate = self.G
+            else:  # the step's translation, computed once: the head step uses it detached (the heads'
+                fake_b = self.G(real_a)  # update cannot change G), as the public code does
+                translate = lambda _: fake_b.detach()  # noqa: E731
+        source_features = self.head_step(real_a, real_b, logs, translate)
         if warming_up:  # --head-warmup: the heads learn before the generator sees their maps
             return logs
 
         # 2. discriminator
-        fake_b = self.G(real_a)
+        if fake_b is None:
+            fake_b = self.G(real_a)
         self.discriminator_step(real_b, fake_b, logs)
 
         # 3. generator

@@ -324,6 +324,7 @@ def map_distance(
     *,
     mask_keep: float | None = None,
     mask_from: str = "source",
+    smooth_l1: bool = False,
 ) -> torch.Tensor:
     """Per-query distance between two sets of maps (paper Eq. 2).
 
@@ -332,23 +333,37 @@ def map_distance(
         kind: ``"cos"``: ``1 - cos(S_x_i, S_y_i)`` (supports pattern correlation regardless of
             magnitude; paper default, Table 3 row E); ``"l1"``: mean absolute difference over the
             ``N_p`` entries.
-        mask_keep: public-code variant: keep only the entries where the reference map (``sx`` for
-            ``mask_from="source"``, ``sy`` for ``"target"``) is within its top ``mask_keep``
-            fraction, zero the rest in both maps, then compare (L1 is rescaled by ``1/mask_keep``).
-            ``None`` (default) compares the full maps.
+        mask_keep: the public code's masked comparison: with ``k = floor(N_p * mask_keep)``, keep
+            the entries where the reference map (``sx`` for ``mask_from="source"``, ``sy`` for
+            ``"target"``, the public code's choice) is at least its value of descending rank ``k``
+            (0-based; so ``k + 1`` entries barring ties, as the public code's ``sorted[:, :, k]``
+            threshold), zero the rest in both maps, then compare; ``"l1"`` scales both maps by
+            ``N_p / k`` first. ``None`` (default) compares the full maps. The mask is a constant
+            for autograd (gradients flow through the kept entries).
+        smooth_l1: the public code's criterion without ``--use_norm``: SmoothL1 (beta 1) instead of
+            the absolute value, applied to ``1 - cos`` (``"cos"``) or to each entry difference
+            (``"l1"``, then averaged). ``False`` (default): the plain distances above.
 
     Returns:
         ``(N, N_s)`` non-negative distances (cos in [0, 2]).
     """
+    if mask_from not in ("source", "target"):
+        raise ValueError(f"unknown mask_from {mask_from!r}; choose from ('source', 'target')")
+    scale = 1.0
     if mask_keep is not None:
         ref = sx if mask_from == "source" else sy
-        k = max(1, int(ref.shape[-1] * mask_keep))
-        threshold = ref.topk(k, dim=-1).values[..., -1:]
+        n_p = ref.shape[-1]
+        k = max(1, int(n_p * mask_keep))
+        threshold = ref.topk(min(k + 1, n_p), dim=-1).values[..., -1:]
         mask = (ref >= threshold).to(sx.dtype)
         sx, sy = sx * mask, sy * mask
+        scale = n_p / k
     if kind == "cos":
-        return 1.0 - F.cosine_similarity(sx, sy, dim=-1, eps=1e-8)
+        d = 1.0 - F.cosine_similarity(sx, sy, dim=-1, eps=1e-8)
+        return F.smooth_l1_loss(d, torch.zeros_like(d), reduction="none") if smooth_l1 else d
     if kind == "l1":
-        d = (sx - sy).abs().mean(dim=-1)
-        return d / mask_keep if mask_keep is not None else d
+        diff = (sx - sy) * scale if scale != 1.0 else sx - sy
+        if smooth_l1:
+            return F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none").mean(dim=-1)
+        return diff.abs().mean(dim=-1)
     raise ValueError(f"unknown map distance {kind!r}; choose from {DISTANCES}")

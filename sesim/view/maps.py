@@ -85,7 +85,7 @@ def query(structure: SpatialCorrelativeLoss, fx: dict[str, torch.Tensor], fy: di
     maps = [self_similarity(f[layer], q, win, norm=structure.norm, tanh_scale=structure.tanh_scale)
             for f in (fx, fy)]
     d = map_distance(maps[0], maps[1], structure.distance, mask_keep=structure.mask_keep,
-                     mask_from=structure.mask_from)
+                     mask_from=structure.mask_from, smooth_l1=structure.smooth_l1)
     pictures = [query_map(LayerMaps(m, q, win, h, w), 0) for m in maps]
     return QueryResult(pictures[0], pictures[1], (r, c), None if win is None else window, float(d[0, 0]))
 

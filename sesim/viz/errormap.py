@@ -92,7 +92,7 @@ def sesim_error(a: torch.Tensor, b: torch.Tensor, structure: SpatialCorrelativeL
     per_layer = []
     for name, (h, w) in shapes.items():
         d = map_distance(ma[name].maps, mb[name].maps, structure.distance, mask_keep=structure.mask_keep,
-                         mask_from=structure.mask_from)
+                         mask_from=structure.mask_from, smooth_l1=structure.smooth_l1)
         per_layer.append(d[0].view(h, w))
     return _combine(per_layer)
 

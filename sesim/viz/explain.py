@@ -113,6 +113,7 @@ def _without_heads(structure: SpatialCorrelativeLoss) -> SpatialCorrelativeLoss:
         structure.layers, extractor=structure.extractor, num_queries=structure.num_queries,
         sampling=structure.sampling, patch_size=structure.patch_size, keys=structure.keys, norm=structure.norm,
         distance=structure.distance, mask_keep=structure.mask_keep, mask_from=structure.mask_from,
+        smooth_l1=structure.smooth_l1,
         tanh_scale=structure.tanh_scale,
     ).eval()
 
