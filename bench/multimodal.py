@@ -87,8 +87,9 @@ def configs(data: Path, runs: Path, steps: int, seed: int, device: str) -> dict:
     out = {}
     for key, mode in (("single", "single-modal"), ("multi", "multimodal")):
         cfg = TrainConfig()
-        cfg.apply_preset("demo")  # 64 px pipeline, lr 2e-4, no pool, the default pretrained backbone
-        cfg.update("model", {"antialias": True})  # as bench/quality.py: the public code's anti-aliased resampling
+        # as bench/quality.py: the demo preset's 64 px pipeline (lr 2e-4, no pool, nearest-neighbour upsampling in the
+        # single-modal generator; the multi-modal decoder always upsamples that way) and the default pretrained backbone
+        cfg.apply_preset("demo")
         cfg.update("data", {"data": str(data), "size": SIZE, "load_size": SIZE, "preprocess": "crop"})
         cfg.update("model", {"mode": mode, "ngf": WIDTH, "ndf": WIDTH})
         cfg.update("loss", {"structure": "fsesim"})
