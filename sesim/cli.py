@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -477,8 +478,15 @@ def cmd_viz(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     from .view.server import serve
 
-    return serve(args.run, args.input, host=args.host, port=args.port, open_browser=not args.no_open,
+    code = serve(args.run, args.input, host=args.host, port=args.port, open_browser=not args.no_open,
                  style_from=args.style_from, size=args.size)
+    # Once the server has stopped nothing is left to save, but its daemon threads (request handlers,
+    # the background feature warm-up) may still be inside torch, and tearing the interpreter down
+    # under them aborts the process ("terminate called without an active exception", exit -6, seen
+    # on SIGINT/SIGTERM). Leave directly instead, with the streams flushed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_presets(_args: argparse.Namespace) -> int:
