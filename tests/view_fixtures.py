@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -63,8 +64,11 @@ def start_view(args: list[str], timeout: float = 180) -> tuple[subprocess.Popen,
     """Run ``python -m sesim view ARGS --no-open --port 0`` from this checkout; return the process
     and the URL it printed (the process is killed if it prints none)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # A test suite started in the background by a non-interactive shell (`pytest &`) inherits SIGINT
+    # ignored, and so would the server: give it the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "sesim", "view", *args, "--no-open", "--port", "0"], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
