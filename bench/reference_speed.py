@@ -53,6 +53,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from speed import quartiles, read_status  # noqa: E402  (bench/speed.py: the same measurements)
 from reference_code import (  # noqa: E402
     ReferenceMissing,
     ReferenceModel,
@@ -72,24 +73,6 @@ CATEGORIES = ("G", "D", "VGG16", "heads", "maps")
 # --------------------------------------------------------------------------------------------
 def say(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
-
-
-def read_status(key: str) -> int | None:
-    """``/proc/self/status`` field in bytes (``VmHWM``: peak resident set, ``VmRSS``: now)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def quartiles(xs: list[float]) -> tuple[float, float, float]:
-    if len(xs) < 2:
-        return xs[0], xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], statistics.median(xs), q[2]
 
 
 def load_average() -> list[float]:

@@ -174,7 +174,7 @@ def read_status(key: str) -> int | None:
     return None
 
 
-def _quartiles(xs: list[float]) -> tuple[float, float, float]:
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
     if len(xs) == 1:
         return xs[0], xs[0], xs[0]
     q = statistics.quantiles(xs, n=4, method="inclusive")
@@ -226,7 +226,7 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], warmup: int, repea
     foreign = monitor.stop()
     out = {}
     for name in names:
-        p25, med, p75 = _quartiles(walls[name])
+        p25, med, p75 = quartiles(walls[name])
         out[name] = {"wall_s": med, "p25": p25, "p75": p75, "cpu_s": statistics.median(cpus[name]),
                      "walls": walls[name], "cpus": cpus[name], "flops": flops[name], "foreign_cores": foreign,
                      "warmup": warmup, "repeats": rounds}
