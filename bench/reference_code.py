@@ -12,7 +12,8 @@ What this module does to that code, and nothing else:
   ``--backbone vgg16 --backbone-weights FILE``, so both sides run the same VGG16.
 * Their ``SCModel`` is built through their own option parser (``options.train_options``) from
   the command line of their released script ``scripts/train_sc.sh`` (minus data, GPU and display
-  arguments), with ``--gpu_ids -1`` (CPU), an explicit crop size and a scratch checkpoint folder.
+  arguments), with ``--gpu_ids -1`` (CPU) or the CUDA index of the benchmark's device, an explicit
+  crop size and a scratch checkpoint folder.
 * Their generator and discriminator weights are copied into sesim's ``public-code`` networks,
   which have the same layers in the same order (checked parameter by parameter, and the copied
   networks are checked to give the same outputs); for LSeSim their 1x1-conv heads are copied too.
@@ -103,12 +104,18 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def reference_args(size: int, learned: bool, patch_size: int, checkpoints: Path) -> list[str]:
+def gpu_ids(device: str | torch.device) -> str:
+    """Their ``--gpu_ids`` for a torch device: ``-1`` (CPU) or the CUDA index."""
+    device = torch.device(device)
+    return str(device.index or 0) if device.type == "cuda" else "-1"
+
+
+def reference_args(size: int, learned: bool, patch_size: int, checkpoints: Path, device: str = "cpu") -> list[str]:
     args = [*RELEASED_ARGS, *(LEARNED_ARGS if learned else ())]
     i = args.index("--patch_size")
     args[i + 1] = str(patch_size)
     return [*args, "--dataroot", str(checkpoints), "--checkpoints_dir", str(checkpoints), "--name", "bench",
-            "--gpu_ids", "-1", "--display_id", "-1", "--batch_size", "1", "--crop_size", str(size),
+            "--gpu_ids", gpu_ids(device), "--display_id", "-1", "--batch_size", "1", "--crop_size", str(size),
             "--load_size", str(size)]
 
 
@@ -116,13 +123,13 @@ class ReferenceModel:
     """The authors' ``SCModel``, built from their option parser; ``step()`` is ``optimize_parameters()``."""
 
     def __init__(self, folder: Path, vgg16_file: Path, size: int, learned: bool, patch_size: int,
-                 scratch: Path | None = None) -> None:
+                 scratch: Path | None = None, device: str = "cpu") -> None:
         import_reference(folder, vgg16_file)
         self._tmp = None
         if scratch is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="sesim-ref-")
             scratch = Path(self._tmp.name)
-        argv = reference_args(size, learned, patch_size, scratch)
+        argv = reference_args(size, learned, patch_size, scratch, device)
         saved = sys.argv
         sys.argv = ["train.py", *argv]
         try:
@@ -208,7 +215,8 @@ def copy_networks(ref: ReferenceModel, method: nn.Module, check_size: int = 32) 
     copy_parameters(ref.model.netD, method.D, "discriminator")
     if ref.learned:
         copy_heads(ref.heads(), method.structure)
-    x = torch.rand(1, 3, check_size, check_size, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    device = next(method.G.parameters()).device
+    x = (torch.rand(1, 3, check_size, check_size, generator=torch.Generator().manual_seed(7)) * 2 - 1).to(device)
     with torch.no_grad():
         g_ref, _ = ref.model.netG(x)
         d_ref = ref.model.netD(x)

@@ -5,33 +5,35 @@ PATH``; see ``bench/reference_code.py`` for what is done to it: nothing but repl
 ``torchvision.models.vgg16`` so that their ``vgg16(pretrained=True)`` loads the file sesim loads).
 Without it this script prints ``SKIPPED`` and writes nothing.
 
-What is compared, batch 1, at 128 and 256 px, the same thread count on both sides:
+Batch 1, at 128 and 256 px, the same thread count for everything. Per method (FSeSim: their
+``--patch_size 64``, global maps; LSeSim: ``--learned_attn --augment --patch_size 32``), these
+*sides* are timed **interleaved** in one process (one call each per round, the order rotating, so
+that whatever the machine does meanwhile hits all alike):
 
-* **Their training iteration**: ``set_input`` + ``optimize_parameters()`` of their ``sc`` model,
-  configured from their released ``scripts/train_sc.sh`` command line through their own option
-  parser: FSeSim (``--patch_size 64``: global maps) and LSeSim (``--learned_attn --augment
-  --patch_size 32``: 32 x 32 windows at relu3_1 at 256 px; at 128 px every map is global, as in
-  their code). Timed as their users get it: three VGG16 copies are built (two unused at lambda 0),
-  their VGG16 runs to relu5_3, and in the LSeSim head step VGG16 has ``requires_grad=True`` (lr 0).
-* **sesim's equivalent step**: ``train_step`` of ``--preset fsesim,public-code`` /
-  ``lsesim,public-code`` with the same patch size and ``--head-on-translation`` for LSeSim (their
-  head step uses (source, translation) as a positive pair too), VGG16 from the same state dict, and
-  their generator, discriminator (and LSeSim heads) weights copied in (``copy_networks`` checks
-  that the copies give the same outputs).
-* **Identical network weights**: one fixed random-init torchvision VGG16 state dict for both sides
-  -- no ImageNet VGG16 file exists on the benchmark machine; speed does not depend on the weights.
+* ``theirs``: ``set_input`` + ``optimize_parameters()`` of their ``sc`` model, configured from their
+  released ``scripts/train_sc.sh`` through their own option parser, timed as their users get it
+  (three VGG16 copies built, two unused at lambda 0; VGG16 weight gradients computed in the LSeSim
+  head step with learning rate 0).
+* ``sesim``: the same computation -- ``train_step`` of ``--preset [lsesim,]public-code`` with the
+  same patch size, their generator, discriminator (and LSeSim heads) weights copied in
+  (``copy_networks`` checks that the copies give the same outputs), VGG16 from the same file.
+* ``sesim bf16``: the same under ``--precision bf16`` (bfloat16 autocast; an option, not the default).
+* ``paper``: sesim's defaults, which follow the paper (CycleGAN's generator and discriminator with
+  strided / transposed convolutions, VGG16 ``relu3_1, relu4_1``, 32 x 32 windows, the paper's
+  LSeSim head step), VGG16 from the same file.
+* ``default``: the same on sesim's offline pretrained default backbone, ImageNet EfficientNet-Lite0.
 
-The two steps are timed **interleaved** (one call of each per round, the order alternating), so that
-load from other processes hits both alike; a ratio is the median over rounds of the per-round ratio
-sesim / theirs. Reported per side: median and p25-p75 wall seconds, CPU seconds (all threads), FLOPs
-per step (``torch.utils.flop_counter.FlopCounterMode``: matmul and convolution FLOPs, forward and
-backward) broken down into G, D, VGG16, heads and the rest ("maps": self-similarity products,
-InfoNCE), peak RSS (``VmHWM``) of a **fresh subprocess** per side, method and size that builds only
-that side, and inference images/s of the same generator (their ``model.test()`` against sesim's
-``translate_tensor`` under ``inference_mode``, interleaved).
+Identical VGG16 weights on every side: one fixed random-init torchvision VGG16 state dict (no
+ImageNet VGG16 file exists on the benchmark machine; speed does not depend on weight values).
 
-    OMP_NUM_THREADS=1 python bench/reference_speed.py --threads 1      # bench/results/reference_code.{md,json}
-    OMP_NUM_THREADS=1 python bench/reference_speed.py --threads 1 --quick   # bench/work/reference-quick/
+Reported per side: median and p25-p75 wall seconds, the median over rounds of the per-round ratio
+side / theirs, CPU seconds (all threads), FLOPs per step attributed by the weights each matmul or
+convolution uses (G, D, backbone, heads; the rest is the maps and InfoNCE), peak and steady RSS of
+a **fresh subprocess** per side, method and size that builds only that side, and inference
+images/s of the same generator (their ``model.test()`` against sesim's ``translate_tensor``).
+
+    OMP_NUM_THREADS=1 python bench/reference_speed.py --threads 1          # bench/results/reference_code.{md,json}
+    OMP_NUM_THREADS=1 python bench/reference_speed.py --threads 1 --quick  # bench/work/reference-quick/
 """
 
 from __future__ import annotations
@@ -45,15 +47,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils.flop_counter import flop_registry  # noqa: E402
 
-from speed import quartiles, read_status  # noqa: E402  (bench/speed.py: the same measurements)
 from reference_code import (  # noqa: E402
     ReferenceMissing,
     ReferenceModel,
@@ -62,10 +67,27 @@ from reference_code import (  # noqa: E402
     random_vgg16_file,
     reference_commit,
 )
+from speed import measure_interleaved, quartiles, read_status  # noqa: E402  (bench/speed.py)
 
 METHODS = {"fsesim": dict(learned=False, patch=64), "lsesim": dict(learned=True, patch=32)}
 LABEL = {"fsesim": "FSeSim", "lsesim": "LSeSim"}
-CATEGORIES = ("G", "D", "VGG16", "heads", "maps")
+SIDES = {
+    "theirs": "their `sc` model, released script",
+    "sesim": "`--preset [lsesim,]public-code`: the same computation, their weights",
+    "sesim bf16": "the same, `--precision bf16`",
+    "paper": "sesim's defaults (the paper's CycleGAN G/D, relu3_1 + relu4_1, 32x32 windows), VGG16",
+    "default": "sesim's defaults on its offline backbone, ImageNet EfficientNet-Lite0",
+}
+INFERENCE_SIDES = {
+    "theirs": "their `model.test()`",
+    "sesim": "`translate_tensor`, the same generator and weights",
+    "sesim bf16": "the same, `--precision bf16`",
+    "paper": "sesim's default generator (CycleGAN's strided / transposed convs), fp32",
+    "paper bf16": "the same, `--precision bf16`",
+}
+CATEGORIES = ("G", "D", "backbone", "heads", "maps & rest")
+TARGETS = {"fsesim": 0.8, "lsesim": 0.5}  # training step, sesim / theirs
+INFERENCE_TARGET = 1.5  # img/s, sesim / theirs, at 256 px
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,192 +111,232 @@ def images(size: int, seed: int = 1) -> dict[str, torch.Tensor]:
     return {"A": a, "B": b, "A_aug": jitter(a), "B_aug": jitter(b), "A_paths": ["a.png"], "B_paths": ["b.png"]}
 
 
-def sesim_config(method: str, size: int, vgg_file: Path):
+def sesim_config(side: str, method: str, size: int, vgg_file: Path):
+    """The TrainConfig of a sesim side (see :data:`SIDES`)."""
     from sesim.config import TrainConfig
 
     spec = METHODS[method]
     cfg = TrainConfig()
-    for preset in (("lsesim", "public-code") if spec["learned"] else ("public-code",)):
+    presets = ["lsesim"] if spec["learned"] else []
+    if side in ("sesim", "sesim bf16"):
+        presets.append("public-code")
+    for preset in presets:
         cfg.apply_preset(preset)
-    cfg.set_flat("structure", "lsesim" if spec["learned"] else "fsesim")
-    cfg.set_flat("backbone", "vgg16")
-    cfg.set_flat("backbone_weights", str(vgg_file))
-    cfg.set_flat("patch_size", spec["patch"])
+    if side == "default":
+        cfg.set_flat("backbone", "efficientnet-lite0")
+        cfg.set_flat("backbone_weights", "imagenet")
+    else:
+        cfg.set_flat("backbone", "vgg16")
+        cfg.set_flat("backbone_weights", str(vgg_file))
+    if side in ("sesim", "sesim bf16"):
+        cfg.set_flat("patch_size", spec["patch"])
+        cfg.set_flat("head_on_translation", spec["learned"])
     cfg.set_flat("size", size)
     cfg.set_flat("load_size", size)
-    if spec["learned"]:
-        cfg.set_flat("head_on_translation", True)
     return cfg
 
 
-def build_sesim(method: str, size: int, vgg_file: Path):
+def build_sesim(side: str, method: str, size: int, vgg_file: Path, device: torch.device):
     from sesim.methods import build_method
 
-    model = build_method(sesim_config(method, size, vgg_file))
+    model = build_method(sesim_config(side, method, size, vgg_file)).to(device)
     model.train()
     return model
 
 
-def build_reference(folder: Path, vgg_file: Path, method: str, size: int, batch: dict) -> ReferenceModel:
+def build_reference(folder: Path, vgg_file: Path, method: str, size: int, batch: dict,
+                    device: torch.device) -> ReferenceModel:
     spec = METHODS[method]
-    ref = ReferenceModel(folder, vgg_file, size, spec["learned"], spec["patch"])
+    ref = ReferenceModel(folder, vgg_file, size, spec["learned"], spec["patch"], device=str(device))
     ref.initialize(batch)
     return ref
 
 
-def categorise(counts: dict[str, dict]) -> dict[str, int]:
-    """FlopCounterMode's per-module totals -> G, D, VGG16, heads, maps (= everything outside those)."""
-    def kind(part: str, root: bool) -> str | None:
-        if part in ("ResnetGenerator", "G", "netG"):
-            return "G"
-        if part in ("NLayerDiscriminator", "PatchDiscriminator", "D", "netD"):
-            return "D"
-        if part in ("VGG16", "VGG16Features", "extractor", "netPre"):
-            return "VGG16"
-        if part in ("heads", "StructureHead") or part.startswith("conv_") or (root and part == "Sequential"):
-            return "heads"
-        return None
+def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``fn`` that returns only when the device has finished its work (CUDA runs asynchronously)."""
+    if device.type != "cuda":
+        return fn
 
-    # A key is a module path as the counter names it (root class name, then attribute names). A key's
-    # category is that of its first matching part; among the keys sharing that matching prefix only
-    # the shortest are counted (their sub-modules' FLOPs are already inside theirs). A container that
-    # is not called itself (sesim's ``heads`` ModuleDict) has no key: its called children count.
-    out = dict.fromkeys(CATEGORIES, 0)
-    total = sum(counts.get("Global", {}).values())
-    groups: dict[tuple[str, ...], list[tuple[int, str]]] = {}
-    for key in counts:
-        if key == "Global":
-            continue
-        parts = key.split(".")
-        first = next((i for i, p in enumerate(parts) if kind(p, i == 0)), None)
-        if first is not None:
-            groups.setdefault(tuple(parts[: first + 1]), []).append((len(parts), key))
-    for prefix, keys in groups.items():
-        shortest = min(n for n, _ in keys)
-        cat = kind(prefix[-1], len(prefix) == 1)
-        out[cat] += sum(sum(counts[k].values()) for n, k in keys if n == shortest)
-    out["maps"] = total - sum(out[c] for c in CATEGORIES if c != "maps")
-    out["total"] = total
-    return out
+    def call():
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+    return call
 
 
-def flops_of(fn) -> tuple[dict[str, int], list[str]]:
-    with FlopCounterMode(display=False) as counter:
+def step_of(side: str, model, batch: dict, device: torch.device) -> Callable[[], object]:
+    """One training iteration of a side as a no-argument call (their model moves its batch itself)."""
+    if side == "theirs":
+        return synced(lambda: model.step(batch), device)
+    sesim_batch = {"A": batch["A"].to(device), "B": batch["B"].to(device)}
+    if side.endswith("bf16"):
+        from sesim import speedups
+
+        def bf16_step():
+            with speedups.autocast(device, "bf16"):
+                return model.train_step(sesim_batch)
+        return synced(bf16_step, device)
+    return synced(lambda: model.train_step(sesim_batch), device)
+
+
+def components(side: str, model) -> dict[str, nn.Module | list[nn.Module]]:
+    """The networks of a side by FLOP category (the weights each convolution / matmul uses tell
+    which one it belongs to)."""
+    if side == "theirs":
+        m = model.model
+        heads = [m.criterionSpatial] if model.learned else []
+        return {"G": m.netG, "D": m.netD, "backbone": [m.netPre, m.criterionStyle, m.criterionFeature],
+                "heads": heads}
+    heads = model.structure.heads
+    return {"G": model.G, "D": model.D, "backbone": model.structure.extractor,
+            "heads": [heads] if heads is not None else []}
+
+
+class AttributedFlops(TorchDispatchMode):
+    """Count matmul and convolution FLOPs (forward and backward; ``torch.utils.flop_counter``'s
+    formulas) by the network whose parameter or buffer storage an operation reads; operations that
+    read none (self-similarity products, InfoNCE) count as ``maps & rest``."""
+
+    def __init__(self, groups: dict[str, nn.Module | list[nn.Module]]) -> None:
+        super().__init__()
+        self.owner: dict[int, str] = {}
+        for name, modules in groups.items():
+            for module in modules if isinstance(modules, list) else [modules]:
+                for t in [*module.parameters(), *module.buffers()]:
+                    self.owner.setdefault(t.untyped_storage().data_ptr(), name)
+        self.flops: dict[str, int] = defaultdict(int)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        if packet in flop_registry:
+            flops = flop_registry[packet](*args, **kwargs, out_val=out)
+            owner = next((self.owner[p] for a in args if isinstance(a, torch.Tensor)
+                          and (p := a.untyped_storage().data_ptr()) in self.owner), "maps & rest")
+            self.flops[owner] += int(flops)
+        return out
+
+
+def attributed_flops(fn: Callable[[], object], groups: dict) -> dict[str, int]:
+    with AttributedFlops(groups) as counter:
         fn()
-    counts = {k: dict(v) for k, v in counter.get_flop_counts().items()}
-    modules = {k: sum(v.values()) for k, v in counts.items() if k.count(".") <= 2}  # module paths, two levels in
-    return categorise(counts), modules
-
-
-def timed(fn) -> tuple[float, float]:
-    c0, t0 = time.process_time(), time.perf_counter()
-    fn()
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def interleave(fns: dict[str, object], warmup: int, repeats: int) -> dict[str, dict]:
-    names = list(fns)
-    for _ in range(warmup):
-        for n in names:
-            fns[n]()
-    wall = {n: [] for n in names}
-    cpu = {n: [] for n in names}
-    for r in range(repeats):
-        for n in (names if r % 2 == 0 else names[::-1]):
-            w, c = timed(fns[n])
-            wall[n].append(w)
-            cpu[n].append(c)
-    out = {}
-    for n in names:
-        p25, med, p75 = quartiles(wall[n])
-        out[n] = dict(wall_s=med, p25_s=p25, p75_s=p75, cpu_s=statistics.median(cpu[n]), walls=wall[n],
-                      repeats=repeats, warmup=warmup)
-    first, second = names
-    ratios = [b / a for a, b in zip(wall[first], wall[second])]
-    out["ratio"] = statistics.median(ratios)
-    out["ratio_p25"], _, out["ratio_p75"] = quartiles(ratios)
+    out = {c: counter.flops.get(c, 0) for c in CATEGORIES}
+    out["total"] = sum(out.values())
     return out
 
 
+def ratio_spread(walls: list[float], ref: list[float]) -> tuple[float, float, float]:
+    return quartiles([a / b for a, b in zip(walls, ref)])
+
+
 # --------------------------------------------------------------------------------------------
-# the one-process comparison (time, FLOPs, inference)
+# the one-process comparison (time, FLOPs)
 # --------------------------------------------------------------------------------------------
-def compare_training(folder: Path, vgg_file: Path, method: str, size: int, warmup: int, repeats: int) -> dict:
+def compare_training(folder: Path, vgg_file: Path, method: str, size: int, sides: list[str], warmup: int,
+                     repeats: int, device: torch.device) -> dict:
     batch = images(size)
-    torch.manual_seed(0)
-    ref = build_reference(folder, vgg_file, method, size, batch)
-    torch.manual_seed(0)
-    ours = build_sesim(method, size, vgg_file)
-    check = copy_networks(ref, ours)
-    sesim_batch = {"A": batch["A"], "B": batch["B"]}
-    fns = {"theirs": lambda: ref.step(batch), "sesim": lambda: ours.train_step(sesim_batch)}
-    flops = {}
-    for side, fn in fns.items():  # FLOPs of one step each (also the first warm-up call)
-        flops[side], roots = flops_of(fn)
-        flops[side + "_modules"] = roots
-    m = interleave(fns, warmup, repeats)
-    row = {"method": method, "size": size, "patch": METHODS[method]["patch"], "copied_output_diff": check,
-           "theirs": m["theirs"], "sesim": m["sesim"], "ratio": m["ratio"], "ratio_p25": m["ratio_p25"],
-           "ratio_p75": m["ratio_p75"], "flops": flops, "load_after": load_average()}
-    del ref, ours
+    models, steps, flops, copied = {}, {}, {}, {}
+    for side in sides:
+        torch.manual_seed(0)
+        models[side] = (build_reference(folder, vgg_file, method, size, batch, device) if side == "theirs"
+                        else build_sesim(side, method, size, vgg_file, device))
+    for side in sides:
+        if side in ("sesim", "sesim bf16"):
+            copied[side] = copy_networks(models["theirs"], models[side])
+        steps[side] = step_of(side, models[side], batch, device)
+        if not side.endswith("bf16"):  # autocast's weight copies hide which network a conv belongs to
+            flops[side] = attributed_flops(steps[side], components(side, models[side]))
+    m = measure_interleaved(steps, warmup, repeats, count_flops=False)
+    row = {"method": method, "size": size, "patch": METHODS[method]["patch"], "copied_output_diff": copied,
+           "flops": flops, "load_after": load_average(), "foreign_cores": m["theirs"]["foreign_cores"],
+           "sides": {}}
+    for side in sides:
+        r = m[side]
+        out = {"wall_s": r["wall_s"], "p25_s": r["p25"], "p75_s": r["p75"], "cpu_s": r["cpu_s"], "walls": r["walls"],
+               "repeats": r["repeats"], "warmup": warmup}
+        if side != "theirs":
+            out["ratio_p25"], out["ratio"], out["ratio_p75"] = ratio_spread(r["walls"], m["theirs"]["walls"])
+        row["sides"][side] = out
     return row
 
 
-def compare_inference(folder: Path, vgg_file: Path, size: int, warmup: int, repeats: int) -> dict:
+def compare_inference(folder: Path, vgg_file: Path, size: int, sides: list[str], warmup: int, repeats: int,
+                      device: torch.device) -> dict:
+    from sesim.nets.init import init_weights
+    from sesim.methods import build_generator
     from sesim.translate import translate_tensor
 
     batch = images(size)
     torch.manual_seed(0)
-    ref = build_reference(folder, vgg_file, "fsesim", size, batch)
-    ours = build_sesim("fsesim", size, vgg_file)
-    copy_networks(ref, ours)
-    g = ours.G.eval()
-    x = batch["A"]
-
-    def sesim_run():
-        with torch.inference_mode():
-            return translate_tensor(g, x)
-
+    ref = build_reference(folder, vgg_file, "fsesim", size, batch, device)
+    same = build_sesim("sesim", "fsesim", size, vgg_file, device)
+    copy_networks(ref, same)
+    paper = init_weights(build_generator(sesim_config("paper", "fsesim", size, vgg_file)), "normal", 0.02)
+    paper = paper.to(device).eval()
+    x = batch["A"].to(device)
+    fns = {"theirs": lambda: ref.translate(x),
+           "sesim": lambda: translate_tensor(same.G.eval(), x),
+           "sesim bf16": lambda: translate_tensor(same.G.eval(), x, precision="bf16"),
+           "paper": lambda: translate_tensor(paper, x),
+           "paper bf16": lambda: translate_tensor(paper, x, precision="bf16")}
+    fns = {k: synced(fns[k], device) for k in sides}
     with torch.no_grad():
-        same = float((ref.translate(x) - sesim_run()).abs().max())
-    m = interleave({"theirs": lambda: ref.translate(x), "sesim": sesim_run}, warmup, repeats)
-    flops_theirs, _ = flops_of(lambda: ref.translate(x))
-    flops_sesim, _ = flops_of(sesim_run)
-    return {"size": size, "theirs": m["theirs"], "sesim": m["sesim"], "ratio": m["ratio"],
-            "ratio_p25": m["ratio_p25"], "ratio_p75": m["ratio_p75"], "output_max_abs_diff": same,
-            "flops": {"theirs": flops_theirs["total"], "sesim": flops_sesim["total"]}}
+        theirs = ref.translate(x).float()
+        diffs = {}
+        for side in ("sesim", "sesim bf16"):
+            if side in fns:
+                d = (fns[side]() - theirs).abs()
+                diffs[side] = {"max": float(d.max()), "mean": float(d.mean())}
+        if "paper" in fns and "paper bf16" in fns:
+            d = (fns["paper bf16"]() - fns["paper"]()).abs()
+            diffs["paper bf16"] = {"max": float(d.max()), "mean": float(d.mean()), "vs": "paper"}
+    m = measure_interleaved(fns, warmup, repeats, count_flops=False)
+    gen_of = {"theirs": ref.model.netG, "sesim": same.G, "paper": paper}
+    with torch.no_grad():  # the same operations as inference mode, in which dispatch modes see nothing
+        flops = {side: attributed_flops(lambda: gen_of[side](x), {"G": gen_of[side]})["total"]
+                 for side in sides if side in gen_of}
+    row = {"size": size, "output_diff": diffs, "flops": flops, "foreign_cores": m["theirs"]["foreign_cores"],
+           "sides": {}}
+    for side in sides:
+        r = m[side]
+        out = {"wall_s": r["wall_s"], "p25_s": r["p25"], "p75_s": r["p75"], "cpu_s": r["cpu_s"], "walls": r["walls"],
+               "img_per_s": 1 / r["wall_s"]}
+        if side != "theirs":  # speed-up: their time / this side's time, per round
+            inv = [1 / v for v in ratio_spread(r["walls"], m["theirs"]["walls"])]
+            out["speedup_p25"], out["speedup"], out["speedup_p75"] = sorted(inv)
+        row["sides"][side] = out
+    return row
 
 
 # --------------------------------------------------------------------------------------------
 # peak memory: one fresh process per side, method and size
 # --------------------------------------------------------------------------------------------
-def child(side: str, method: str, size: int, steps: int, folder: str, vgg_file: str, threads: int) -> None:
-    torch.set_num_threads(threads)
+def child(side: str, method: str, size: int, steps: int, folder: str, vgg_file: str, device: torch.device) -> None:
     rss_import = read_status("VmRSS")
     batch = images(size)
     torch.manual_seed(0)
-    if side == "theirs":
-        model = build_reference(Path(folder), Path(vgg_file), method, size, batch)
-        step = lambda: model.step(batch)  # noqa: E731
-    else:
-        model = build_sesim(method, size, Path(vgg_file))
-        sesim_batch = {"A": batch["A"], "B": batch["B"]}
-        step = lambda: model.train_step(sesim_batch)  # noqa: E731
+    model = (build_reference(Path(folder), Path(vgg_file), method, size, batch, device) if side == "theirs"
+             else build_sesim(side, method, size, Path(vgg_file), device))
+    step = step_of(side, model, batch, device)
     rss_built = read_status("VmRSS")
     steady = []
     for _ in range(steps):
         step()
         steady.append(read_status("VmRSS"))
+    gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     print("RESULT " + json.dumps({"side": side, "method": method, "size": size, "peak_rss": read_status("VmHWM"),
-                                  "rss_after_import": rss_import, "rss_built": rss_built,
+                                  "peak_gpu": gpu, "rss_after_import": rss_import, "rss_built": rss_built,
                                   "steady_rss": statistics.median(steady[1:] or steady), "steps": steps}), flush=True)
 
 
-def measure_memory(folder: Path, vgg_file: Path, method: str, size: int, steps: int, threads: int) -> dict:
+def measure_memory(folder: Path, vgg_file: Path, method: str, size: int, sides: list[str], steps: int,
+                   threads: int, device: torch.device) -> dict:
     out = {}
-    for side in ("theirs", "sesim"):
+    for side in sides:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", side, method, str(size), str(steps),
-               "--reference", str(folder), "--vgg-file", str(vgg_file), "--threads", str(threads)]
+               "--reference", str(folder), "--vgg-file", str(vgg_file), "--threads", str(threads),
+               "--device", str(device)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
@@ -292,67 +354,94 @@ def gb(b) -> str:
 
 
 def gf(f) -> str:
-    return f"{f / 1e9:.1f}"
+    return "—" if f is None else f"{f / 1e9:.1f}"
 
 
-def fmt(m: dict) -> str:
-    return f"{m['wall_s']:.3f} ({m['p25_s']:.3f}–{m['p75_s']:.3f})"
+def verdict(ok: bool) -> str:
+    return "**PASS**" if ok else "**not met**"
 
 
 def write_report(res: dict, out: Path) -> str:
+    threads = res["threads"]
+    gpu = any(m.get("peak_gpu") for mem in res["memory"].values() for m in mem.values())
+    loads = [r.get("foreign_cores") for r in res["training"] + res["inference"] if r.get("foreign_cores") is not None]
+    idle = f"at most {max(loads):.2f} cores" if loads else "not measured"
     lines = [
         "# sesim next to the authors' F-LSeSim code, one run", "",
         f"Authors' code: F-LSeSim `{res['reference_commit']}` (MIT), imported at run time, never part of sesim. "
-        f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores; torch {res['machine']['torch']}; "
-        f"**{res['threads']} torch thread(s)** on both sides (`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}`).",
-        "",
-        "**Load.** The load averages of each run are listed under *Runs* below. "
-        + ("Other jobs were running (load average above 0.5): absolute times are loaded figures, not idle-machine "
-           "ones; the interleaved ratios and CPU seconds are the comparison."
-           if any(run["load_start"] and run["load_start"][0] > 0.5 for run in res.get("runs", [])) else ""),
-        "",
-        "Weights: one fixed random-init torchvision VGG16 state dict for both sides (no ImageNet VGG16 file "
-        "on this machine; speed does not depend on weight values); their G, D and LSeSim heads copied into "
-        "sesim's networks. Their iteration as their users run it (three VGG16 copies built, VGG16 run to "
-        "relu5_3, VGG16 weight gradients computed in the LSeSim head step with lr 0). sesim: "
-        "`--preset fsesim,public-code` / `lsesim,public-code --head-on-translation`, same patch size.",
-        "",
-        "## Training step (batch 1)", "",
-        "Seconds per iteration: median (p25–p75) of the interleaved repeats; ratio = median over rounds of "
-        "sesim / theirs (below 1: sesim faster).", "",
-        "| method | px | theirs s/iter | sesim s/iter | ratio (p25–p75) | CPU-s theirs / sesim | "
-        "GFLOP theirs / sesim | peak RSS GB theirs / sesim | steady RSS GB theirs / sesim |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores"
+        + (f", GPU {res['machine']['gpu']} (device `{res['device']}`)" if res['machine'].get('gpu') else "")
+        + f"; torch {res['machine']['torch']}; "
+        f"**{threads} torch thread(s)** for every side. Load from other processes during the timed rounds: "
+        f"{idle} (load average at start {res['load_start']}).", "",
+        f"Command: `{res['command']}` ({res['elapsed_s'] / 60:.0f} min).", "",
+        "Identical VGG16 weights on every VGG16 side (one fixed random-init torchvision state dict: no ImageNet "
+        "VGG16 file on this machine; speed does not depend on weight values). Their iteration is timed as their "
+        "users run it: three VGG16 copies built (two unused at lambda 0), VGG16 weight gradients computed in the "
+        "LSeSim head step with learning rate 0, the real image's gradient computed in the D step "
+        "(`real.requires_grad_()` with no gradient penalty).", "",
+        "Sides:", "",
     ]
+    lines += [f"- **{k}**: {v}" for k, v in SIDES.items()]
+    lines += ["", "## Training step (batch 1)", "",
+              "Seconds per iteration: median (p25–p75) of the interleaved rounds; *ratio* = median over rounds of "
+              "side / theirs in the same round (below 1: faster than theirs).", "",
+              "| method | px | side | s/iter | ratio to theirs (p25–p75) | CPU s | GFLOP | peak RSS GB | steady RSS GB |"
+              + (" peak GPU GB |" if gpu else ""), "|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "")]
     for r in res["training"]:
         mem = res["memory"].get(f"{r['method']}@{r['size']}", {})
-        t, s = mem.get("theirs", {}), mem.get("sesim", {})
-        lines.append(
-            f"| {LABEL[r['method']]} (patch {r['patch']}) | {r['size']} | {fmt(r['theirs'])} | {fmt(r['sesim'])} | "
-            f"**{r['ratio']:.2f}×** ({r['ratio_p25']:.2f}–{r['ratio_p75']:.2f}) | "
-            f"{r['theirs']['cpu_s']:.2f} / {r['sesim']['cpu_s']:.2f} | "
-            f"{gf(r['flops']['theirs']['total'])} / {gf(r['flops']['sesim']['total'])} | "
-            f"{gb(t.get('peak_rss'))} / {gb(s.get('peak_rss'))} | {gb(t.get('steady_rss'))} / {gb(s.get('steady_rss'))} |")
+        for side, s in r["sides"].items():
+            ratio = "1" if side == "theirs" else f"**{s['ratio']:.2f}×** ({s['ratio_p25']:.2f}–{s['ratio_p75']:.2f})"
+            f = r["flops"].get(side) or r["flops"].get(side.replace(" bf16", ""))
+            m = mem.get(side, {})
+            lines.append(f"| {LABEL[r['method']]} | {r['size']} | {side} | {s['wall_s']:.3f} ({s['p25_s']:.3f}–"
+                         f"{s['p75_s']:.3f}) | {ratio} | {s['cpu_s']:.2f} | {gf(f and f['total'])} | "
+                         f"{gb(m.get('peak_rss'))} | {gb(m.get('steady_rss'))} |" + (f" {gb(m.get('peak_gpu'))} |" if gpu else ""))
     lines += ["", "## Where the FLOPs go (GFLOP per training step, forward + backward)", "",
-              "| method | px | side | G | D | VGG16 | heads | maps & rest | total |", "|---|---|---|---|---|---|---|---|---|"]
+              "Attributed by the weights each convolution or matmul reads; *maps & rest* reads no network weights "
+              "(self-similarity products, InfoNCE). bf16 sides compute the same FLOPs as their fp32 twin.", "",
+              "| method | px | side | " + " | ".join(CATEGORIES) + " | total |", "|---|---|---|" + "---|" * (len(CATEGORIES) + 1)]
     for r in res["training"]:
-        for side in ("theirs", "sesim"):
-            f = r["flops"][side]
+        for side, f in r["flops"].items():
             lines.append(f"| {LABEL[r['method']]} | {r['size']} | {side} | "
                          + " | ".join(gf(f[c]) for c in CATEGORIES) + f" | {gf(f['total'])} |")
-    lines += ["", "## Inference (the same generator, batch 1)", "",
-              "| px | theirs img/s | sesim img/s | sesim / theirs time ratio | GFLOP | max output diff |",
-              "|---|---|---|---|---|---|"]
+    if res["inference"]:
+        lines += ["", "## Inference (batch 1)", "",
+                  "Images per second: 1 / median seconds per image; *speed-up* = median over rounds of their time / "
+                  "this side's time. Output difference to theirs (sesim sides) or to fp32 (paper bf16), in 8-bit "
+                  "levels (x 127.5): max / mean.", ""]
+        lines += [f"- **{k}**: {v}" for k, v in INFERENCE_SIDES.items()]
+        lines += ["", "| px | side | img/s | speed-up over theirs (p25–p75) | GFLOP | output diff (levels) max / mean |",
+                  "|---|---|---|---|---|---|"]
+        for r in res["inference"]:
+            for side, s in r["sides"].items():
+                up = "1" if side == "theirs" else f"**{s['speedup']:.2f}×** ({s['speedup_p25']:.2f}–{s['speedup_p75']:.2f})"
+                d = r["output_diff"].get(side)
+                diff = "—" if d is None else f"{d['max'] * 127.5:.2f} / {d['mean'] * 127.5:.3f}"
+                flops = r["flops"].get(side) or r["flops"].get(side.replace(" bf16", ""))
+                lines.append(f"| {r['size']} | {side} | {s['img_per_s']:.2f} | {up} | {gf(flops)} | {diff} |")
+    lines += ["", "## Targets (issue 12)", "", "| target | measured | verdict |", "|---|---|---|"]
+    for r in res["training"]:
+        limit = TARGETS[r["method"]]
+        for side in ("sesim", "sesim bf16", "paper", "default"):
+            if side in r["sides"]:
+                v = r["sides"][side]["ratio"]
+                lines.append(f"| {LABEL[r['method']]} step ≤ {limit}× theirs, {r['size']} px, {side} | {v:.2f}× | "
+                             f"{verdict(v <= limit)} |")
+        mem = res["memory"].get(f"{r['method']}@{r['size']}", {})
+        if "theirs" in mem:
+            for side in ("sesim", "paper", "default"):
+                if side in mem:
+                    v = mem[side]["peak_rss"] / mem["theirs"]["peak_rss"]
+                    lines.append(f"| {LABEL[r['method']]} peak RSS ≤ 0.8× theirs, {r['size']} px, {side} | {v:.2f}× | "
+                                 f"{verdict(v <= 0.8)} |")
     for r in res["inference"]:
-        lines.append(f"| {r['size']} | {1 / r['theirs']['wall_s']:.2f} | {1 / r['sesim']['wall_s']:.2f} | "
-                     f"{r['ratio']:.2f}× ({r['ratio_p25']:.2f}–{r['ratio_p75']:.2f}) | "
-                     f"{gf(r['flops']['theirs'])} / {gf(r['flops']['sesim'])} | {r['output_max_abs_diff']:.1e} |")
-    lines += ["", "## Runs", "", "Each sesim / theirs pair above was measured interleaved within one process (that is what "
-              "makes a ratio fair under load); the rows come from these runs on the same machine, started "
-              "together (load average at start / end):", ""]
-    for run in res.get("runs", []):
-        lines.append(f"- `{run['command']}`: {', '.join(run['measured'])}; load {run['load_start']} / {run['load_end']}; "
-                     f"{run['elapsed_s'] / 60:.1f} min")
+        if r["size"] == 256:
+            for side in r["sides"]:
+                if side != "theirs":
+                    v = r["sides"][side]["speedup"]
+                    lines.append(f"| inference ≥ {INFERENCE_TARGET}× their img/s, 256 px, {side} | {v:.2f}× | "
+                                 f"{verdict(v >= INFERENCE_TARGET)} |")
     lines.append("")
     text = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
@@ -361,63 +450,45 @@ def write_report(res: dict, out: Path) -> str:
     return text
 
 
-def finished(res: dict, t0: float) -> dict:
-    """``res`` with the end-of-run fields (load, elapsed time, what this run measured)."""
-    res["load_end"] = load_average()
-    res["elapsed_s"] = time.perf_counter() - t0
-    res["runs"] = [{k: res[k] for k in ("command", "load_start", "load_end", "elapsed_s")}
-                   | {"measured": [f"{r['method']}@{r['size']}" for r in res["training"]]
-                      + [f"inference@{r['size']}" for r in res["inference"]]}]
-    return res
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reference", default=None, help="folder of the authors' F-LSeSim code")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N for the same table on a GPU "
+                                                     "(peak GPU memory is then reported too)")
     ap.add_argument("--sizes", default="128,256")
     ap.add_argument("--methods", default="fsesim,lsesim")
+    ap.add_argument("--sides", default=",".join(SIDES), help="training sides, 'theirs' first")
+    ap.add_argument("--inference-sides", default=",".join(INFERENCE_SIDES))
     ap.add_argument("--repeats-128", type=int, default=8)
-    ap.add_argument("--repeats-256", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1, help="warm-up calls per side after the FLOP-counted one")
-    ap.add_argument("--memory-steps", type=int, default=2)
+    ap.add_argument("--repeats-256", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed calls per side before the timed rounds")
+    ap.add_argument("--memory-steps", type=int, default=3)
     ap.add_argument("--inference-sizes", default="256", help="sizes of the inference comparison ('' for none)")
-    ap.add_argument("--merge", action="store_true",
-                    help="keep the rows of an existing reference_code.json in --out that this run does not "
-                         "measure (to assemble the table from several shorter runs on a loaded machine)")
     ap.add_argument("--quick", action="store_true", help="128 px, few repeats; writes bench/work/reference-quick")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--assemble", nargs="+", metavar="DIR", default=None,
-                    help="write the report to --out from the reference_code.json files of runs in these folders "
-                         "(parts of the table measured by separate, concurrently started runs); measures nothing")
     ap.add_argument("--child", nargs=4, metavar=("SIDE", "METHOD", "SIZE", "STEPS"), help=argparse.SUPPRESS)
     ap.add_argument("--vgg-file", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     if args.child:
         side, method, size, steps = args.child
-        child(side, method, int(size), int(steps), args.reference, args.vgg_file, args.threads)
-        return 0
-    if args.assemble:
-        parts = [json.loads((Path(d) / "reference_code.json").read_text()) for d in args.assemble]
-        res = dict(parts[0])
-        res["training"] = sorted((r for part in parts for r in part["training"]),
-                                 key=lambda r: (r["size"], list(METHODS).index(r["method"])))
-        res["inference"] = [r for part in parts for r in part["inference"]]
-        res["memory"] = {k: v for part in parts for k, v in part["memory"].items()}
-        res["runs"] = [run for part in parts for run in part.get("runs", [])]
-        if len({part["reference_commit"] for part in parts}) != 1 or len({part["threads"] for part in parts}) != 1:
-            raise SystemExit("the parts differ in reference commit or thread count")
-        out = Path(args.out or ROOT / "bench" / "results")
-        print(write_report(res, out))
+        child(side, method, int(size), int(steps), args.reference, args.vgg_file, device)
         return 0
     try:
         folder = find_reference(args.reference)
     except ReferenceMissing as err:
         print(f"SKIPPED: {err}. No side-by-side figures were measured or written.")
         return 0
+    sides = args.sides.split(",")
+    inference_sides = args.inference_sides.split(",")
+    if sides[0] != "theirs" or inference_sides[0] != "theirs" or not set(sides) <= set(SIDES) \
+            or not set(inference_sides) <= set(INFERENCE_SIDES):
+        ap.error(f"--sides: 'theirs' first, then any of {list(SIDES)[1:]}; --inference-sides: of {list(INFERENCE_SIDES)}")
     if args.quick:
         sizes, reps, warmup, mem_steps = [128], {128: 3}, 1, 2
+        inference_sizes = [128]
         out = Path(args.out or ROOT / "bench" / "work" / "reference-quick")
         if out.resolve() == (ROOT / "bench" / "results").resolve():
             ap.error("--quick never writes to bench/results (the committed results); pick another --out")
@@ -425,55 +496,45 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
         reps = {s: (args.repeats_128 if s <= 128 else args.repeats_256) for s in sizes}
         warmup, mem_steps = args.warmup, args.memory_steps
+        inference_sizes = [int(v) for v in args.inference_sizes.split(",") if v]
         out = Path(args.out or ROOT / "bench" / "results")
-    methods = args.methods.split(",")
-    inference_sizes = [128] if args.quick else [int(v) for v in args.inference_sizes.split(",") if v]
     t0 = time.perf_counter()
     command = "OMP_NUM_THREADS=%s python bench/%s" % (os.environ.get("OMP_NUM_THREADS", "unset"),
                                                        " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
     res = {"reference_commit": reference_commit(folder), "threads": torch.get_num_threads(),
-           "load_start": load_average(), "command": command,
+           "load_start": load_average(), "command": command, "device": str(device),
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "torch": torch.__version__, "python": platform.python_version()},
            "training": [], "inference": [], "memory": {}}
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
-        res["machine"]["cpu"] = cpu
+        res["machine"]["cpu"] = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                                     if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    if device.type == "cuda":
+        res["machine"]["gpu"] = torch.cuda.get_device_name(device)
     with tempfile.TemporaryDirectory(prefix="sesim-refbench-") as tmp:
         vgg_file = random_vgg16_file(Path(tmp) / "vgg16-random.pth", seed=0)
         for size in sizes:
-            for method in methods:
-                say(f"training step {LABEL[method]} {size} px: {reps[size]} interleaved rounds ...")
-                row = compare_training(folder, vgg_file, method, size, warmup, reps[size])
+            for method in args.methods.split(","):
+                say(f"training step {LABEL[method]} {size} px: {reps[size]} interleaved rounds of {sides} ...")
+                row = compare_training(folder, vgg_file, method, size, sides, warmup, reps[size], device)
                 res["training"].append(row)
-                say(f"  theirs {fmt(row['theirs'])}  sesim {fmt(row['sesim'])}  ratio {row['ratio']:.2f}  "
-                    f"GFLOP {gf(row['flops']['theirs']['total'])} / {gf(row['flops']['sesim']['total'])}")
+                say("  " + ", ".join(f"{k} {v['wall_s']:.3f} s" + (f" ({v['ratio']:.2f}x)" if "ratio" in v else "")
+                                     for k, v in row["sides"].items()) + f"; foreign load {row['foreign_cores']}")
                 say("  memory (fresh processes) ...")
-                res["memory"][f"{method}@{size}"] = measure_memory(folder, vgg_file, method, size, mem_steps,
-                                                                   args.threads)
-                mem = res["memory"][f"{method}@{size}"]
-                say(f"  peak RSS theirs {gb(mem['theirs']['peak_rss'])} GB, sesim {gb(mem['sesim']['peak_rss'])} GB")
-                if not args.merge:  # what is measured so far, in case a loaded machine stops the run
-                    write_report(finished(res, t0), out)
+                mem = measure_memory(folder, vgg_file, method, size, sides, mem_steps, args.threads, device)
+                res["memory"][f"{method}@{size}"] = mem
+                say("  peak RSS " + ", ".join(f"{k} {gb(v['peak_rss'])} GB" for k, v in mem.items()))
+                res["elapsed_s"] = time.perf_counter() - t0
+                write_report(res, out)  # what is measured so far
         for size in inference_sizes:
             say(f"inference {size} px ...")
-            row = compare_inference(folder, vgg_file, size, warmup, 3 * reps.get(size, 3))
+            row = compare_inference(folder, vgg_file, size, inference_sides, warmup, 3 * reps.get(size, 3), device)
             res["inference"].append(row)
-            say(f"  theirs {1 / row['theirs']['wall_s']:.2f} img/s, sesim {1 / row['sesim']['wall_s']:.2f} img/s")
-    res = finished(res, t0)
-    previous = out / "reference_code.json"
-    if args.merge and previous.is_file():
-        old = json.loads(previous.read_text())
-        keep = {(r["method"], r["size"]) for r in res["training"]}
-        res["training"] = [r for r in old.get("training", []) if (r["method"], r["size"]) not in keep] + res["training"]
-        res["training"].sort(key=lambda r: (r["size"], list(METHODS).index(r["method"])))
-        res["memory"] = {**old.get("memory", {}), **res["memory"]}
-        sizes_inf = {r["size"] for r in res["inference"]}
-        res["inference"] = [r for r in old.get("inference", []) if r["size"] not in sizes_inf] + res["inference"]
-        res["runs"] = old.get("runs", []) + res["runs"]
+            say("  " + ", ".join(f"{k} {v['img_per_s']:.2f} img/s" for k, v in row["sides"].items()))
+    res["load_end"] = load_average()
+    res["elapsed_s"] = time.perf_counter() - t0
     print(write_report(res, out))
     say(f"wrote {out}/reference_code.md and .json")
     return 0

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory limit of the process, e.g. 4G (default: what it uses plus 70%% of the available "
                         "memory); larger images are translated in tiles, with activations in temporary files "
                         "if needed")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: translate under bfloat16 autocast (about 1.8x faster on CPUs with AVX-512 BF16, "
+                        "outputs within a few 8-bit levels of fp32; exact layer-wise tiles stay fp32)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")
@@ -287,7 +290,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                               device=args.device, direction=args.direction, weights=args.weights,
                               progress=not args.no_progress, samples=args.samples, seed=args.seed,
                               style_from=args.style_from, tile=args.tile, max_memory=args.max_memory,
-                              skip_unreadable=args.skip_unreadable)
+                              skip_unreadable=args.skip_unreadable, precision=args.precision)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 

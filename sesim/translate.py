@@ -24,6 +24,7 @@ from .data.images import IMAGE_EXTENSIONS, ImageError, keep_readable, list_image
 from .methods import build_generator
 from .nets.munit import style_codes
 from .layerwise import program_for, run_program
+from . import speedups
 from .memory import return_freed_memory_promptly
 from .tiled import plan_inference, translate_tiled
 from .train import resolve_device
@@ -72,24 +73,30 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 @torch.inference_mode()
 def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 4,
                      tile: int | str | None = None, *, style: torch.Tensor | None = None,
-                     max_memory: int | None = None, progress: bool = False) -> torch.Tensor:
-    """``(N, C, H, W)`` in [-1, 1], any H and W -> translations of the same shape.
+                     max_memory: int | None = None, progress: bool = False, precision: str = "fp32") -> torch.Tensor:
+    """``(N, C, H, W)`` in [-1, 1], any H and W -> float32 translations of the same shape.
 
     ``tile``: None translates the whole image in one pass; otherwise see
     :func:`sesim.tiled.plan_inference` (``"auto"`` tiles when the estimated memory exceeds
     ``max_memory``; tiled output equals whole-image output up to float rounding). ``style``:
-    the style code of a multimodal generator. ``progress``: a tile progress bar when tiling."""
+    the style code of a multimodal generator. ``progress``: a tile progress bar when tiling.
+    ``precision="bf16"``: whole-image and blended-tile passes under bfloat16 autocast (faster on
+    CPUs with AVX-512 BF16 / AMX and on GPUs; outputs differ from float32 by a few 8-bit levels at
+    most: ``python bench/reference_speed.py`` reports the difference); exact layer-wise tiles stay float32."""
     padded, (h, w) = pad_to_multiple(x, stride)
     min_side = 2 * stride  # the bottleneck (1/stride scale) must be >= 2 px for its reflection padding
     if min(padded.shape[-2:]) < min_side:
         extra_h, extra_w = max(0, min_side - padded.shape[-2]), max(0, min_side - padded.shape[-1])
         padded = F.pad(padded, (0, extra_w, 0, extra_h), mode="replicate")
     kwargs = {} if style is None else {"style": style}
+    reduced = speedups.autocast(padded.device, precision)
     if tile is None:
-        return generator(padded, **kwargs)[..., :h, :w]
+        with reduced:
+            return generator(padded, **kwargs)[..., :h, :w].float()
     plan = plan_inference(generator, tuple(padded.shape), tile=tile, max_memory=max_memory, style=style)
     if plan.kind == "whole":
-        return generator(padded, **kwargs)[..., :h, :w]
+        with reduced:
+            return generator(padded, **kwargs)[..., :h, :w].float()
     log.info("%s", plan.describe(h, w))
     with tqdm(total=0, disable=not progress, unit="tile", leave=False, desc="tiles") as bar:
         def tick(done: int, total: int) -> None:
@@ -98,8 +105,9 @@ def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 
 
         if plan.kind == "blend":
             net = functools.partial(generator, **kwargs) if kwargs else generator
-            out = translate_tiled(net, padded, tile=plan.tile, stride=stride, margin=generator.receptive_radius,
-                                  progress=tick)
+            with reduced:
+                out = translate_tiled(net, padded, tile=plan.tile, stride=stride, margin=generator.receptive_radius,
+                                      progress=tick).float()
         else:
             return_freed_memory_promptly()
             program = program_for(generator, style=style, batch=padded.shape[0])
@@ -135,7 +143,8 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
                     overwrite: bool = False, batch_size: int = 4, device: str = "auto", direction: str = "AtoB",
                     weights: str | Path | None = None, progress: bool = True, samples: int = 1, seed: int = 0,
                     style_from: str | Path | None = None, tile: int | str | None = "auto",
-                    max_memory: int | None = None, skip_unreadable: bool = False) -> list[Path]:
+                    max_memory: int | None = None, skip_unreadable: bool = False,
+                    precision: str = "fp32") -> list[Path]:
     """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths.
 
     Multimodal runs only: ``samples`` > 1 writes ``<stem>_s<k>.png`` for k = 0..samples-1, sample
@@ -145,7 +154,7 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     ``tile``, ``max_memory``: tiled inference for images that would not fit in memory whole
     (:func:`sesim.tiled.plan_inference`). Inputs are checked before anything is written
     (:func:`sesim.data.images.keep_readable`): an unreadable one stops the command, or is
-    skipped with ``skip_unreadable``.
+    skipped with ``skip_unreadable``. ``precision``: ``"fp32"`` or ``"bf16"`` (see :func:`translate_tensor`).
     """
     input_path, output_dir = Path(input_path), Path(output_dir)
     jobs = plan_jobs(input_path, output_dir)
@@ -182,7 +191,7 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
         for k, style in enumerate(styles):
             try:
                 y = translate_tensor(generator, x, stride, tile=tile, style=style, max_memory=max_memory,
-                                     progress=progress).float().cpu()
+                                     progress=progress, precision=precision).cpu()
             except ValueError as err:  # a bad --tile request, or an image that cannot fit
                 raise TranslateError(f"{group[0][0].source}: {err}") from None
             for (job, _), out in zip(group, y):

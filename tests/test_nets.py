@@ -329,3 +329,29 @@ def test_init_all_kinds_and_unknown() -> None:
         assert torch.isfinite(g(torch.zeros(1, 3, 16, 16))).all()
     with pytest.raises(ValueError, match="normal.*xavier.*kaiming.*orthogonal"):
         init_weights(nn.Linear(2, 2), "uniform")
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_on_the_group_norm_kernel_matches_torch(affine):
+    from sesim.nets.norm import InstanceNorm2d
+
+    torch.manual_seed(0)
+    x = (torch.randn(2, 6, 9, 7) * 3 + 1).requires_grad_()
+    ours, ref = InstanceNorm2d(6, affine=affine), nn.InstanceNorm2d(6, affine=affine)
+    if affine:
+        with torch.no_grad():
+            for m in (ours, ref):
+                m.weight.copy_(torch.linspace(0.5, 2, 6))
+                m.bias.copy_(torch.linspace(-1, 1, 6))
+    y, y_ref = ours(x), ref(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, g)
+    (gx_ref,) = torch.autograd.grad(y_ref, x, g)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-5)
+    assert isinstance(ours, nn.InstanceNorm2d) and ours.state_dict().keys() == ref.state_dict().keys()
+    # running statistics and unbatched input take PyTorch's own path
+    tracked = InstanceNorm2d(6, track_running_stats=True)
+    tracked(x.detach())
+    assert tracked.running_mean.abs().sum() > 0
+    torch.testing.assert_close(ours(x[0]), ref(x[0]), rtol=1e-5, atol=1e-5)

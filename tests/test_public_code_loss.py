@@ -104,7 +104,8 @@ def test_same_value_and_gradient_as_the_authors_code(tmp_path):
 
 def test_public_code_lsesim_step_translates_once():
     """With --head-on-translation (set by the public-code preset) the head step reuses the step's
-    translation, detached, instead of running the generator a second time."""
+    translation, detached, instead of running the generator a second time, and the backbone runs
+    once per distinct image."""
     from sesim.methods import build_method
 
     cfg = TrainConfig()
@@ -117,9 +118,13 @@ def test_public_code_lsesim_step_translates_once():
     torch.manual_seed(0)
     method = build_method(cfg)
     assert method.structure.positive_vs_other
-    calls = []
+    calls, backbone = [], []
     method.G.register_forward_hook(lambda *_: calls.append(1))
+    method.structure.extractor.register_forward_hook(lambda _m, inp, _o: backbone.append(inp[0].shape[0]))
     g = torch.Generator().manual_seed(0)
     batch = {"A": torch.rand(1, 3, 32, 32, generator=g) * 2 - 1, "B": torch.rand(1, 3, 32, 32, generator=g) * 2 - 1}
     logs = method.train_step(batch)
     assert len(calls) == 1 and "head_nce" in logs and torch.isfinite(torch.tensor(logs["G"]))
+    # the backbone sees each distinct image once: the translation (its graph reused by G's loss),
+    # then source, augmented source, flipped target and flipped augmented target in one batch
+    assert backbone == [1, 4]

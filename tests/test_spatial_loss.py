@@ -142,6 +142,49 @@ def test_source_features_from_the_head_step_give_the_same_loss():
     assert trained.contrastive_loss(x, x.flip(3), return_source_features=True)[1] is None  # would be stale
 
 
+def test_translation_features_serve_both_steps_with_the_same_values():
+    """``features(y)`` passed in place of ``y`` gives forward's value and gradient into ``y``."""
+    loss = make_loss(learned=True, num_queries=16)
+    x, y = scenes(2, size=32, seed=7)
+    y = y.requires_grad_()
+    q = {name: torch.randperm(16 if name == "relu4_1" else 64)[:16] for name in loss.layers}
+    fy = loss.features(y)
+    assert all(f.requires_grad for f in fy.values())
+    assert not any(p.requires_grad for p in loss.extractor.parameters())  # frozen again afterwards
+    via = loss(loss.features(x).detach(), fy, queries=q)
+    direct = loss(x, y, queries=q)
+    torch.testing.assert_close(via, direct, rtol=1e-6, atol=1e-7)
+    (g_via,) = torch.autograd.grad(via, y)
+    (g_direct,) = torch.autograd.grad(direct, y)
+    torch.testing.assert_close(g_via, g_direct, rtol=1e-5, atol=1e-8)
+
+
+def test_pairs_equal_the_stacked_batch_and_run_the_backbone_once():
+    """A list of positive pairs is the public code's stacked ``--augment`` batch (source twice), with
+    every distinct image through the backbone once, in one call."""
+    loss = make_loss(learned=True, num_queries=16, positive_vs_other=True)
+    x, y = scenes(1, size=32, seed=8)
+    b, _ = scenes(1, size=32, seed=9)
+    x_aug, b_aug = (x * 0.8).clamp(-1, 1), (b * 0.9 + 0.05).clamp(-1, 1)
+    q = {name: torch.randperm(16 if name == "relu4_1" else 64)[:16] for name in loss.layers}
+    calls = []
+    loss.extractor.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
+    pairs = loss.contrastive_loss(x, [y, x_aug], [b, b_aug], queries=q)
+    assert calls == [5]  # x, y, x_aug, b, b_aug
+    stacked = loss.contrastive_loss(torch.cat([x, x]), torch.cat([y, x_aug]), torch.cat([b, b_aug]), queries=q)
+    torch.testing.assert_close(pairs, stacked, rtol=1e-6, atol=1e-7)
+    heads = list(loss.head_parameters())
+    for ga, gb in zip(torch.autograd.grad(pairs, heads), torch.autograd.grad(stacked, heads)):
+        torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-8)
+    calls.clear()
+    fy = loss.features(y)
+    again = loss.contrastive_loss(x, [fy, x_aug], [b, b_aug], queries=q)  # features given: not recomputed
+    assert calls == [1, 4]
+    torch.testing.assert_close(again, pairs, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="one per pair"):
+        loss.contrastive_loss(x, [y, x_aug], [b])
+
+
 def test_contrastive_loss_needs_heads():
     with pytest.raises(RuntimeError, match="learned=True"):
         make_loss().contrastive_loss(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))

@@ -72,3 +72,42 @@ def test_targets_use_paired_ratios_and_keep_the_whole_loss_as_context(speed):
     context = next(c for t, c in by_target.items() if t.startswith("whole structure loss") and "context" in t)
     assert context["pass"] is None and "at most 2.4x possible" in context["measured"]
     assert speed._verdict(None) == "info"
+
+
+def test_side_by_side_flops_are_attributed_by_the_weights_each_op_reads():
+    """bench/reference_speed.py splits a step's FLOPs into networks by which parameters (or views of
+    them, as a frozen head's detached weights) a convolution or matmul reads; the rest is 'maps'."""
+    import sys
+
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path[:0] = [str(ROOT / "bench")]
+    try:
+        spec = importlib.util.spec_from_file_location("bench_reference_speed", ROOT / "bench" / "reference_speed.py")
+        ref_speed = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ref_speed)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    g, d = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+    head = nn.Conv2d(4, 4, 1)
+
+    def step():
+        x = torch.rand(1, 3, 16, 16)
+        y = g(x)
+        z = d(y)
+        h = nn.functional.conv2d(z, head.weight.detach())  # a frozen head: detached view, same storage
+        f = h.flatten(2)
+        (f @ f.transpose(1, 2)).sum().backward()  # a self-similarity product: no weights
+
+    out = ref_speed.attributed_flops(step, {"G": g, "D": d, "backbone": [], "heads": [head]})
+    with FlopCounterMode(display=False) as counter:
+        step()
+    assert out["total"] == counter.get_total_flops()
+    conv = lambda cin, cout, k: 2 * cin * cout * k * k * 16 * 16  # noqa: E731  (forward FLOPs)
+    assert out["heads"] == conv(4, 4, 1) * 2  # forward + input gradient (the weight is detached)
+    assert out["maps & rest"] == 2 * 4 * 256 * 4 * 3  # the product forward and its two input gradients
+    assert out["G"] == conv(3, 8, 3) * 2  # forward + weight gradient (the input needs none)
+    assert out["D"] == conv(8, 4, 3) * 3  # forward + weight and input gradients
+    assert out["backbone"] == 0

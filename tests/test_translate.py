@@ -100,6 +100,25 @@ def test_cli_translate(run, tmp_path, capsys):
     assert Image.open(tmp_path / "o" / "p.png").size == (30, 30)
 
 
+def test_bf16_precision_is_close_to_fp32_and_really_reduced(run, tmp_path):
+    generator, _ = load_run_generator(run)
+    x = torch.rand(2, 3, 40, 52, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    full = translate_tensor(generator, x)
+    half = translate_tensor(generator, x, precision="bf16")
+    assert half.dtype == torch.float32 and half.shape == x.shape
+    diff = (half - full).abs()
+    assert 0 < diff.max() < 0.1 and diff.mean() < 0.01  # bfloat16 arithmetic was used, and stayed close
+    write(tmp_path / "in" / "p.png", (30, 30))
+    for precision in ("fp32", "bf16"):
+        assert main(["translate", "--run", str(run), "--input", str(tmp_path / "in"), "--output",
+                     str(tmp_path / precision), "--device", "cpu", "--no-progress", "--precision", precision]) == 0
+    a, b = (np.asarray(Image.open(tmp_path / p / "p.png"), dtype=float) for p in ("fp32", "bf16"))
+    assert np.abs(a - b).mean() < 2  # 8-bit levels
+    with pytest.raises(SystemExit):
+        main(["translate", "--run", str(run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "x"),
+              "--precision", "fp16"])
+
+
 def test_one_sided_run_has_no_reverse_direction(run, tmp_path):
     write(tmp_path / "x.png", (32, 32))
     with pytest.raises(TranslateError, match="one-sided"):

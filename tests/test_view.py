@@ -142,7 +142,9 @@ def test_sample_images_come_from_the_grid_when_the_data_folder_is_gone(view_runs
 def test_multimodal_styles_match_translate_samples_and_style_from(view_runs, tmp_path):
     source = view_runs.data / "testA"
     out = tmp_path / "out"
-    translate_paths(view_runs.multimodal, source, out, samples=3, seed=0, progress=False)
+    # one image per pass, as the view translates: oneDNN's convolutions may round differently for
+    # another batch size, and one flipped 8-bit level would fail the exact comparison below
+    translate_paths(view_runs.multimodal, source, out, samples=3, seed=0, progress=False, batch_size=1)
     first = sorted(source.iterdir())[0]
     session = build_session([view_runs.multimodal], first, size=0)
     run = session.runs[0]

@@ -71,6 +71,22 @@ def _frozen(module: nn.Module):
             p.requires_grad_(flag)
 
 
+class Features(dict):
+    """The feature network's activations of one batch of images: ``layer -> (N, C_l, H_l, W_l)``.
+
+    :meth:`SpatialCorrelativeLoss.features` returns them; :meth:`SpatialCorrelativeLoss.forward`
+    and :meth:`SpatialCorrelativeLoss.contrastive_loss` accept them wherever they take images, so
+    a training step runs the feature network once per image (e.g. the translation's features serve
+    the heads' step detached and the generator's loss with their graph).
+    """
+
+    def detach(self) -> "Features":
+        return Features({name: f.detach() for name, f in self.items()})
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(f.shape) for name, f in self.items()}
+
+
 class StructureHead(nn.Module):
     """LSeSim's learned structure head for one layer: 1x1 conv -> ReLU -> 1x1 conv.
 
@@ -243,6 +259,30 @@ class SpatialCorrelativeLoss(nn.Module):
         return self
 
     # -- building blocks -------------------------------------------------------------------
+    def features(self, images: torch.Tensor) -> Features:
+        """The feature network's activations of ``(N, C, H, W)`` images in [-1, 1], with its
+        parameters frozen; gradients reach ``images`` when they need them (and autograd is on)."""
+        with _frozen(self.extractor):
+            return Features(self.extractor(images))
+
+    def _extract(self, items: Sequence[torch.Tensor | Features], *, grad: bool = False) -> list[Features]:
+        """Features of each item: image tensors go through the feature network in one batch
+        (traced only with ``grad``), :class:`Features` are taken as they are."""
+        images = [t for t in items if not isinstance(t, Features)]
+        if images:
+            with torch.set_grad_enabled(grad):
+                batch = self.extractor(torch.cat(images)) if len(images) > 1 else self.extractor(images[0])
+            sizes = [t.shape[0] for t in images]
+            parts = [Features(zip(batch, split)) for split in zip(*(f.split(sizes) for f in batch.values()))]
+        out, i = [], 0
+        for t in items:
+            if isinstance(t, Features):
+                out.append(t)
+            else:
+                out.append(parts[i])
+                i += 1
+        return out
+
     def structure_features(self, images: torch.Tensor, *, train_heads: bool = False) -> dict[str, torch.Tensor]:
         """Features the maps are computed from: ``layer -> (N, C', H_l, W_l)``.
 
@@ -304,18 +344,19 @@ class SpatialCorrelativeLoss(nn.Module):
         return out
 
     # -- the generator's loss (Eq. 2) --------------------------------------------------------
-    def forward(self, x: torch.Tensor, y: torch.Tensor, *, return_details: bool = False,
+    def forward(self, x: torch.Tensor | Features, y: torch.Tensor | Features, *, return_details: bool = False,
                 source_features: Mapping[str, torch.Tensor] | None = None,
                 queries: Mapping[str, torch.Tensor] | None = None):
         """Structure distance between source ``x`` and translation ``y``.
 
         Args:
-            x: ``(N, C, H, W)`` source images in [-1, 1] (no gradient is computed for them).
-            y: ``(N, C, H, W)`` translations in [-1, 1], same shape as ``x``.
+            x: ``(N, C, H, W)`` source images in [-1, 1] (no gradient is computed for them), or
+                their :class:`Features`.
+            y: ``(N, C, H, W)`` translations in [-1, 1], same shape as ``x``, or their
+                :class:`Features` from :meth:`features` (gradients then flow through their graph).
             return_details: return a :class:`SeSimOutput` instead of the scalar.
             source_features: the feature extractor's activations of ``x`` (``layer -> (N, C, H_l,
-                W_l)``) when the caller already has them, e.g. from :meth:`contrastive_loss` with
-                ``return_source_features=True`` in the same step; they are not recomputed.
+                W_l)``), the same as passing them as ``x`` (kept for older callers).
             queries: optional ``layer -> (N_s,)`` flat query indices used instead of sampling
                 (e.g. to compare with another implementation on the same locations).
 
@@ -323,16 +364,18 @@ class SpatialCorrelativeLoss(nn.Module):
             Scalar: the mean over layers of the mean per-query distance (not multiplied by
             lambda; the paper uses lambda = 10).
         """
-        if x.shape != y.shape:
-            raise ValueError(f"source and translation shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+        if source_features is not None:
+            x = Features(source_features)
+        shape_x, shape_y = (t.shapes() if isinstance(t, Features) else tuple(t.shape) for t in (x, y))
+        if type(shape_x) is type(shape_y) and shape_x != shape_y:
+            raise ValueError(f"source and translation shapes differ: {shape_x} vs {shape_y}")
         with torch.no_grad():
-            fx = self.structure_features(x) if source_features is None else self._through_heads(source_features)
-        with _frozen(self.extractor):
-            fy = self.structure_features(y)
-        out = SeSimOutput(loss=y.new_zeros(()))
+            fx = self._through_heads(x if isinstance(x, Features) else self.extractor(x))
+        fy = self._through_heads(y if isinstance(y, Features) else self.features(y))
+        out = SeSimOutput(loss=fy[self.layers[0]].new_zeros(()))
         for name in self.layers:
             h, w = fx[name].shape[-2:]
-            q, window = self._given_or_sampled(queries, name, h, w, y.device)
+            q, window = self._given_or_sampled(queries, name, h, w, fy[name].device)
             sx = self._maps(fx[name], q, window)
             sy = self._maps(fy[name], q, window)
             with torch.autocast(sy.device.type, enabled=False):
@@ -348,9 +391,9 @@ class SpatialCorrelativeLoss(nn.Module):
     # -- LSeSim's head objective (Eq. 3) -----------------------------------------------------
     def contrastive_loss(
         self,
-        x: torch.Tensor,
-        x_aug: torch.Tensor,
-        other: torch.Tensor | None = None,
+        x: torch.Tensor | Features,
+        x_aug: torch.Tensor | Features | Sequence[torch.Tensor | Features],
+        other: torch.Tensor | Features | Sequence[torch.Tensor | Features | None] | None = None,
         *,
         return_per_query: bool = False,
         return_source_features: bool = False,
@@ -359,41 +402,58 @@ class SpatialCorrelativeLoss(nn.Module):
         """Patch-wise InfoNCE that trains the structure heads (only they receive gradients).
 
         Args:
-            x: ``(N, C, H, W)`` images in [-1, 1].
-            x_aug: the same images after a structure-preserving augmentation (colour jitter...).
-            other: ``(N, C, H, W)`` different images whose maps serve as extra negatives, or None.
+            x: ``(N, C, H, W)`` images in [-1, 1], or their :class:`Features`.
+            x_aug: the same images after a structure-preserving augmentation (colour jitter...), or
+                a list of such positives, each making a pair with ``x``.
+            other: ``(N, C, H, W)`` different images whose maps serve as extra negatives, or None;
+                with a list of positives, one per pair (a single one serves every pair).
             return_source_features: also return the extractor's activations of ``x`` (detached),
-                for :meth:`forward`'s ``source_features`` in the same step; ``None`` when the
-                backbone is trained (this step changes it, so they would be stale).
+                for :meth:`forward` in the same step; ``None`` when the backbone is trained (this
+                step changes it, so they would be stale).
             queries: optional ``layer -> (N_s,)`` flat query indices used instead of sampling.
 
+        Every distinct image goes through the feature network once (one batch) and the heads once;
+        all pairs share the query locations of a layer. The loss is the mean over pairs, which is
+        the public code's loss on its stacked batch (``--augment``: source twice; translation and
+        augmented source as positives; flipped target and flipped augmented target as others).
+
         Returns:
-            Scalar mean InfoNCE over layers, or ``layer -> (N, N_s)`` per-query losses; with
-            ``return_source_features``, a pair ``(that, features or None)``.
+            Scalar mean InfoNCE over layers, or ``layer -> (N, N_s)`` per-query losses (mean over
+            pairs); with ``return_source_features``, a pair ``(that, Features or None)``.
         """
         if self.heads is None:
             raise RuntimeError("contrastive_loss needs learned structure heads: SpatialCorrelativeLoss(learned=True)")
-        batch = [x, x_aug] + ([other] if other is not None else [])
-        if any(t.shape != x.shape for t in batch):
+        positives = list(x_aug) if isinstance(x_aug, (list, tuple)) else [x_aug]
+        others = list(other) if isinstance(other, (list, tuple)) else [other] * len(positives)
+        if len(others) != len(positives):
+            raise ValueError(f"{len(positives)} positives but {len(others)} other images: give one per pair")
+        unique: list[torch.Tensor | Features] = []  # each distinct image or feature set once
+        for t in (x, *positives, *others):
+            if t is not None and all(t is not u for u in unique):
+                unique.append(t)
+        shapes = [t.shapes() if isinstance(t, Features) else tuple(t.shape) for t in unique]
+        if any(type(a) is type(shapes[0]) and a != shapes[0] for a in shapes):
             raise ValueError("x, x_aug and other must have the same shape")
-        with torch.set_grad_enabled(self.train_backbone):  # a frozen feature network need not be traced
-            feats = self.extractor(torch.cat(batch))
-        total = x.new_zeros(())
-        per_query = {}
-        n = x.shape[0]
+        # a frozen feature network need not be traced; features given are used detached (heads only learn here)
+        feats = [f.detach() if isinstance(u, Features) else f
+                 for u, f in zip(unique, self._extract(unique, grad=self.train_backbone))]
+        slot = lambda t: next(i for i, u in enumerate(unique) if u is t)  # noqa: E731
+        total, per_query = None, {}
+        n = feats[0][self.layers[0]].shape[0]
         for name in self.layers:
-            f = self.heads[name](feats[name])
+            f = self.heads[name](torch.cat([fs[name] for fs in feats]))
             h, w = f.shape[-2:]
             q, window = self._given_or_sampled(queries, name, h, w, f.device)
-            maps = self._maps(f, q, window)
-            m_other = maps[2 * n:] if other is not None else None
-            with torch.autocast(maps.device.type, enabled=False):
-                loss = patch_infonce(maps[:n], maps[n:2 * n], m_other, temperature=self.temperature,
-                                     positive_vs_other=self.positive_vs_other)
-            per_query[name] = loss
-            total = total + loss.mean() / len(self.layers)
+            maps = self._maps(f, q, window).split(n)
+            with torch.autocast(f.device.type, enabled=False):
+                losses = [patch_infonce(maps[0], maps[slot(p)], None if o is None else maps[slot(o)],
+                                        temperature=self.temperature, positive_vs_other=self.positive_vs_other)
+                          for p, o in zip(positives, others)]
+            per_query[name] = losses[0] if len(losses) == 1 else torch.stack(losses).mean(0)
+            term = per_query[name].mean() / len(self.layers)
+            total = term if total is None else total + term
         result = per_query if return_per_query else total
         if not return_source_features:
             return result
-        source = None if self.train_backbone else {name: feats[name][:n].detach() for name in self.layers}
+        source = None if self.train_backbone else Features({name: feats[0][name].detach() for name in self.layers})
         return result, source

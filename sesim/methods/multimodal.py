@@ -83,7 +83,7 @@ class MultimodalMethod(StructureLossMethod):
 
         # 1. structure heads (LSeSim)
         warming_up = self.warming_up_heads()
-        source_features = self.head_step(real_a, real_b, logs)
+        source = self.head_step(real_a, real_b, logs)
         if warming_up:  # --head-warmup: only the heads learn for now
             return logs
 
@@ -99,7 +99,7 @@ class MultimodalMethod(StructureLossMethod):
         opt = self.optimizers["G"]
         opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
-        loss_structure = self.structure_loss(real_a, fake_b, source_features)
+        loss_structure = self.structure(real_a if source is None else source, fake_b)
         loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
         if self.G.has_style_encoder:
             loss_style = F.l1_loss(self.G.encode_style(fake_b), style)

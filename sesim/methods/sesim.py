@@ -6,7 +6,9 @@ Per step, in this order:
 
 1. LSeSim only: one step of the structure heads on InfoNCE (Eq. 3) between ``real_a`` and a
    structure-preserving augmentation of it, with the maps of a flipped ``real_b`` as extra
-   negatives (as in the public code).
+   negatives (as in the public code); with ``--head-on-translation`` the public code's batch of
+   two pairs, (source, translation) and (source, augmented source). The translation and its
+   backbone features are computed once and reused by steps 2-3.
 2. D: ``0.5 * (gan(D(real_b), real) + gan(D(pool(fake_b)), fake))``.
 3. G: ``lambda_gan * gan(D(fake_b), real) + lambda * S(real_a, fake_b)`` (+ optional identity terms).
    The structure loss uses the heads but never updates them.
@@ -28,7 +30,7 @@ from ..config import TrainConfig
 from ..data.augment import structure_preserving_augment
 from ..losses.gan import GANLoss
 from ..losses.perceptual import NoContentLoss, PerceptualLoss, PixelL1Loss
-from ..losses.spatial import SpatialCorrelativeLoss
+from ..losses.spatial import Features, SpatialCorrelativeLoss
 from ..nets.init import init_weights
 from ..nets.patchgan import PatchDiscriminator
 from ..nets.resnet_generator import ResnetGenerator
@@ -107,24 +109,25 @@ class StructureLossMethod(Method):
             self.optimizers["head"] = torch.optim.Adam(self.structure.head_parameters(), lr=o.lr_head or o.lr, **adam)
 
     def head_step(self, real_a: torch.Tensor, real_b: torch.Tensor, logs: dict[str, float],
-                  translate=None) -> dict[str, torch.Tensor] | None:
+                  translation: torch.Tensor | Features | None = None) -> Features | None:
         """LSeSim only (a no-op otherwise): one step of the structure heads on InfoNCE (Eq. 3) between
         ``real_a`` and a structure-preserving augmentation of it, with a flipped ``real_b`` as extra
-        negatives; with ``translate`` (``real_a -> translation``), also on (source, translation).
-        Returns the fixed backbone's features of ``real_a`` for :meth:`structure_loss`, or None."""
+        negatives. With ``translation`` (the step's translation of ``real_a``, or its features; used
+        detached), the public code's ``--augment`` batch instead: pairs (``real_a``, translation)
+        against flipped ``real_b`` and (``real_a``, augmented ``real_a``) against a flipped augmented
+        ``real_b``. Returns the fixed backbone's features of ``real_a`` for the generator's loss, or None."""
         if not self.learned:
             return None
         self.head_steps += 1
-        lc = self.cfg.loss
+        augment = self.cfg.loss.augment
         opt = self.optimizers["head"]
         opt.zero_grad(set_to_none=True)
-        other = real_b.flip(2, 3)
-        loss_head, source_features = self.structure.contrastive_loss(
-            real_a, structure_preserving_augment(real_a, lc.augment), other, return_source_features=True)
-        if translate is not None:
-            with torch.no_grad():
-                fake = translate(real_a)
-            loss_head = 0.5 * (loss_head + self.structure.contrastive_loss(real_a, fake, other))
+        positives, others = structure_preserving_augment(real_a, augment), real_b.flip(2, 3)
+        if translation is not None:
+            positives = [translation, positives]
+            others = [others, structure_preserving_augment(real_b, augment).flip(2, 3)]
+        loss_head, source_features = self.structure.contrastive_loss(real_a, positives, others,
+                                                                     return_source_features=True)
         checked("head_nce", loss_head).backward()
         opt.step()
         logs["head_nce"] = loss_head.item()
@@ -151,14 +154,6 @@ class StructureLossMethod(Method):
         super().load_extra_state(state)
         self.head_steps = int(state.get("head_steps", 0))
 
-    def structure_loss(self, real_a: torch.Tensor, fake_b: torch.Tensor,
-                       source_features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """The content loss S(real_a, fake_b), reusing the head step's backbone features when given."""
-        if source_features:
-            return self.structure(real_a, fake_b, source_features=source_features)
-        return self.structure(real_a, fake_b)
-
-
 class SeSimMethod(StructureLossMethod):
     """ResNet generator + 70x70 PatchGAN trained with a GAN loss and F/LSeSim."""
 
@@ -177,15 +172,18 @@ class SeSimMethod(StructureLossMethod):
 
         # 1. structure heads (LSeSim): learn maps that match under appearance changes
         warming_up = self.warming_up_heads()
-        fake_b = None
-        translate = None
-        if self.learned and lc.head_on_translation:
+        fake_b = fake_features = translation = None
+        if self.learned and lc.head_on_translation:  # the public code's head batch includes the translation
             if warming_up:
-                translate = self.G
-            else:  # the step's translation, computed once: the head step uses it detached (the heads'
-                fake_b = self.G(real_a)  # update cannot change G), as the public code does
-                translate = lambda _: fake_b.detach()  # noqa: E731
-        source_features = self.head_step(real_a, real_b, logs, translate)
+                with torch.no_grad():
+                    translation = self.G(real_a)
+            else:  # computed once: G's output (and, with a fixed backbone, its features) serve the heads
+                fake_b = self.G(real_a)  # detached and G's loss with their graph
+                if self.structure.train_backbone:  # the head step changes the backbone: no features to reuse
+                    translation = fake_b.detach()
+                else:
+                    translation = fake_features = self.structure.features(fake_b)
+        source = self.head_step(real_a, real_b, logs, translation)
         if warming_up:  # --head-warmup: the heads learn before the generator sees their maps
             return logs
 
@@ -199,7 +197,8 @@ class SeSimMethod(StructureLossMethod):
         opt = self.optimizers["G"]
         opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
-        loss_structure = self.structure_loss(real_a, fake_b, source_features)
+        loss_structure = self.structure(real_a if source is None else source,
+                                        fake_b if fake_features is None else fake_features)
         loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
         if lc.lambda_identity > 0 or lc.lambda_structure_identity > 0:
             idt_b = self.G(real_b)

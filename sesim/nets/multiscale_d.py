@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .norm import InstanceNorm2d
+
 __all__ = ["MultiScaleDiscriminator", "ScaleCritic"]
 
 
@@ -28,7 +30,7 @@ class ScaleCritic(nn.Module):
         for i in range(n_layers):
             self.convs.append(nn.Conv2d(ch_in, ch, 4, stride=2, padding=1))
             use_norm = norm == "instance" and i > 0
-            self.norms.append(nn.InstanceNorm2d(ch) if use_norm else nn.Identity())
+            self.norms.append(InstanceNorm2d(ch) if use_norm else nn.Identity())
             ch_in, ch = ch, ch * 2
         self.to_logit = nn.Conv2d(ch_in, 1, 1)
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .norm import InstanceNorm2d, instance_norm
+
 __all__ = ["AdaIN", "ContentEncoder", "Decoder", "LayerNorm2d", "MultimodalGenerator", "StyleEncoder", "StyleMLP",
            "style_codes"]
 
@@ -46,7 +48,7 @@ class AdaIN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.scale is None or self.shift is None:
             raise RuntimeError("AdaIN parameters were not set: call the generator with a style code")
-        normed = F.instance_norm(x, eps=self.eps)
+        normed = instance_norm(x, eps=self.eps)
         return normed * self.scale[:, :, None, None] + self.shift[:, :, None, None]
 
 
@@ -76,7 +78,7 @@ class ConvLayer(nn.Module):
         self.pad = nn.ReflectionPad2d((kernel - 1) // 2)  # 7 -> 3, 5 -> 2, 4 (stride 2) / 3 -> 1
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
         if norm == "instance":
-            self.norm: nn.Module = nn.InstanceNorm2d(cout)
+            self.norm: nn.Module = InstanceNorm2d(cout)
         elif norm == "layer":
             self.norm = LayerNorm2d(cout)
         elif norm == "adain":
