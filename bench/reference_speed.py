@@ -397,6 +397,22 @@ def write_report(res: dict, out: Path) -> str:
             lines.append(f"| {LABEL[r['method']]} | {r['size']} | {side} | {s['wall_s']:.3f} ({s['p25_s']:.3f}–"
                          f"{s['p75_s']:.3f}) | {ratio} | {s['cpu_s']:.2f} | {gf(f and f['total'])} | "
                          f"{gb(m.get('peak_rss'))} | {gb(m.get('steady_rss'))} |" + (f" {gb(m.get('peak_gpu'))} |" if gpu else ""))
+    lines += ["", "## Memory (resident set of a fresh process per side, GB)", "",
+              "*import*: after importing torch and the code, before building anything (the same for every side); "
+              "*built*: networks, optimisers and (theirs) the data-dependent first pass built; *steady*: median "
+              "after a training step; *peak*: the process's high-water mark (VmHWM). *peak − import* is what "
+              "each side adds to the same interpreter.", "",
+              "| method | px | side | import | built | steady | peak | peak − import | ratio to theirs (peak / peak − import) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for key, mem in res["memory"].items():
+        method, size = key.split("@")
+        base = mem.get("theirs")
+        for side, m in mem.items():
+            own = m["peak_rss"] - m["rss_after_import"]
+            ratio = "1" if side == "theirs" or base is None else (
+                f"{m['peak_rss'] / base['peak_rss']:.2f} / {own / (base['peak_rss'] - base['rss_after_import']):.2f}")
+            lines.append(f"| {LABEL[method]} | {size} | {side} | {gb(m['rss_after_import'])} | {gb(m['rss_built'])} | "
+                         f"{gb(m['steady_rss'])} | {gb(m['peak_rss'])} | {gb(own)} | {ratio} |")
     lines += ["", "## Where the FLOPs go (GFLOP per training step, forward + backward)", "",
               "Attributed by the weights each convolution or matmul reads; *maps & rest* reads no network weights "
               "(self-similarity products, InfoNCE). bf16 sides compute the same FLOPs as their fp32 twin.", "",
@@ -467,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inference-sizes", default="256", help="sizes of the inference comparison ('' for none)")
     ap.add_argument("--quick", action="store_true", help="128 px, few repeats; writes bench/work/reference-quick")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--render", action="store_true",
+                    help="rewrite reference_code.md in --out (default bench/results) from its reference_code.json; "
+                         "measures nothing")
     ap.add_argument("--child", nargs=4, metavar=("SIDE", "METHOD", "SIZE", "STEPS"), help=argparse.SUPPRESS)
     ap.add_argument("--vgg-file", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -475,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         side, method, size, steps = args.child
         child(side, method, int(size), int(steps), args.reference, args.vgg_file, device)
+        return 0
+    if args.render:
+        out = Path(args.out or ROOT / "bench" / "results")
+        print(write_report(json.loads((out / "reference_code.json").read_text()), out))
         return 0
     try:
         folder = find_reference(args.reference)

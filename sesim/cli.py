@@ -171,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "memory); larger images are translated in tiles, with activations in temporary files "
                         "if needed")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: translate under bfloat16 autocast (about 1.8x faster on CPUs with AVX-512 BF16, "
-                        "outputs within a few 8-bit levels of fp32; exact layer-wise tiles stay fp32)")
+                   help="bf16: translate under bfloat16 autocast (1.7x the images/s of fp32 at 256 px on a CPU with "
+                        "AVX-512 BF16; outputs about one 8-bit level from fp32 on average; exact layer-wise tiles "
+                        "stay fp32)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")

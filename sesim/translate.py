@@ -81,8 +81,9 @@ def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 
     ``max_memory``; tiled output equals whole-image output up to float rounding). ``style``:
     the style code of a multimodal generator. ``progress``: a tile progress bar when tiling.
     ``precision="bf16"``: whole-image and blended-tile passes under bfloat16 autocast (faster on
-    CPUs with AVX-512 BF16 / AMX and on GPUs; outputs differ from float32 by a few 8-bit levels at
-    most: ``python bench/reference_speed.py`` reports the difference); exact layer-wise tiles stay float32."""
+    CPUs with AVX-512 BF16 / AMX and on GPUs; outputs differ from float32 by about one 8-bit level on
+    average: ``python bench/reference_speed.py`` reports speed and difference); exact layer-wise
+    tiles stay float32."""
     padded, (h, w) = pad_to_multiple(x, stride)
     min_side = 2 * stride  # the bottleneck (1/stride scale) must be >= 2 px for its reflection padding
     if min(padded.shape[-2:]) < min_side:
