@@ -150,9 +150,9 @@ def method_config(spec: MethodSpec, *, data: Path, size: int, steps: int, seed: 
 
 
 def available_methods() -> set[str]:
-    from sesim.methods import METHODS as REGISTERED
+    from sesim.methods import RECIPES
 
-    return set(REGISTERED)
+    return {method for method, _ in RECIPES}
 
 
 # ----------------------------------------------------------------------------- images
@@ -762,8 +762,8 @@ def _demo_loss_words() -> str:
 
     cfg = TrainConfig()
     cfg.apply_preset("demo")
-    lc, o = cfg.loss, cfg.optim
-    return (f"lr {o.lr:g}, {'no image pool' if not lc.pool_size else f'pool {lc.pool_size}'}, backbone `{lc.backbone}` "
+    lc, o, pool = cfg.structure, cfg.optim, cfg.discriminator.pool_size
+    return (f"lr {o.lr:g}, {'no image pool' if not pool else f'pool {pool}'}, backbone `{lc.backbone}` "
             f"with its default layers, {lc.num_queries} queries, {lc.patch_size}×{lc.patch_size} windows, "
             f"`{lc.feature_norm}` features, λ {lc.lambda_structure:g}")
 

@@ -264,7 +264,7 @@ def compare_training(folder: Path, vgg_file: Path, method: str, size: int, sides
 def compare_inference(folder: Path, vgg_file: Path, size: int, sides: list[str], warmup: int, repeats: int,
                       device: torch.device) -> dict:
     from sesim.nets.init import init_weights
-    from sesim.methods import build_generator
+    from sesim.factory import build_generator
     from sesim.translate import translate_tensor
 
     batch = images(size)
@@ -272,7 +272,8 @@ def compare_inference(folder: Path, vgg_file: Path, size: int, sides: list[str],
     ref = build_reference(folder, vgg_file, "fsesim", size, batch, device)
     same = build_sesim("sesim", "fsesim", size, vgg_file, device)
     copy_networks(ref, same)
-    paper = init_weights(build_generator(sesim_config("paper", "fsesim", size, vgg_file)), "normal", 0.02)
+    paper_cfg = sesim_config("paper", "fsesim", size, vgg_file)
+    paper = init_weights(build_generator(paper_cfg.mode, paper_cfg.data, paper_cfg.generator), "normal", 0.02)
     paper = paper.to(device).eval()
     x = batch["A"].to(device)
     fns = {"theirs": lambda: ref.translate(x),

@@ -194,8 +194,9 @@ def _training_backbone(run: Path) -> str:
     """What the run's config.json recorded about its structure backbone."""
     cfg = json.loads((Path(run) / "config.json").read_text())
     record = cfg.get("resolved", {}).get("backbone", {})
-    return f"{record.get('description', '?')} {'+'.join(cfg['loss']['layers'] or [])}, feature norm " \
-           f"{cfg['loss']['feature_norm']}"
+    loss = cfg.get("structure", cfg.get("loss", {}))  # the section's name before and after the config split
+    return f"{record.get('description', '?')} {'+'.join(loss['layers'] or [])}, feature norm " \
+           f"{loss['feature_norm']}"
 
 
 def figure(src: torch.Tensor, tgt: torch.Tensor, outputs: dict[str, torch.Tensor]) -> Image.Image:

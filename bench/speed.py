@@ -63,7 +63,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from reference_selfsim import PerQuerySpatialLoss, per_query_maps  # noqa: E402
 from sesim.config import TrainConfig  # noqa: E402
 from sesim.losses.spatial import SpatialCorrelativeLoss  # noqa: E402
-from sesim.methods import build_method, build_generator  # noqa: E402
+from sesim.factory import build_generator  # noqa: E402
+from sesim.methods import build_method  # noqa: E402
 from sesim.nets.init import init_weights  # noqa: E402
 from sesim import speedups  # noqa: E402
 from sesim.ops import selfsim  # noqa: E402
@@ -455,7 +456,7 @@ def bench_inference(sizes: list[int], warmup: int, repeats_for: Callable[[int], 
     generator is fully convolutional, so its FLOPs are proportional to the pixel count)."""
     torch.manual_seed(0)
     cfg = TrainConfig()
-    generator = init_weights(build_generator(cfg), cfg.model.init, cfg.model.init_gain).eval()
+    generator = init_weights(build_generator(cfg.mode, cfg.data, cfg.generator), cfg.generator.init, cfg.generator.init_gain).eval()
     rows = []
     for size in sizes:
         x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size)) * 2 - 1

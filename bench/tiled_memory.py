@@ -52,11 +52,11 @@ def _config():
 def _generator():
     import torch
 
-    from sesim.methods import build_generator
+    from sesim.factory import build_generator
     from sesim.nets.init import init_weights
 
     torch.manual_seed(0)
-    return init_weights(build_generator(_config()), "normal", 0.02).eval()
+    return init_weights(build_generator(_config().mode, _config().data, _config().generator), "normal", 0.02).eval()
 
 
 def _image(side: int):
@@ -82,7 +82,7 @@ def child(side: int, mode: str, max_memory: str | None, save: str | None) -> Non
     g = _generator()
     x = _image(side)
     limit = parse_size(max_memory) if max_memory else None
-    row = {"side": side, "mode": mode, "max_memory": max_memory, "ngf": _config().model.ngf,
+    row = {"side": side, "mode": mode, "max_memory": max_memory, "ngf": _config().generator.ngf,
            "rss_before": current_rss()}
     if mode == "whole":
         plan = plan_inference(g, tuple(x.shape), tile="auto", max_memory=limit)
@@ -139,7 +139,7 @@ def cli_row(side: int, max_memory: str | None, env: dict, work: Path) -> dict:
     t0 = time.perf_counter()
     text, code, peak, cpu = _run_measured(cmd, env)
     seconds = time.perf_counter() - t0
-    row = {"side": side, "mode": "cli", "max_memory": max_memory, "ngf": _config().model.ngf, "exit": code,
+    row = {"side": side, "mode": "cli", "max_memory": max_memory, "ngf": _config().generator.ngf, "exit": code,
            "peak_rss": peak,
            "seconds": round(seconds, 1), "cpu_seconds": cpu, "log": [ln for ln in text.splitlines() if "px" in ln or "error" in ln][-3:]}
     if code == 0:

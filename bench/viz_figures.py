@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sesim.data.demo_scenes import random_layout, render_labels, render_photo  # noqa: E402
-from sesim.viz.explain import content_losses, error_maps, errormap_command, heatmap_command  # noqa: E402
+from sesim.explain import content_losses, error_maps, errormap_command, heatmap_command  # noqa: E402
 
 NAMES = ["L1", "perceptual", "PatchNCE", "FSeSim", "LSeSim"]
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .nets.described import network_spec
 from .safeload import UnreadableFileError, describe_error, load_plain
 
 GENERATOR_FILE = "generator.safetensors"
@@ -94,8 +95,10 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def save_generator(path: str | Path, generator: torch.nn.Module, metadata: dict[str, Any]) -> None:
-    """Write inference weights as safetensors; ``metadata`` values are stored as JSON strings."""
+    """Write inference weights as safetensors with the arguments that rebuild the network
+    (``"network"``, :mod:`sesim.nets.described`); ``metadata`` values are stored as JSON strings."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
+    metadata = {"network": network_spec(generator), **metadata}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
 

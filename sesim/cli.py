@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import SECTIONS, OptionError, TrainConfig, available_presets, convert, load_preset_text
+from .config import RESUME_OPTIONS, OptionError, TrainConfig, available_presets, convert, load_preset_text, option_fields
 from .ranges import Choice, count
 
-RESUME_OVERRIDABLE = ("steps", "device", "checkpoint_every", "sample_every", "log_every", "workers", "num_samples",
-                      "eval_every", "eval_images", "snapshot_every", "channels_last", "compile", "compile_backend")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,50 +78,48 @@ FLAG_RANGES: dict[str, dict[str, object]] = {
 def _check_numeric_flags(parser: argparse.ArgumentParser, command: str = "") -> None:
     """Give every numeric flag its range check (argparse ``type=``): config flags from their
     field (:class:`_FieldValue`), the others from :data:`FLAG_RANGES`."""
-    from .config import FIELD_SECTION
-
+    fields = {f.name: f for _, f in option_fields()}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 _check_numeric_flags(sub, f"{command} {name}".strip())
-        elif command == "train" and action.dest in FIELD_SECTION and not isinstance(
-                action, argparse.BooleanOptionalAction):
-            field = next(f for f in dataclasses.fields(SECTIONS[FIELD_SECTION[action.dest]]) if f.name == action.dest)
-            action.type = _FieldValue(field)
+        elif command == "train" and action.dest in fields and not isinstance(action, argparse.BooleanOptionalAction):
+            action.type = _FieldValue(fields[action.dest])
         elif action.option_strings and action.option_strings[0] in FLAG_RANGES.get(command, {}):
             action.type = FLAG_RANGES[command][action.option_strings[0]]
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for section, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} options")
-        for f in dataclasses.fields(cls):
-            flags = ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            shown = ",".join(default) if isinstance(default, tuple) else default
-            help_text = f.metadata.get("help", "")
-            if "default" not in help_text:
-                help_text += f" (default: {shown})"
-            if isinstance(default, bool):
-                group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                   help=help_text)
-            else:
-                group.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for section, f in option_fields():
+        group = groups.get(section) or groups.setdefault(
+            section, parser.add_argument_group(f"{section.replace('_', '-')} options"))
+        flags = ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        help_text = f.metadata.get("help", "")
+        if "default" not in help_text:
+            help_text += f" (default: {shown})"
+        if isinstance(default, bool):
+            group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        else:
+            group.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
 
 def config_flags(cfg: TrainConfig) -> list[str]:
     """``sesim train`` flags that set every option of ``cfg`` (those that are None are left to their
     defaults); the inverse of the flags :func:`build_parser` generates from the config dataclasses."""
     flags = []
-    for section in SECTIONS:
-        for key, value in vars(getattr(cfg, section)).items():
-            if value is None:
-                continue
-            flag = "--" + key.replace("_", "-")
-            if isinstance(value, bool):
-                flags.append(flag if value else "--no-" + key.replace("_", "-"))
-            else:
-                flags += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
+    for _, f in option_fields():
+        value = cfg.get_flat(f.name)
+        if value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            flags += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
     return flags
 
 
@@ -140,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-previous", action="store_true",
                    help="with --resume: continue from the previous checkpoint (checkpoint.prev.pt), when the latest "
                         "is damaged")
-    p.add_argument("--method", default=None, help="training recipe (sesim)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(p)
 
@@ -244,9 +239,8 @@ def _add_viz_parser(sub) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then each ``--preset`` in order, then the flags given."""
     cfg = TrainConfig()
-    if args.method:
-        cfg.method = args.method
     for name in (args.preset or "").split(","):
         if name.strip():
             cfg.apply_preset(name.strip())
@@ -256,7 +250,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _given_config_flags(args: argparse.Namespace) -> list[str]:
-    return [f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None]
+    return [f.name for _, f in option_fields() if getattr(args, f.name, None) is not None]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -265,10 +259,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     if args.resume:
         given = _given_config_flags(args)
-        fixed = [k for k in given if k not in RESUME_OVERRIDABLE]
-        if fixed or args.preset or args.method:
-            raise SystemExit(f"sesim train --resume: cannot change {fixed or ['--preset/--method']} of an existing run; "
-                             f"only {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)}")
+        fixed = [k for k in given if k not in RESUME_OPTIONS]
+        if fixed or args.preset:
+            raise SystemExit(f"sesim train --resume: cannot change {fixed or ['--preset']} of an existing run; "
+                             f"only {', '.join('--' + k.replace('_', '-') for k in RESUME_OPTIONS)}")
         overrides = {k: getattr(args, k) for k in given if k != "steps"}
         steps = int(args.steps) if args.steps is not None else None
         run = resume(args.resume, steps=steps, progress=progress, overrides=overrides,
@@ -462,7 +456,7 @@ def _evaluate_sweep(args: argparse.Namespace, opts: dict, protocol) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from .viz.explain import errormap_command, heatmap_command
+    from .explain import errormap_command, heatmap_command
 
     if args.viz_command == "heatmap":
         path = heatmap_command(args.source, args.output, translation=args.translation, run=args.run,

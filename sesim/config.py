@@ -17,7 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .ops.selfsim import PAPER_PATCH_SIZE
 from .ranges import Range, count, fraction, non_negative, positive
+
+#: training recipes (``--method``) and translation modes (``--mode``); the pairs that exist are in
+#: :data:`sesim.methods.RECIPES`
+METHOD_NAMES = ("sesim", "cyclegan", "cut")
+MODES = ("single-modal", "multimodal", "single-image")
+#: content losses of the sesim method (``--structure``), built by :func:`sesim.factory.build_structure_loss`
+STRUCTURES = ("fsesim", "lsesim", "perceptual", "l1", "patchnce", "none")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -28,6 +36,8 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class DataConfig:
+    """Where the images come from and how they are cropped (:mod:`sesim.data`)."""
+
     data: str | None = _f(None, "dataset root holding trainA/ and trainB/ (and testA/, testB/)")
     dir_a: str | None = _f(None, "explicit folder of domain-A (source) training images")
     dir_b: str | None = _f(None, "explicit folder of domain-B (target) training images")
@@ -38,22 +48,18 @@ class DataConfig:
                          choices=("resize_and_crop", "scale_shortside_and_crop", "crop", "resize"))
     flip: bool = _f(True, "random horizontal flips")
     channels: int = _f(3, "image channels: 3 (RGB) or 1 (greyscale model)", choices=(1, 3))
-    workers: int = _f(-1, "data-loading worker processes (-1: one per spare CPU core, at most 4)")
+    workers: int = _f(-1, "data-loading worker processes (-1: one per spare CPU core, at most 4)", resume=True)
     skip_unreadable: bool = _f(False, "drop unreadable image files (with a warning) instead of stopping")
-    # --mode single-image (sesim/data/single_image.py): --dir-a/--dir-b are image files; --size is the patch side
-    zoom_min: float = _f(0.25, "single-image: smallest zoom of the random patches (0.25: a patch covers 4x the pixels)")
-    zoom_max: float = _f(1.0, "single-image: largest zoom of the random patches (1: full resolution)")
 
 
 @dataclass
-class ModelConfig:
-    mode: str = _f("single-modal", "translation mode: single-modal (ResNet G + PatchGAN), multimodal (MUNIT-style "
-                                   "content/style G with AdaIN + multi-scale D), single-image (StyleGAN2-style G/D on "
-                                   "patches of one image pair)", choices=("single-modal", "multimodal", "single-image"))
+class GeneratorConfig:
+    """The translation network (:mod:`sesim.factory` builds it; the family follows ``--mode``) and the
+    terms on the generator itself (identity, style reconstruction). ``norm``, ``antialias`` and the
+    initialisation apply to the discriminator too."""
+
     ngf: int = _f(64, "generator base channels")
     n_blocks: int = _f(9, "generator residual blocks (9 for 256 px, 6 for smaller images)")
-    ndf: int = _f(64, "discriminator base channels")
-    n_layers_d: int = _f(3, "PatchGAN conv layers (3 = 70x70 receptive field)")
     norm: str = _f("instance", "normalisation layers of G and D", choices=("instance", "batch", "none"))
     antialias: bool = _f(False, "blur-pool down/upsampling in G and D (the public CUT / F-LSeSim networks) instead "
                                 "of CycleGAN's strided / transposed convs (the paper's description); see the README "
@@ -61,25 +67,40 @@ class ModelConfig:
     upsample: str = _f("auto", "upsampling layers of the ResNet generator: transposed (CycleGAN's convT), blur (the "
                                "public code's, with --antialias), nearest (nearest x2 + conv, no checkerboard); auto "
                                "follows --antialias", choices=("auto", "transposed", "blur", "nearest"))
-    init: str = _f("normal", "weight initialisation", choices=("normal", "xavier", "kaiming", "orthogonal"))
+    init: str = _f("normal", "weight initialisation of G and D", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = _f(0.02, "std / gain of the weight initialisation")
-    # --mode multimodal (sesim/nets/munit.py, sesim/nets/multiscale_d.py); ngf, n_blocks (residual blocks of the
-    # content encoder and of the decoder), ndf and n_layers_d (per scale) are shared with the other modes
+    lambda_identity: float = _f(0.0, "weight of L1(G(b), b) (identity loss)")
+    # --mode multimodal (sesim/nets/munit.py): ngf and n_blocks (residual blocks of the content encoder and decoder)
     style_dim: int = _f(8, "multimodal: numbers in a style code (sampled from N(0, I))")
     mlp_dim: int = _f(256, "multimodal: hidden width of the MLP from style code to AdaIN parameters")
-    # --mode single-image (sesim/nets/stylegan2.py); ngf, ndf and n_blocks are shared with the other modes
+    lambda_style: float = _f(1.0, "multimodal: weight of the style reconstruction L1(E_s(G(a, s)), s); > 0 adds a "
+                                  "style encoder (needed by translate --style-from), 0 trains without one")
+    # --mode single-image (sesim/nets/stylegan2.py): ngf and n_blocks as above
     n_downsampling: int = _f(2, "single-image: downsamplings of the StyleGAN2-style generator")
     noise_inputs: bool = _f(True, "single-image: noise inputs in the generator's styled convs (training only)")
-    n_scales_d: int = _f(3, "multimodal: scales of the multi-scale discriminator (no normalisation, leaky ReLU, "
-                            "as MUNIT; --norm only affects the other modes)")
 
 
 @dataclass
-class LossConfig:
+class DiscriminatorConfig:
+    """The discriminator and its adversarial loss."""
+
+    ndf: int = _f(64, "discriminator base channels")
+    n_layers_d: int = _f(3, "PatchGAN conv layers (3 = 70x70 receptive field)")
+    n_scales_d: int = _f(3, "multimodal: scales of the multi-scale discriminator (no normalisation, leaky ReLU, "
+                            "as MUNIT; --norm only affects the other modes)")
+    gan_mode: str = _f("lsgan", "adversarial loss", choices=("lsgan", "vanilla", "nonsaturating", "hinge"))
+    lambda_gan: float = _f(1.0, "weight of the adversarial loss")
+    pool_size: int = _f(50, "image pool size for D (0 disables)")
+
+
+@dataclass
+class StructureConfig:
+    """The content (structure) loss of the sesim method: F/LSeSim and its ablations (:mod:`sesim.losses.spatial`)."""
+
     structure: str = _f("fsesim", "content loss of the sesim method: fsesim (fixed pretrained features), lsesim "
                                   "(learned heads); ablations: perceptual (feature L1), l1 (pixels), patchnce (CUT's "
                                   "loss, no identity term), none (GAN only)",
-                        choices=("fsesim", "lsesim", "perceptual", "l1", "patchnce", "none"))
+                        choices=STRUCTURES)
     backbone: str = _f("auto", "feature network of the structure loss: auto (ImageNet VGG16 if its file is found, else "
                                "the ImageNet EfficientNet-Lite0 that installs with sesim), vgg16 (the paper's), "
                                "efficientnet-lite0", choices=("auto", "vgg16", "efficientnet-lite0"))
@@ -89,7 +110,7 @@ class LossConfig:
                                               "relu3_1,relu4_1, EfficientNet-Lite0 stage2,stage3)")
     num_queries: int = _f(256, "query locations per layer (N_s)")
     sampling: str = _f("random", "query sampling", choices=("random", "grid"))
-    patch_size: int | None = _f(32, "local window side in feature positions; none = global maps")
+    patch_size: int | None = _f(PAPER_PATCH_SIZE, "local window side in feature positions; none = global maps")
     keys: str = _f("window", "self-similarity keys: window (paper) or sampled (STROTSS-like ablation, Table 3 row A)",
                    choices=("window", "sampled"))
     perceptual_layers: tuple[str, ...] | None = _f(None, "backbone layers of --structure perceptual (default: VGG16 "
@@ -114,15 +135,13 @@ class LossConfig:
     head_warmup: int = _f(0, "LSeSim: train only the structure heads for this many steps before the generator and "
                              "discriminator start (the steps count towards --steps; 0 = off, the paper and public code)")
     lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")
-    lambda_gan: float = _f(1.0, "weight of the adversarial loss")
-    lambda_identity: float = _f(0.0, "weight of L1(G(b), b) (identity loss)")
-    lambda_style: float = _f(1.0, "multimodal: weight of the style reconstruction L1(E_s(G(a, s)), s); > 0 adds a "
-                                  "style encoder (needed by translate --style-from), 0 trains without one")
     lambda_structure_identity: float = _f(0.0, "weight of the structure loss between b and G(b)")
-    gan_mode: str = _f("lsgan", "adversarial loss", choices=("lsgan", "vanilla", "nonsaturating", "hinge"))
-    pool_size: int = _f(50, "image pool size for D (0 disables)")
-    # baselines (sesim/methods/cyclegan.py, cut.py)
-    lambda_cycle: float = _f(10.0, "CycleGAN: weight of each cycle-consistency term")
+
+
+@dataclass
+class NCEConfig:
+    """PatchNCE on the generator's own encoder layers (CUT, FastCUT, SinCUT; :mod:`sesim.losses.patchnce`)."""
+
     lambda_nce: float = _f(1.0, "CUT: weight of the PatchNCE loss (FastCUT preset: 10)")
     nce_layers: tuple[str, ...] = _f(("input", "down1", "down2", "block1", "block5"),
                                      "CUT: generator encoder layers for PatchNCE, by name")
@@ -131,17 +150,33 @@ class LossConfig:
     nce_num_patches: int = _f(256, "CUT: patches sampled per layer")
     nce_mlp_channels: int = _f(256, "CUT: width of the 2-layer MLP projection head")
     flip_equivariance: bool = _f(False, "CUT: randomly flip the input and un-flip the features (FastCUT preset: on)")
-    # --mode single-image (sesim/methods/single_image.py)
-    gradient_penalty: str = _f("r1", "single-image: D regulariser: r1 (zero-centred on real patches, SinCUT / "
-                                     "StyleGAN2), wgangp (one-centred on interpolates, public F-LSeSim sinsc code), none",
-                               choices=("r1", "wgangp", "none"))
-    lambda_gp: float = _f(1.0, "single-image: weight of the gradient penalty (R1 uses lambda / 2 * |grad|^2)")
     nce_negatives_from_minibatch: bool = _f(False, "single-image SinCUT: PatchNCE negatives from all patches of "
                                                    "the batch (sincut preset: on)")
 
 
 @dataclass
+class CycleConfig:
+    """CycleGAN's cycle consistency (its identity term is ``lambda_identity`` times this weight)."""
+
+    lambda_cycle: float = _f(10.0, "CycleGAN: weight of each cycle-consistency term")
+
+
+@dataclass
+class SingleImageConfig:
+    """``--mode single-image``: random zoomed patches of one image per domain, and D's gradient penalty."""
+
+    zoom_min: float = _f(0.25, "single-image: smallest zoom of the random patches (0.25: a patch covers 4x the pixels)")
+    zoom_max: float = _f(1.0, "single-image: largest zoom of the random patches (1: full resolution)")
+    gradient_penalty: str = _f("r1", "single-image: D regulariser: r1 (zero-centred on real patches, SinCUT / "
+                                     "StyleGAN2), wgangp (one-centred on interpolates, public F-LSeSim sinsc code), none",
+                               choices=("r1", "wgangp", "none"))
+    lambda_gp: float = _f(1.0, "single-image: weight of the gradient penalty (R1 uses lambda / 2 * |grad|^2)")
+
+
+@dataclass
 class OptimConfig:
+    """Adam and the learning-rate schedule."""
+
     lr: float = _f(1e-4, "Adam learning rate of G and D")
     lr_head: float | None = _f(None, "Adam learning rate of the LSeSim heads (default: --lr)")
     beta1: float = _f(0.5, "Adam beta1")
@@ -151,28 +186,34 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    steps: int = _f(10000, "total training steps (one step = one batch)")
+    """The training loop: length, seed, device, run folder, outputs; execution options. Fields marked
+    ``resume`` may be changed when a run is resumed (``sesim train --resume RUN --steps N``)."""
+
+    steps: int = _f(10000, "total training steps (one step = one batch)", resume=True)
     batch_size: int = _f(1, "images per step")
     seed: int = _f(0, "random seed (data order, crops, initialisation, query sampling)")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps", resume=True)
     runs: str = _f("runs", "parent folder of run folders")
     name: str | None = _f(None, "run folder name (default: a numbered name from the data folder)")
-    checkpoint_every: int = _f(500, "steps between resumable checkpoints")
-    sample_every: int = _f(500, "steps between sample grids")
-    log_every: int = _f(25, "steps between log lines (jsonl + TensorBoard)")
-    num_samples: int = _f(6, "test images shown in each sample grid")
+    checkpoint_every: int = _f(500, "steps between resumable checkpoints", resume=True)
+    sample_every: int = _f(500, "steps between sample grids", resume=True)
+    log_every: int = _f(25, "steps between log lines (jsonl + TensorBoard)", resume=True)
+    num_samples: int = _f(6, "test images shown in each sample grid", resume=True)
     precision: str = _f("fp32", "fp32, or bf16: the training step under bfloat16 autocast (weights and optimiser "
                                 "states stay fp32; fp32 is the default because reduced precision is known to "
                                 "destabilise GAN training here)", choices=("fp32", "bf16"))
-    channels_last: bool = _f(False, "networks and batches in channels-last (NHWC) memory order (helps on CUDA)")
-    compile: bool = _f(False, "torch.compile the networks in place (slow first steps; checkpoints unchanged)")
-    compile_backend: str = _f("inductor", "torch.compile backend for --compile (inductor, aot_eager, eager, ...)")
+    channels_last: bool = _f(False, "networks and batches in channels-last (NHWC) memory order (helps on CUDA)",
+                             resume=True)
+    compile: bool = _f(False, "torch.compile the networks in place (slow first steps; checkpoints unchanged)",
+                       resume=True)
+    compile_backend: str = _f("inductor", "torch.compile backend for --compile (inductor, aot_eager, eager, ...)",
+                              resume=True)
     eval_every: int = _f(0, "steps between test-set scores (FD/KD of translated testA vs testB with the best "
-                            "available extractor, logged and kept in metrics.json); 0 = off")
-    eval_images: int = _f(200, "at most this many testA/testB images for --eval-every")
+                            "available extractor, logged and kept in metrics.json); 0 = off", resume=True)
+    eval_images: int = _f(200, "at most this many testA/testB images for --eval-every", resume=True)
     snapshot_every: int = _f(0, "steps between generator snapshots kept in RUN/snapshots/ (weights only, never "
                                 "overwritten; score them all with `sesim evaluate --run RUN --snapshots all`); "
-                                "0 = off")
+                                "0 = off", resume=True)
 
 
 #: Allowed values of every numeric option (checked by :func:`convert`: flags, presets, config.json).
@@ -181,10 +222,10 @@ FIELD_RANGES: dict[str, Range] = {
     # data
     "size": count(8, multiple=4), "load_size": count(8), "workers": count(-1, 64),
     "zoom_min": Range(0.0, 1.0, float, lo_open=True), "zoom_max": Range(0.0, 1.0, float, lo_open=True),
-    # model
+    # generator, discriminator
     "ngf": count(1), "n_blocks": count(0), "ndf": count(1), "n_layers_d": count(1), "init_gain": positive(),
     "style_dim": count(1), "mlp_dim": count(1), "n_downsampling": count(0, 6), "n_scales_d": count(1),
-    # loss
+    # structure, nce, cycle, single-image
     "num_queries": count(1), "patch_size": count(1), "mask_keep": fraction(lo_open=True), "tanh_scale": positive(),
     "temperature": positive(), "head_warmup": count(0), "lambda_structure": non_negative(float),
     "lambda_gan": non_negative(float), "lambda_identity": non_negative(float), "lambda_style": non_negative(float),
@@ -202,19 +243,36 @@ FIELD_RANGES: dict[str, Range] = {
 
 
 SECTIONS: dict[str, type] = {
-    "data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "run": RunConfig,
+    "data": DataConfig, "generator": GeneratorConfig, "discriminator": DiscriminatorConfig,
+    "structure": StructureConfig, "nce": NCEConfig, "cycle": CycleConfig, "single_image": SingleImageConfig,
+    "optim": OptimConfig, "run": RunConfig,
 }
+#: section names of older ``config.json`` files and presets; their options are routed by name
+#: (every option name is unique), so old run folders and user presets keep working
+LEGACY_SECTIONS = ("model", "loss")
+#: options that are fields of the whole configuration, not of a section (older files kept ``mode`` under ``model``)
+TOP_LEVEL = ("method", "mode")
 
 
 @dataclass
 class TrainConfig:
-    """The whole resolved configuration of a run (written to ``config.json`` in the run folder)."""
+    """The whole resolved configuration of a run (written to ``config.json`` in the run folder): the
+    recipe (``method``, ``mode``) and one section per component. A method takes only the sections it
+    declares (:attr:`sesim.methods.Method.sections`)."""
 
-    method: str = "sesim"
+    method: str = _f("sesim", "training recipe: sesim (F/LSeSim), cyclegan or cut (CUT / FastCUT / SinCUT)",
+                     choices=METHOD_NAMES)
+    mode: str = _f("single-modal", "translation mode: single-modal (ResNet G + PatchGAN), multimodal (MUNIT-style "
+                                   "content/style G with AdaIN + multi-scale D), single-image (StyleGAN2-style G/D on "
+                                   "patches of one image pair)", choices=MODES)
     presets: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
+    nce: NCEConfig = field(default_factory=NCEConfig)
+    cycle: CycleConfig = field(default_factory=CycleConfig)
+    single_image: SingleImageConfig = field(default_factory=SingleImageConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     #: facts recorded when the run was built, not options: ``{"backbone": {...}}`` (name, weights,
@@ -233,11 +291,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        cfg = cls(method=d.get("method", "sesim"), presets=list(d.get("presets", [])),
-                  resolved=dict(d.get("resolved", {})))
-        for section in SECTIONS:
+        cfg = cls(presets=list(d.get("presets", [])), resolved=dict(d.get("resolved", {})))
+        cfg.update_top(method=d.get("method", "sesim"), mode=d.get("mode", "single-modal"))
+        for section in (*SECTIONS, *LEGACY_SECTIONS):
             values = d.get(section, {})
-            if section == "loss" and "vgg_weights" in values and "backbone" not in values:
+            if "vgg_weights" in values and "backbone" not in values:
                 values = _migrate_vgg_weights(values)
             cfg.update(section, values)
         return cfg
@@ -269,19 +327,53 @@ class TrainConfig:
             raise ValueError(f"{path}: {err}") from None
 
     def update(self, section: str, values: dict[str, Any]) -> None:
-        """Set fields of one section, converting and validating values; unknown keys are errors."""
+        """Set options of one section, converting and validating values; unknown keys are errors.
+        A legacy section name (``model``, ``loss``) routes each option to the section that has it."""
+        if section in LEGACY_SECTIONS:
+            for key, value in values.items():
+                key = ALIASES.get(key, key)
+                if key in TOP_LEVEL:
+                    self.update_top(**{key: value})
+                elif key in FIELD_SECTION:
+                    self.update(FIELD_SECTION[key], {key: value})
+                else:
+                    raise ValueError(f"unknown {section} option {key!r}")
+            return
+        if section not in SECTIONS:
+            raise ValueError(f"unknown section [{section}]; known: {', '.join(SECTIONS)}")
         obj = getattr(self, section)
         known = {f.name: f for f in dataclasses.fields(obj)}
         for key, value in values.items():
             key = ALIASES.get(key, key)
             if key not in known:
-                raise ValueError(f"unknown {section} option {key!r}; known: {', '.join(known)}")
+                where = f" (it belongs to [{FIELD_SECTION[key]}])" if key in FIELD_SECTION else ""
+                raise ValueError(f"unknown {section} option {key!r}{where}; known: {', '.join(known)}")
             setattr(obj, key, convert(value, known[key]))
 
+    def update_top(self, **values: Any) -> None:
+        """Set ``method`` and/or ``mode``, checked like any option."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for key, value in values.items():
+            if key not in TOP_LEVEL:
+                raise ValueError(f"unknown option {key!r}")
+            setattr(self, key, convert(value, fields[key]))
+
     def set_flat(self, key: str, value: Any) -> None:
-        """Set a field by its flat (flag) name, e.g. ``set_flat("patch_size", 16)``."""
+        """Set an option by its flat (flag) name, e.g. ``set_flat("patch_size", 16)``."""
         key = ALIASES.get(key, key)
-        self.update(FIELD_SECTION[key], {key: value})
+        if key in TOP_LEVEL:
+            self.update_top(**{key: value})
+        elif key not in FIELD_SECTION:
+            raise ValueError(f"unknown option {key!r}")
+        else:
+            self.update(FIELD_SECTION[key], {key: value})
+
+    def get_flat(self, key: str) -> Any:
+        """An option's value by its flat (flag) name."""
+        key = ALIASES.get(key, key)
+        if key in TOP_LEVEL:
+            return getattr(self, key)
+        return getattr(getattr(self, FIELD_SECTION[key]), key)
 
     def apply_preset(self, name_or_path: str) -> None:
         """Apply a TOML preset: a name from ``sesim/presets`` or a path to a ``.toml`` file."""
@@ -291,20 +383,30 @@ class TrainConfig:
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"preset {name_or_path} is not valid TOML ({err}); fix the file") from None
         for section, values in data.items():
-            if section == "method":
-                self.method = values
-            elif section in SECTIONS and isinstance(values, dict):
-                try:
+            try:
+                if section in TOP_LEVEL:
+                    self.update_top(**{section: values})
+                elif (section in SECTIONS or section in LEGACY_SECTIONS) and isinstance(values, dict):
                     self.update(section, values)
-                except ValueError as err:
-                    raise ValueError(f"preset {name_or_path}: {err}") from None
-            elif section != "description":
-                raise ValueError(f"preset {name_or_path}: unknown section [{section}]")
+                elif section != "description":
+                    raise ValueError(f"unknown section [{section}]")
+            except ValueError as err:
+                raise ValueError(f"preset {name_or_path}: {err}") from None
         self.presets.append(name_or_path)
 
 
 FIELD_SECTION: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 assert len(FIELD_SECTION) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "field names must be unique"
+def option_fields() -> list[tuple[str, dataclasses.Field]]:
+    """Every option as ``(group, field)``: ``method`` and ``mode`` (group ``recipe``), then each
+    section's fields; one command-line flag each."""
+    top = [("recipe", f) for f in dataclasses.fields(TrainConfig) if f.name in TOP_LEVEL]
+    return top + [(name, f) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+#: options a resumed run may change (``sesim train --resume RUN --steps N``): the fields marked ``resume``
+RESUME_OPTIONS: tuple[str, ...] = tuple(f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)
+                                        if f.metadata.get("resume"))
 #: other names of a field (older names, kept working in presets, configs and flags): alias -> field
 ALIASES: dict[str, str] = {a: f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)
                            for a in f.metadata.get("aliases", ())}
@@ -369,7 +471,7 @@ def convert(value: Any, f: dataclasses.Field) -> Any:
 
 
 def _owner(f: dataclasses.Field) -> type:
-    return SECTIONS[FIELD_SECTION[f.name]]
+    return TrainConfig if f.name in TOP_LEVEL else SECTIONS[FIELD_SECTION[f.name]]
 
 
 def available_presets() -> list[str]:

@@ -37,7 +37,7 @@ from .nets.backbones import describe_backbone
 from .train import resume, train
 from .translate import translate_paths
 from .viz.grid import image_grid
-from .viz.explain import load_run_method
+from .explain import load_run_method
 from .viz.heatmap import overlay, pair_maps
 from .viz.page import table, write_page
 
@@ -59,7 +59,7 @@ def demo_config(out: Path, *, steps: int | None, structure: str | None, device: 
     if steps is not None:
         cfg.run.steps = steps
     if structure is not None:
-        cfg.loss.structure = structure
+        cfg.structure.structure = structure
     return cfg
 
 
@@ -157,7 +157,7 @@ def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> 
         "The structure loss compares self-similarity maps of the input and the translation, so the layout is "
         "kept while the appearance changes completely.</p>",
         f"<p>Training: {scores['steps']} steps, {scores['train_seconds_including_data']:.0f} s including data generation; "
-        f"structure loss <code>{cfg.loss.structure}</code> on <code>{', '.join(structure.layers)}</code> of "
+        f"structure loss <code>{cfg.structure.structure}</code> on <code>{', '.join(structure.layers)}</code> of "
         f"{describe_backbone(structure.extractor)}.</p>",
         "" if structure.extractor.name == "vgg16" else
         "<p>The paper's backbone, ImageNet VGG16, was not found on this machine, so the structure loss compares "

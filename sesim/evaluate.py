@@ -392,20 +392,17 @@ def _single_image(out: dict, names: list[str], real: dict, fake: dict, source, i
 def evaluate_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False,
                  real: str | os.PathLike | None = None, **kwargs: Any) -> dict:
     """Translate the run's testA into ``out_dir/translations`` and evaluate against testB (or ``real``)."""
-    from .config import TrainConfig
-    from .checkpoint import CONFIG_FILE
-    from .train import domain_dirs
+    from .data.unpaired import domain_dirs
+    from .run import Run
     from .translate import translate_paths
 
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise EvaluateError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
-    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    cfg = Run(run_dir).config
     if cfg.resolved.get("backbone"):  # selfsim on the features the run was trained with
-        kwargs.setdefault("backbone", cfg.loss.backbone)
-        kwargs.setdefault("backbone_weights", cfg.loss.backbone_weights)
+        kwargs.setdefault("backbone", cfg.structure.backbone)
+        kwargs.setdefault("backbone_weights", cfg.structure.backbone_weights)
     try:
-        test_a, test_b = domain_dirs(cfg, "test")
+        test_a, test_b = domain_dirs(cfg.data, "test")
     except (FileNotFoundError, ValueError) as err:
         raise EvaluateError(f"the run's data has no test set ({err}); use --real/--fake folders instead") from err
     fake = Path(out_dir) / "translations"

@@ -45,11 +45,12 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import CONFIG_FILE, write_text_atomic
+from .checkpoint import write_text_atomic
 from .config import TrainConfig
 from .evaluate import EvaluateError, FEATURE_METRICS, build_feature_extractor, evaluate_folders, header_lines, parse_metrics
 from .metrics.features import Extractor
 from .metrics.protocols import Protocol, get_protocol, prepare_folder
+from .run import Run
 from .snapshots import Snapshot, SnapshotError, list_snapshots, select_snapshots
 
 log = logging.getLogger("sesim")
@@ -168,10 +169,10 @@ def _val_dirs(select_on: Path, cfg: TrainConfig) -> tuple[Path, Path]:
 def _folds(run_dir: Path, cfg: TrainConfig, out: Path, proto: Protocol | None, *, real: Path | None,
            labels: Path | None, select_on: Path | None, select_on_labels: Path | None) -> list[_Fold]:
     """The test fold (and the validation fold with ``select_on``), resized to the protocol's size."""
-    from .train import domain_dirs
+    from .data.unpaired import domain_dirs
 
     try:
-        test_a, test_b = domain_dirs(cfg, "test")
+        test_a, test_b = domain_dirs(cfg.data, "test")
     except (FileNotFoundError, ValueError) as err:
         raise EvaluateError(f"the run's data has no test set ({err}); sweep a run whose --data has testA/ and "
                             "testB/") from err
@@ -250,16 +251,14 @@ def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, *, snapsho
     from .translate import translate_paths
 
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise EvaluateError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
-    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    cfg = Run(run_dir).config
     proto = get_protocol(protocol)
     out = Path(out_dir) if out_dir is not None else run_dir / "sweep"
     metric_list = parse_metrics(metrics if metrics is not None else (proto.metrics if proto else "fid,kid"))
     opts.setdefault("fid_impl", proto.fid_impl if proto else "legacy")
     if cfg.resolved.get("backbone"):  # structure metrics on the features the run was trained with
-        opts.setdefault("backbone", cfg.loss.backbone)
-        opts.setdefault("backbone_weights", cfg.loss.backbone_weights)
+        opts.setdefault("backbone", cfg.structure.backbone)
+        opts.setdefault("backbone_weights", cfg.structure.backbone_weights)
     try:
         chosen = select_snapshots(list_snapshots(run_dir), snapshots)
     except SnapshotError as err:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 import signal
 import time
@@ -33,6 +32,8 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, speedups
+from .run import Run
+from .runtime import default_workers, resolve_device, seed_everything
 from .checkpoint import (
     CONFIG_FILE, STATE_FILE, RunFileError, capture_rng, generator_file, load_generator_weights, load_state,
     remove_stale_temp_files, restore_rng, save_generator, save_state, use_previous_state, write_text_atomic,
@@ -41,7 +42,7 @@ from .config import TrainConfig
 from .data.images import list_images
 from .distributed import DistInfo, broadcast_object, sync_gradients_before_step, synchronize_batch_norm, teardown
 from .distributed import setup as setup_distributed
-from .data.unpaired import UnpairedImageDataset, load_fixed_images, make_loader, resolve_domain_dirs
+from .data.unpaired import UnpairedImageDataset, domain_dirs, load_fixed_images, make_loader
 from .methods import Method, NonFiniteLossError, build_method
 from .nets.backbones import backbone_record, record_mismatch
 from .viz.grid import image_grid
@@ -52,42 +53,6 @@ log = logging.getLogger("sesim")
 
 class TrainingError(RuntimeError):
     """Training stopped for a reason the user must act on (message says what to do)."""
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> cuda (``cuda:<local_rank>`` under torchrun), else mps, else cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
-def default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def domain_dirs(cfg: TrainConfig, phase: str = "train") -> tuple[Path, Path]:
-    d = cfg.data
-    explicit = phase == "train" and (d.dir_a or d.dir_b)
-    if explicit and not (d.dir_a and d.dir_b):
-        raise TrainingError("give both --dir-a and --dir-b (or --data DIR holding trainA/ and trainB/)")
-    dir_a, dir_b = resolve_domain_dirs(d.data if not explicit else None, d.dir_a if explicit else None,
-                                       d.dir_b if explicit else None, phase=phase)
-    return (dir_b, dir_a) if d.direction == "BtoA" else (dir_a, dir_b)
 
 
 def new_run_dir(cfg: TrainConfig) -> Path:
@@ -111,10 +76,10 @@ def sample_inputs(cfg: TrainConfig) -> list[torch.Tensor]:
     """Fixed images shown in sample grids: testA (or trainA) resized to the crop size
     (unreadable files skipped with ``--skip-unreadable``, as everywhere images are read)."""
     try:
-        folder = domain_dirs(cfg, "test")[0]
+        folder = domain_dirs(cfg.data, "test")[0]
         list_images(folder)
     except (FileNotFoundError, ValueError):  # no usable testA: show training images
-        folder = domain_dirs(cfg, "train")[0]
+        folder = domain_dirs(cfg.data, "train")[0]
     return load_fixed_images(folder, size=cfg.data.size, channels=cfg.data.channels, limit=cfg.run.num_samples,
                              skip_unreadable=cfg.data.skip_unreadable)
 
@@ -123,8 +88,6 @@ def record_backbone(cfg: TrainConfig, method: Method, *, resume: bool = False) -
     """Write what the content loss's feature network resolved to into ``cfg`` (saved as config.json):
     concrete ``backbone`` / ``backbone_weights`` / layers, and ``cfg.resolved["backbone"]`` with the
     weight file and its SHA-256. A resumed run must find the same network it was trained with."""
-    from .nets.backbones import backbone_record, record_mismatch
-
     net = method.feature_backbone()
     if net is None:
         return
@@ -135,10 +98,10 @@ def record_backbone(cfg: TrainConfig, method: Method, *, resume: bool = False) -
                                 "it on a machine with the same weights file")
     record = backbone_record(net)
     cfg.resolved["backbone"] = record
-    cfg.loss.backbone, cfg.loss.backbone_weights = record["backbone"], record["weights"]
+    cfg.structure.backbone, cfg.structure.backbone_weights = record["backbone"], record["weights"]
     layers = tuple(getattr(method.structure, "layers", ()))
     if layers:
-        cfg.update("loss", {"perceptual_layers" if cfg.loss.structure == "perceptual" else "layers": layers})
+        cfg.update("structure", {"perceptual_layers" if cfg.structure.structure == "perceptual" else "layers": layers})
 
 
 def lr_factor(step: int, total: int, decay_start: float) -> float:
@@ -155,14 +118,14 @@ def build_data(cfg: TrainConfig) -> tuple[Any, list[torch.Tensor]]:
         raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
     if cfg.data.size % 4:
         raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
-    if cfg.model.mode == "single-image":  # one image per domain, random zoomed patches
+    if cfg.mode == "single-image":  # one image per domain, random zoomed patches
         from .data.single_image import SingleImageError, single_image_dataset, single_image_samples
 
         try:
             return single_image_dataset(cfg), single_image_samples(cfg)
         except SingleImageError as err:
             raise TrainingError(str(err)) from None
-    dir_a, dir_b = domain_dirs(cfg)
+    dir_a, dir_b = domain_dirs(cfg.data)
     dataset = UnpairedImageDataset(
         dir_a, dir_b, size=cfg.data.size, load_size=cfg.load_size, preprocess=cfg.data.preprocess,
         flip=cfg.data.flip, channels=cfg.data.channels, seed=cfg.run.seed, skip_unreadable=cfg.data.skip_unreadable,
@@ -310,11 +273,11 @@ class Trainer:
         from .metrics.run_eval import TestSetScorer
 
         try:
-            test_a, test_b = domain_dirs(self.cfg, "test")
+            test_a, test_b = domain_dirs(self.cfg.data, "test")
         except (FileNotFoundError, ValueError) as err:
             raise TrainingError(f"--eval-every needs testA/ and testB/ in --data ({err})") from err
         return TestSetScorer(test_a, test_b, size=self.cfg.data.size, channels=self.cfg.data.channels,
-                             max_images=self.cfg.run.eval_images, train_dirs=domain_dirs(self.cfg),
+                             max_images=self.cfg.run.eval_images, train_dirs=domain_dirs(self.cfg.data),
                              seed=self.cfg.run.seed, device=self.device, skip_unreadable=self.cfg.data.skip_unreadable)
 
     def evaluate(self, writer) -> dict[str, float]:
@@ -448,9 +411,7 @@ def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = Tr
     ``from_previous``: continue from ``checkpoint.prev.pt`` (when ``checkpoint.pt`` is damaged;
     the damaged file is kept as ``checkpoint.damaged.pt``)."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise TrainingError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
-    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
+    cfg = Run(run_dir).config
     if from_previous and int(os.environ.get("RANK", "0")) == 0:
         log.info("using the previous checkpoint (step %d); the damaged one is kept as checkpoint.damaged.pt",
                  use_previous_state(run_dir))

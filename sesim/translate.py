@@ -18,16 +18,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import CONFIG_FILE, generator_file, load_generator_weights
+from . import speedups
 from .config import TrainConfig
 from .data.images import IMAGE_EXTENSIONS, ImageError, keep_readable, list_images, load_image, pil_to_tensor, save_image
-from .methods import build_generator
-from .nets.munit import style_codes
 from .layerwise import program_for, run_program
-from . import speedups
 from .memory import return_freed_memory_promptly
+from .nets.munit import style_codes
+from .run import Run
+from .runtime import resolve_device
 from .tiled import plan_inference, translate_tiled
-from .train import resolve_device
 
 log = logging.getLogger("sesim")
 
@@ -38,26 +37,10 @@ class TranslateError(RuntimeError):
 
 def load_run_generator(run_dir: str | Path, *, weights: str | Path | None = None, direction: str = "AtoB",
                        device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
-    """Rebuild a run's generator from ``config.json`` and load its weights for ``direction``
-    (``generator.safetensors`` for AtoB), or ``weights``. Returns the module in eval mode on
-    ``device`` and the run's config."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise TranslateError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
-    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
-    path = Path(weights) if weights else run_dir / generator_file(direction)
-    if not path.is_file():
-        if direction != "AtoB" and (run_dir / generator_file("AtoB")).is_file():
-            raise TranslateError(f"{path} not found: method {cfg.method!r} is one-sided and only translates AtoB")
-        raise TranslateError(f"{path} not found: the run has not saved a generator yet")
-    generator = build_generator(cfg)
-    try:
-        generator.load_state_dict(load_generator_weights(path))
-    except RuntimeError as err:  # keys or shapes of another network
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise TranslateError(f"{path} does not hold the generator of {run_dir / CONFIG_FILE} ({first}); pass the "
-                             "weights of this run, or the run folder they came from") from None
-    return generator.to(device).eval(), cfg
+    """A run's generator for ``direction`` (its latest, or ``weights``) in eval mode on ``device``,
+    and the run's config. Raises :class:`~sesim.run.RunError` for an unusable run folder or file."""
+    run = Run(run_dir)
+    return run.generator(direction, weights=weights, device=device), run.config
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -213,7 +196,7 @@ def style_variants(generator: torch.nn.Module, cfg: TrainConfig, *, samples: int
     if style_dim is None:
         if samples > 1 or style_from is not None:
             raise TranslateError(f"--samples and --style-from need a --mode multimodal run; this run's mode is "
-                                 f"{cfg.model.mode!r} (one output per input)")
+                                 f"{cfg.mode!r} (one output per input)")
         return [None]
     if style_from is None:
         return [code[None].to(device) for code in style_codes(style_dim, samples, seed)]

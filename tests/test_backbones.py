@@ -199,8 +199,8 @@ def test_training_records_the_resolved_backbone_and_resume_checks_it(tiny_datase
     with caplog.at_level(logging.WARNING, logger="sesim"):
         run = train(cfg, progress=False)
     saved = json.loads((run / "config.json").read_text())
-    assert saved["loss"]["backbone"] == "efficientnet-lite0" and saved["loss"]["backbone_weights"] == "imagenet"
-    assert saved["loss"]["layers"] == ["stage2", "stage3"]
+    assert saved["structure"]["backbone"] == "efficientnet-lite0" and saved["structure"]["backbone_weights"] == "imagenet"
+    assert saved["structure"]["layers"] == ["stage2", "stage3"]
     assert saved["resolved"]["backbone"]["sha256"] == backbone_record(build_backbone())["sha256"]
     assert sum("EfficientNet-Lite0" in m for m in notices(caplog)) == 1
     # a resumed run must find the same network

@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from sesim.cli import build_parser, main
-from sesim.config import FIELD_RANGES, SECTIONS, TrainConfig
+from sesim.config import FIELD_RANGES, TrainConfig, option_fields
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
@@ -25,15 +25,15 @@ def _numeric_field(name: str) -> bool:
     """An int/float config field whose values are not a fixed set of choices."""
     if _field(name).metadata.get("choices"):
         return False
-    for cls in SECTIONS.values():
-        hints = typing.get_type_hints(cls)
-        if name in hints:
-            return any(t in (int, float) for t in (hints[name], *typing.get_args(hints[name])))
+    for section, f in option_fields():
+        if f.name == name:
+            hint = typing.get_type_hints(TrainConfig if section == "recipe" else type(getattr(TrainConfig(), section)))[name]
+            return any(t in (int, float) for t in (hint, *typing.get_args(hint)))
     return False
 
 
 def _field(name: str) -> dataclasses.Field:
-    return next(f for cls in SECTIONS.values() for f in dataclasses.fields(cls) if f.name == name)
+    return next(f for _, f in option_fields() if f.name == name)
 
 
 def _bad_values(action: argparse.Action) -> list[str]:
@@ -76,7 +76,7 @@ def test_every_numeric_flag_has_a_range():
             if field is not None and _numeric_field(field.name) and field.name not in FIELD_RANGES:
                 missing.append(name + " (numeric config field without a FIELD_RANGES entry)")
     assert not missing, missing
-    numeric_fields = [f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls) if _numeric_field(f.name)]
+    numeric_fields = [f.name for _, f in option_fields() if _numeric_field(f.name)]
     assert set(numeric_fields) <= set(FIELD_RANGES), set(numeric_fields) - set(FIELD_RANGES)
     assert len(CASES) > 200  # guards the generation itself: every flag above contributes several bad values
 
@@ -84,7 +84,7 @@ def test_every_numeric_flag_has_a_range():
 def test_defaults_and_presets_are_inside_the_ranges():
     cfg = TrainConfig()
     for name, allowed in FIELD_RANGES.items():
-        value = getattr(getattr(cfg, next(s for s, c in SECTIONS.items() if name in c.__dataclass_fields__)), name)
+        value = cfg.get_flat(name)
         assert value is None or allowed.problem(value) is None, name
     from sesim.config import available_presets
 

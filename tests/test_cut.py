@@ -129,7 +129,7 @@ def test_patch_sample_mlp_shapes_normalisation_and_shared_ids():
 
 def test_nce_gives_no_gradient_to_the_source_and_flip_is_undone():
     torch.manual_seed(4)
-    method = CUTMethod(small_config())
+    method = CUTMethod.from_config(small_config())
     src = torch.randn(2, 3, 32, 32, requires_grad=True)
     tgt = torch.randn(2, 3, 32, 32, requires_grad=True)
     method.nce_loss(src, tgt).backward()
@@ -137,7 +137,7 @@ def test_nce_gives_no_gradient_to_the_source_and_flip_is_undone():
     assert tgt.grad.abs().sum() > 0
     assert all(p.grad is not None for p in method.F.parameters())
     # with the raw input as the only layer, un-flipping the query features of a flipped target is exact
-    method = CUTMethod(small_config(nce_layers=("input",)))
+    method = CUTMethod.from_config(small_config(nce_layers=("input",)))
     src, tgt = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
     torch.manual_seed(5)
     plain = method.nce_loss(src, tgt)
@@ -149,14 +149,14 @@ def test_nce_gives_no_gradient_to_the_source_and_flip_is_undone():
 def test_invalid_nce_layers_give_a_clear_error():
     message = r"unknown generator layer\(s\) \['block5'\].*valid names are input, stem.*block1"
     with pytest.raises(ValueError, match=message):
-        CUTMethod(small_config(nce_layers=("input", "block5")))
+        CUTMethod.from_config(small_config(nce_layers=("input", "block5")))
     with pytest.raises(ValueError, match="nce_layers is empty"):
-        CUTMethod(small_config(nce_layers=()))
+        CUTMethod.from_config(small_config(nce_layers=()))
 
 
 def test_flip_equivariance_flips_the_generator_input_half_of_the_time():
     torch.manual_seed(6)
-    method = CUTMethod(small_config(flip_equivariance=True, nce_idt=False, lambda_nce=10.0))
+    method = CUTMethod.from_config(small_config(flip_equivariance=True, nce_idt=False, lambda_nce=10.0))
     inputs = []
     method.G.register_forward_pre_hook(lambda _m, args: inputs.append(args[0].detach().clone()))
     a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
@@ -175,10 +175,10 @@ def test_flip_equivariance_flips_the_generator_input_half_of_the_time():
 # --------------------------------------------------------------------------- training
 @pytest.mark.parametrize("preset", ["cut", "fastcut"])
 def test_cut_and_fastcut_train_with_finite_losses(tiny_dataset, tmp_path, monkeypatch, preset):
-    monkeypatch.setitem(sesim.methods.METHODS, "cut", CUTMethod)
+    monkeypatch.setitem(sesim.methods.RECIPES, ("cut", "single-modal"), CUTMethod)
     cfg = cut_config(tiny_dataset, tmp_path / "runs", preset)
-    assert cfg.method == "cut" and cfg.loss.pool_size == 0
-    assert cfg.loss.nce_idt == (preset == "cut") and cfg.loss.flip_equivariance == (preset == "fastcut")
+    assert cfg.method == "cut" and cfg.discriminator.pool_size == 0
+    assert cfg.nce.nce_idt == (preset == "cut") and cfg.nce.flip_equivariance == (preset == "fastcut")
     run = train(cfg, progress=False, stop_at=0)
     trainer = Trainer(cfg, run, progress=False)
     method = trainer.method
@@ -193,7 +193,7 @@ def test_cut_and_fastcut_train_with_finite_losses(tiny_dataset, tmp_path, monkey
         assert ("G_nce_idt" in entry) == (preset == "cut")
         assert entry["G_nce"] > 0
         nce = 0.5 * (entry["G_nce"] + entry["G_nce_idt"]) if preset == "cut" else entry["G_nce"]
-        assert entry["G"] == pytest.approx(entry["G_gan"] + cfg.loss.lambda_nce * nce, rel=1e-5)
+        assert entry["G"] == pytest.approx(entry["G_gan"] + cfg.nce.lambda_nce * nce, rel=1e-5)
     after = method.state_dict()
     for prefix in ("G.", "F.", "D."):
         moved = sum((after[k] - v).abs().sum().item() for k, v in before.items() if k.startswith(prefix))
@@ -203,7 +203,7 @@ def test_cut_and_fastcut_train_with_finite_losses(tiny_dataset, tmp_path, monkey
 
 
 def test_resume_restores_identical_state(tiny_dataset, tmp_path, monkeypatch):
-    monkeypatch.setitem(sesim.methods.METHODS, "cut", CUTMethod)
+    monkeypatch.setitem(sesim.methods.RECIPES, ("cut", "single-modal"), CUTMethod)
     # identity NCE, random flips and an image pool: every source of randomness and state at once
     extra = dict(flip_equivariance=True, pool_size=2)
     straight = train(cut_config(tiny_dataset, tmp_path / "a", "cut", **extra), progress=False)

@@ -28,12 +28,12 @@ def cyclegan_config(data, runs, **loss):
 
 @pytest.fixture
 def registered(monkeypatch):
-    monkeypatch.setitem(sesim.methods.METHODS, "cyclegan", CycleGANMethod)
+    monkeypatch.setitem(sesim.methods.RECIPES, ("cyclegan", "single-modal"), CycleGANMethod)
 
 
 def tiny_method(tmp_path, seed=0, **loss):
     torch.manual_seed(seed)
-    return CycleGANMethod(cyclegan_config(tmp_path / "data", tmp_path / "runs", **loss))
+    return CycleGANMethod.from_config(cyclegan_config(tmp_path / "data", tmp_path / "runs", **loss))
 
 
 def tiny_batch(seed=1):
@@ -64,7 +64,7 @@ def test_preset_values():
     cfg = TrainConfig()
     cfg.apply_preset("cyclegan")
     assert cfg.method == "cyclegan"
-    assert (cfg.loss.lambda_cycle, cfg.loss.lambda_identity, cfg.loss.pool_size) == (10.0, 0.5, 50)
+    assert (cfg.cycle.lambda_cycle, cfg.generator.lambda_identity, cfg.discriminator.pool_size) == (10.0, 0.5, 50)
 
 
 def test_training_run_moves_both_generators_and_saves_both_directions(registered, tiny_dataset, tmp_path):

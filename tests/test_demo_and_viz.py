@@ -44,9 +44,9 @@ def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
 
 def test_demo_config_uses_the_preset(tmp_path):
     cfg = demo_config(tmp_path, steps=None, structure="lsesim", device="cpu", seed=1)
-    assert cfg.data.size == 64 and cfg.loss.structure == "lsesim" and cfg.run.seed == 1
-    assert cfg.loss.backbone == "auto" and cfg.loss.backbone_weights == "auto" and cfg.presets == ["demo"]
-    assert demo_config(tmp_path, steps=7, structure=None, device="cpu", seed=0).loss.structure == "fsesim"
+    assert cfg.data.size == 64 and cfg.structure.structure == "lsesim" and cfg.run.seed == 1
+    assert cfg.structure.backbone == "auto" and cfg.structure.backbone_weights == "auto" and cfg.presets == ["demo"]
+    assert demo_config(tmp_path, steps=7, structure=None, device="cpu", seed=0).structure.structure == "fsesim"
 
 
 def test_query_point_lies_in_a_building():
@@ -103,7 +103,7 @@ def test_config_round_trip_and_validation(tmp_path):
     cfg.set_flat("patch_size", "none")
     cfg.set_flat("layers", "relu2_1, relu3_1")
     cfg.set_flat("flip", "false")
-    assert cfg.loss.patch_size is None and cfg.loss.layers == ("relu2_1", "relu3_1") and cfg.data.flip is False
+    assert cfg.structure.patch_size is None and cfg.structure.layers == ("relu2_1", "relu3_1") and cfg.data.flip is False
     cfg.save(tmp_path / "c.json")
     assert TrainConfig.load(tmp_path / "c.json") == cfg
     with pytest.raises(ValueError, match="must be one of"):
@@ -120,11 +120,11 @@ def test_older_names_of_the_backbone_weights_keep_working(tmp_path, monkeypatch)
     monkeypatch.delenv("SESIM_VGG16_WEIGHTS", raising=False)
     cfg = TrainConfig()
     cfg.set_flat("vgg_weights", "random")  # the flag --vgg-weights and presets' vgg_weights
-    assert cfg.loss.backbone_weights == "random"
+    assert cfg.structure.backbone_weights == "random"
     # a config.json written before backbones had names: VGG16, and its "auto" meant random without the file
-    old = cfg.to_dict()
-    old["loss"] = {k: v for k, v in old["loss"].items() if k not in ("backbone", "backbone_weights")}
+    old = cfg.to_dict()  # in the file layout of then: the structure options under "loss"
+    old["loss"] = {k: v for k, v in old.pop("structure").items() if k not in ("backbone", "backbone_weights")}
     old["loss"]["vgg_weights"] = "auto"
     (tmp_path / "old.json").write_text(json.dumps(old))
     loaded = TrainConfig.load(tmp_path / "old.json")
-    assert (loaded.loss.backbone, loaded.loss.backbone_weights) == ("vgg16", "random")
+    assert (loaded.structure.backbone, loaded.structure.backbone_weights) == ("vgg16", "random")

@@ -8,7 +8,8 @@ from PIL import Image
 from sesim.checkpoint import GENERATOR_FILE, STATE_FILE, load_generator_weights
 from sesim.cli import main
 from sesim.config import TrainConfig
-from sesim.methods import build_generator, build_method
+from sesim.factory import build_generator
+from sesim.methods import build_method
 from sesim.methods.multimodal import MultimodalMethod
 from sesim.nets.multiscale_d import MultiScaleDiscriminator
 from sesim.nets.munit import MultimodalGenerator, style_codes
@@ -76,11 +77,11 @@ def test_multiscale_discriminator_scales_and_size_check():
 
 def test_dispatch_and_errors(tiny_dataset, tmp_path):
     cfg = mm_config(tiny_dataset, tmp_path)
-    assert isinstance(build_generator(cfg), MultimodalGenerator)
+    assert isinstance(build_generator(cfg.mode, cfg.data, cfg.generator), MultimodalGenerator)
     method = build_method(cfg)
     assert isinstance(method, MultimodalMethod) and isinstance(method.D, MultiScaleDiscriminator)
     cfg.set_flat("lambda_style", 0.0)
-    assert not build_generator(cfg).has_style_encoder
+    assert not build_generator(cfg.mode, cfg.data, cfg.generator).has_style_encoder
     cfg.method = "cyclegan"
     with pytest.raises(ValueError, match="sesim method only"):
         build_method(cfg)
@@ -122,9 +123,9 @@ def test_head_warmup_holds_the_generator_and_discriminator(tiny_dataset, tmp_pat
 def test_presets_select_the_munit_settings(preset):
     cfg = TrainConfig()
     cfg.apply_preset(preset)
-    m = cfg.model
-    assert (m.mode, m.style_dim, m.n_scales_d, m.n_layers_d, m.n_blocks, m.mlp_dim) == ("multimodal", 8, 3, 4, 4, 256)
-    assert cfg.loss.lambda_structure == 10.0 and cfg.loss.lambda_style == 1.0 and cfg.loss.gan_mode == "lsgan"
+    g, d = cfg.generator, cfg.discriminator
+    assert (cfg.mode, g.style_dim, d.n_scales_d, d.n_layers_d, g.n_blocks, g.mlp_dim) == ("multimodal", 8, 3, 4, 4, 256)
+    assert cfg.structure.lambda_structure == 10.0 and cfg.generator.lambda_style == 1.0 and cfg.discriminator.gan_mode == "lsgan"
     assert cfg.data.direction == ("BtoA" if preset == "winter2summer" else "AtoB")
 
 
@@ -136,7 +137,7 @@ def test_training_then_translate_samples_round_trip(tiny_dataset, tmp_path, caps
     argv = ["train", "--no-progress"] + [x for k, v in flags.items() for x in ("--" + k.replace("_", "-"), str(v))]
     assert main(argv) == 0
     run = tmp_path / "runs" / "r"
-    assert TrainConfig.load(run / "config.json").model.mode == "multimodal"
+    assert TrainConfig.load(run / "config.json").mode == "multimodal"
     for name in ("config.json", GENERATOR_FILE, STATE_FILE, "index.html", "samples/step_0000004.png"):
         assert (run / name).exists(), name
     weights = load_generator_weights(run / GENERATOR_FILE)

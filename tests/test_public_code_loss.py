@@ -23,7 +23,7 @@ import torch
 
 from sesim.config import TrainConfig
 from sesim.losses.spatial import PUBLIC_CODE_SETTINGS, SpatialCorrelativeLoss
-from sesim.methods.sesim import build_structure_loss
+from sesim.factory import build_structure_loss
 from sesim.ops.selfsim import map_distance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_preset_gives_the_public_code_settings():
     cfg = TrainConfig()
     cfg.apply_preset("public-code")
     cfg.set_flat("backbone_weights", "random")
-    loss = build_structure_loss(cfg)
+    loss = build_structure_loss(cfg.structure)
     assert isinstance(loss, SpatialCorrelativeLoss)
     for key, value in PUBLIC_CODE_SETTINGS.items():
         got = getattr(loss, key, None) if key != "backbone" else loss.extractor.name
@@ -45,7 +45,7 @@ def test_preset_gives_the_public_code_settings():
 def test_paper_default_is_unchanged():
     """The paper's comparison stays the default: no mask, plain 1 - cos."""
     cfg = TrainConfig()
-    assert cfg.loss.mask_keep is None and cfg.loss.mask_from == "source" and not cfg.loss.smooth_l1
+    assert cfg.structure.mask_keep is None and cfg.structure.mask_from == "source" and not cfg.structure.smooth_l1
 
 
 def test_masked_cosine_by_hand():
@@ -114,7 +114,7 @@ def test_public_code_lsesim_step_translates_once():
     for key, value in (("backbone_weights", "random"), ("size", 32), ("load_size", 32), ("ngf", 8),
                        ("n_blocks", 1), ("ndf", 8), ("num_queries", 16)):
         cfg.set_flat(key, value)
-    assert cfg.loss.head_on_translation and cfg.loss.positive_vs_other
+    assert cfg.structure.head_on_translation and cfg.structure.positive_vs_other
     torch.manual_seed(0)
     method = build_method(cfg)
     assert method.structure.positive_vs_other

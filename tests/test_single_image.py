@@ -217,7 +217,7 @@ def test_single_image_mode_rejects_other_methods_and_sizes(pair, tmp_path):
     with pytest.raises(ValueError, match="power-of-two"):
         train(cfg, progress=False)
     cfg = _config(pair, tmp_path / "runs3")
-    cfg.loss.structure = "patchnce"  # would otherwise silently fall back to FSeSim
+    cfg.structure.structure = "patchnce"  # would otherwise silently fall back to FSeSim
     with pytest.raises(ValueError, match="--method cut"):
         train(cfg, progress=False)
 

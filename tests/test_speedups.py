@@ -14,7 +14,8 @@ from sesim import speedups
 from sesim.checkpoint import STATE_FILE, load_state
 from sesim.config import TrainConfig
 from sesim.methods import build_method
-from sesim.train import seed_everything, train
+from sesim.runtime import seed_everything
+from sesim.train import train
 from test_train import tiny_config
 
 

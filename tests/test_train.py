@@ -12,7 +12,8 @@ from sesim.checkpoint import GENERATOR_FILE, STATE_FILE, load_generator_weights,
 from sesim.cli import main
 from sesim.config import TrainConfig, available_presets
 from sesim.methods import build_method
-from sesim.train import Trainer, TrainingError, lr_factor, resume, seed_everything, train
+from sesim.runtime import seed_everything
+from sesim.train import Trainer, TrainingError, lr_factor, resume, train
 
 
 def tiny_config(data, runs, **loss):
@@ -190,7 +191,7 @@ def test_cli_train_and_errors(tiny_dataset, tmp_path, capsys):
             "--workers", "0", "--no-progress", "--no-flip", "--layers", "relu2_1,relu3_1"]
     assert main(args) == 0
     cfg = TrainConfig.load(tmp_path / "runs" / "cli" / "config.json")
-    assert cfg.run.seed == 3 and cfg.data.flip is False and cfg.loss.layers == ("relu2_1", "relu3_1")
+    assert cfg.run.seed == 3 and cfg.data.flip is False and cfg.structure.layers == ("relu2_1", "relu3_1")
     assert main(args) == 1  # the folder exists now
     assert "already exists" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "runs" / "cli"), "--steps", "3", "--no-progress"]) == 0
@@ -209,8 +210,8 @@ def test_presets_resolve():
     cfg = TrainConfig()
     cfg.apply_preset("horse2zebra")
     cfg.apply_preset("public-code")
-    assert cfg.loss.layers == ("relu3_1", "relu4_1", "relu4_3") and cfg.loss.patch_size is None
-    assert cfg.loss.feature_norm == "tanh" and cfg.run.steps == 533600 and cfg.presets == ["horse2zebra", "public-code"]
+    assert cfg.structure.layers == ("relu3_1", "relu4_1", "relu4_3") and cfg.structure.patch_size is None
+    assert cfg.structure.feature_norm == "tanh" and cfg.run.steps == 533600 and cfg.presets == ["horse2zebra", "public-code"]
     cfg.apply_preset("cityscapes")
     assert cfg.data.direction == "BtoA"
     with pytest.raises(ValueError, match="available"):

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from sesim.cli import main
+from sesim.run import RunError
 from sesim.translate import TranslateError, load_run_generator, pad_to_multiple, translate_paths, translate_tensor
 from test_train import tiny_config
 from sesim.train import train
@@ -81,7 +82,7 @@ def test_translate_errors(run, tmp_path, capsys):
     (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(TranslateError, match="broken.png"):
         translate_paths(run, tmp_path / "bad", tmp_path / "o", progress=False)
-    with pytest.raises(TranslateError, match="not a sesim run"):
+    with pytest.raises(RunError, match="not a sesim run"):  # one check and one error class for every command
         translate_paths(tmp_path, tmp_path / "bad", tmp_path / "o", progress=False)
     (tmp_path / "empty").mkdir()
     assert main(["translate", "--run", str(run), "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]) == 1
@@ -121,5 +122,5 @@ def test_bf16_precision_is_close_to_fp32_and_really_reduced(run, tmp_path):
 
 def test_one_sided_run_has_no_reverse_direction(run, tmp_path):
     write(tmp_path / "x.png", (32, 32))
-    with pytest.raises(TranslateError, match="one-sided"):
+    with pytest.raises(RunError, match="one-sided"):
         translate_paths(run, tmp_path / "x.png", tmp_path / "o", direction="BtoA", progress=False)

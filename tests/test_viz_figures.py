@@ -11,7 +11,7 @@ from sesim.data.demo_scenes import make_demo_dataset, random_layout, render_labe
 from sesim.losses.spatial import SpatialCorrelativeLoss
 from sesim.nets.vgg import VGG16Features
 from sesim.train import Trainer, train
-from sesim.viz.explain import load_run_method, parse_points
+from sesim.explain import load_run_method, parse_points
 from sesim.viz.heatmap import feature_position, heatmap_figure, pair_maps
 
 

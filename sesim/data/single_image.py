@@ -157,8 +157,8 @@ def _image_pair(cfg) -> tuple[Path, Path]:
 def single_image_dataset(cfg) -> SingleImagePairDataset:
     """The training dataset of a ``--mode single-image`` run (``cfg`` a :class:`sesim.config.TrainConfig`)."""
     a, b = _image_pair(cfg)
-    d = cfg.data
-    return SingleImagePairDataset(a, b, size=d.size, zoom_min=d.zoom_min, zoom_max=d.zoom_max,
+    d, si = cfg.data, cfg.single_image
+    return SingleImagePairDataset(a, b, size=d.size, zoom_min=si.zoom_min, zoom_max=si.zoom_max,
                                   batch_size=cfg.run.batch_size, load_size=d.load_size, flip=d.flip,
                                   channels=d.channels, seed=cfg.run.seed)
 
@@ -167,7 +167,7 @@ def single_image_samples(cfg, *, long_side: int = 256) -> list[torch.Tensor]:
     """The source image, downscaled (long side <= ``long_side``, sides multiples of the generator stride),
     for sample grids."""
     a, _ = _image_pair(cfg)
-    stride = 2 ** cfg.model.n_downsampling
+    stride = 2 ** cfg.generator.n_downsampling
     t = _resize_long_side(pil_to_tensor(load_image(a, cfg.data.channels)), long_side)
     h, w = (max(stride, t.shape[-2] // stride * stride), max(stride, t.shape[-1] // stride * stride))
     t = F.interpolate(t[None], size=(h, w), mode="bilinear", align_corners=False)[0].clamp(-1, 1)

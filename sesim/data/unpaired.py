@@ -23,7 +23,7 @@ import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .images import EmptyFolderError, ImageError, keep_readable, list_images, load_image, pil_to_tensor, warn_small_images
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
 
 __all__ = [
     "PREPROCESS_MODES",
@@ -40,6 +43,7 @@ __all__ = [
     "load_fixed_images",
     "StreamSampler",
     "make_loader",
+    "domain_dirs",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -87,6 +91,17 @@ def _describe_subfolders(root: Path) -> str:
     if len(subs) > _MAX_LISTED:
         shown += f", and {len(subs) - _MAX_LISTED} more"
     return f"it contains: {shown}"
+
+
+def domain_dirs(data: "DataConfig", phase: str = "train") -> tuple[Path, Path]:
+    """The source and target image folders of a run's data options (``--data`` or, for training,
+    ``--dir-a``/``--dir-b``), swapped for ``--direction BtoA``. Raises as :func:`resolve_domain_dirs`."""
+    explicit = phase == "train" and (data.dir_a or data.dir_b)
+    if explicit and not (data.dir_a and data.dir_b):
+        raise ValueError("give both --dir-a and --dir-b (or --data DIR holding trainA/ and trainB/)")
+    dir_a, dir_b = resolve_domain_dirs(data.data if not explicit else None, data.dir_a if explicit else None,
+                                       data.dir_b if explicit else None, phase=phase)
+    return (dir_b, dir_a) if data.direction == "BtoA" else (dir_a, dir_b)
 
 
 def resolve_domain_dirs(

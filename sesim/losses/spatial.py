@@ -41,6 +41,7 @@ from ..ops.infonce import patch_infonce
 from ..ops.selfsim import (
     DISTANCES,
     NORMS,
+    PAPER_PATCH_SIZE,
     SAMPLINGS,
     map_distance,
     sample_queries,
@@ -48,8 +49,8 @@ from ..ops.selfsim import (
     window_index,
 )
 
-PAPER_SETTINGS: dict = dict(backbone="vgg16", layers=("relu3_1", "relu4_1"), patch_size=32, norm="l2", distance="cos",
-                            mask_keep=None, smooth_l1=False)
+PAPER_SETTINGS: dict = dict(backbone="vgg16", layers=("relu3_1", "relu4_1"), patch_size=PAPER_PATCH_SIZE, norm="l2",
+                            distance="cos", mask_keep=None, smooth_l1=False)
 #: The released script's loss (``scripts/train_sc.sh``: cos, patch 64, no ``--use_norm``). Its value and its
 #: gradient into the translation agree with the authors' ``Spatial_Loss`` to float rounding on identical
 #: features, weights and queries (``python bench/reference_parity.py``; ``tests/test_public_code_loss.py``).
@@ -186,7 +187,7 @@ class SpatialCorrelativeLoss(nn.Module):
         extractor: nn.Module | None = None,
         num_queries: int = 256,
         sampling: str = "random",
-        patch_size: int | None = 32,
+        patch_size: int | None = PAPER_PATCH_SIZE,
         keys: str = "window",
         norm: str = "l2",
         distance: str = "cos",

@@ -1,42 +1,60 @@
-"""Training recipes. Each file owns one; ``build_method`` picks one by the config's ``method``."""
+"""Training recipes. Each file owns one; :func:`build_method` picks one by ``(method, mode)`` and
+gives it exactly the configuration sections it declares (:attr:`Method.sections`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
 
 from ..config import TrainConfig
 from .base import Method, NonFiniteLossError
 from .cut import CUTMethod
 from .cyclegan import CycleGANMethod
-from .sesim import SeSimMethod, build_generator
+from .multimodal import MultimodalMethod
+from .sesim import SeSimMethod
+from .single_image import SingleImageSeSimMethod, SinCUTMethod
 
-METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod, "cyclegan": CycleGANMethod, "cut": CUTMethod}
+log = logging.getLogger("sesim")
+
+#: ``(--method, --mode)`` -> recipe
+RECIPES: dict[tuple[str, str], type[Method]] = {
+    ("sesim", "single-modal"): SeSimMethod,
+    ("sesim", "multimodal"): MultimodalMethod,
+    ("sesim", "single-image"): SingleImageSeSimMethod,
+    ("cut", "single-modal"): CUTMethod,
+    ("cut", "single-image"): SinCUTMethod,
+    ("cyclegan", "single-modal"): CycleGANMethod,
+}
+
+
+def recipe(cfg: TrainConfig) -> tuple[type[Method], dict]:
+    """The recipe class of ``cfg`` and the sections it is built with.
+
+    One case is a translation, said here rather than hidden: ``--structure patchnce`` (the content-loss
+    ablation) in the single-modal sesim recipe is exactly CUT without its identity term and flips,
+    weighted by ``lambda_structure``; it is built as :class:`CUTMethod` with that NCE section.
+    """
+    key = (cfg.method, cfg.mode)
+    if key not in RECIPES:
+        methods = [method for (method, mode) in RECIPES if mode == cfg.mode]
+        raise ValueError(f"--mode {cfg.mode} trains the {' or '.join(methods)} method only, not {cfg.method!r}")
+    cls = RECIPES[key]
+    sections = {name: getattr(cfg, name) for name in cls.sections}
+    if cls is SeSimMethod and cfg.structure.structure == "patchnce":
+        cls = CUTMethod
+        nce = dataclasses.replace(cfg.nce, lambda_nce=cfg.structure.lambda_structure, nce_idt=False,
+                                  flip_equivariance=False)
+        sections = {name: nce if name == "nce" else getattr(cfg, name) for name in cls.sections}
+    return cls, sections
 
 
 def build_method(cfg: TrainConfig) -> Method:
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
-    if cfg.model.mode == "multimodal":  # --mode multimodal: MUNIT-style G + multi-scale D
-        if cfg.method != "sesim":
-            raise ValueError(f"--mode multimodal trains the sesim method only, not {cfg.method!r}")
-        from .multimodal import MultimodalMethod
-
-        return MultimodalMethod(cfg)
-    if cfg.model.mode == "single-image":  # --mode single-image: StyleGAN2-style G/D on patches of one image pair
-        from .single_image import SingleImageSeSimMethod, SinCUTMethod
-
-        if cfg.method not in ("sesim", "cut"):
-            raise ValueError(f"--mode single-image trains the sesim or cut (SinCUT) method, not {cfg.method!r}")
-        return SingleImageSeSimMethod(cfg) if cfg.method == "sesim" else SinCUTMethod(cfg)
-    if cfg.method == "sesim" and cfg.loss.structure == "patchnce":
-        return CUTMethod(patchnce_content_config(cfg))
-    return METHODS[cfg.method](cfg)
+    cls, sections = recipe(cfg)
+    if cls is not RECIPES[(cfg.method, cfg.mode)]:
+        log.info("--structure patchnce: training the single-modal recipe as CUT without identity NCE and flips "
+                 "(lambda_nce = lambda_structure = %g)", cfg.structure.lambda_structure)
+    return cls(**sections)
 
 
-def patchnce_content_config(cfg: TrainConfig) -> TrainConfig:
-    """The content-loss ablation ``--structure patchnce``: the one-sided sesim recipe with PatchNCE
-    (weighted by ``lambda_structure``) in place of F/LSeSim is exactly CUT without its identity
-    term and flips, so it is trained by :class:`CUTMethod` with those settings."""
-    out = TrainConfig.from_dict(cfg.to_dict())
-    out.method = "cut"
-    out.update("loss", {"lambda_nce": cfg.loss.lambda_structure, "nce_idt": False, "flip_equivariance": False})
-    return out
-
-
-__all__ = ["METHODS", "CUTMethod", "CycleGANMethod", "Method", "NonFiniteLossError", "SeSimMethod", "build_generator", "build_method"]
+__all__ = ["RECIPES", "CUTMethod", "CycleGANMethod", "Method", "MultimodalMethod", "NonFiniteLossError",
+           "SeSimMethod", "SinCUTMethod", "SingleImageSeSimMethod", "build_method", "recipe"]

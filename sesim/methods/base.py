@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from ..losses.gan import GANLoss
 from .image_pool import ImagePool
 
 
@@ -28,17 +30,71 @@ def checked(name: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def update(optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer], loss: Tensor, name: str) -> None:
+    """One step of each optimiser on ``loss`` (checked for NaN/inf before anything changes)."""
+    optimizers = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    checked(name, loss).backward()
+    for opt in optimizers:
+        opt.step()
+
+
+def discriminator_loss(D: nn.Module, gan: GANLoss, real: Tensor, fake: Tensor, pool: ImagePool | None = None) -> Tensor:
+    """``gan``'s discriminator loss of ``D`` on ``real`` against ``fake`` (detached, through ``pool``)."""
+    fake = fake.detach()
+    return gan.discriminator_loss(D(real), D(pool.query(fake) if pool is not None else fake))
+
+
+def discriminator_step(D: nn.Module, optimizer: torch.optim.Optimizer, gan: GANLoss, real: Tensor, fake: Tensor, *,
+                       pool: ImagePool | None = None, penalty: Callable[[], Tensor] | None = None,
+                       penalty_weight: float = 0.0) -> dict[str, float]:
+    """One update of ``D`` (every recipe's, CycleGAN's two discriminators use the two functions above):
+    :func:`discriminator_loss` plus ``penalty_weight * penalty()`` (a gradient penalty). ``D`` is
+    left trainable. Returns the logged values ``D`` (and ``D_gp``, unweighted)."""
+    D.requires_grad_(True)
+    loss = discriminator_loss(D, gan, real, fake, pool)
+    logs = {"D": loss.item()}
+    if penalty is not None and penalty_weight > 0:
+        gp = penalty()
+        loss = loss + penalty_weight * gp
+        logs["D_gp"] = gp.item()
+    update(optimizer, loss, "D")
+    return logs
+
+
+def adam(params, optim: Any, lr: float | None = None) -> torch.optim.Adam:
+    """Adam with the run's learning rate (or ``lr``) and betas (``optim``: the ``optim`` section)."""
+    return torch.optim.Adam(params, lr=optim.lr if lr is None else lr, betas=(optim.beta1, optim.beta2))
+
+
 class Method(nn.Module):
     """A training recipe: its networks (as named submodules), optimisers and one training step.
 
-    Subclasses set ``self.optimizers`` (name -> optimiser) and implement :meth:`train_step` and
-    :meth:`generators`. The loop owns schedules, checkpoints and
-    logging; a method owns what is optimised, in which order, with which weights.
+    A subclass lists the configuration sections it takes in :attr:`sections` (its constructor's
+    keyword arguments; :func:`sesim.methods.build_method` passes exactly those, and they are kept
+    in ``self.conf``), sets ``self.optimizers`` (name -> optimiser) and implements
+    :meth:`train_step` and :meth:`generators`. The loop owns schedules, checkpoints and logging; a
+    method owns what is optimised, in which order, with which weights.
     """
 
+    #: the configuration sections the constructor takes (keyword arguments of the same names)
+    sections: tuple[str, ...] = ()
     optimizers: dict[str, torch.optim.Optimizer]
     #: state-dict prefixes of fixed modules (e.g. a pretrained VGG) that checkpoints leave out
     frozen_prefixes: tuple[str, ...] = ()
+
+    def __init__(self, **sections: Any) -> None:
+        super().__init__()
+        unknown = set(sections) - set(self.sections)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} takes the sections {self.sections}, not {sorted(unknown)}")
+        self.conf = SimpleNamespace(**sections)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "Method":
+        """This recipe built from the sections of a whole :class:`~sesim.config.TrainConfig` that it takes."""
+        return cls(**{name: getattr(cfg, name) for name in cls.sections})
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         raise NotImplementedError

@@ -56,14 +56,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..config import TrainConfig
+from ..factory import build_discriminator, build_generator, build_patch_heads
 from ..losses.gan import GANLoss
-from ..losses.patchnce import PatchSampleMLP, patch_nce_loss
+from ..losses.patchnce import patch_nce_loss
 from ..nets.init import init_weights
 from ..nets.resnet_generator import ResnetGenerator
-from .base import Method, checked
+from .base import Method, adam, discriminator_step, update
 from .image_pool import ImagePool
-from .sesim import build_discriminator, build_generator
 
 __all__ = ["CUTMethod"]
 
@@ -71,42 +70,29 @@ __all__ = ["CUTMethod"]
 class CUTMethod(Method):
     """CUT / FastCUT: ResNet G + PatchGAN D + PatchNCE on G's encoder layers through MLP heads F.
 
-    Networks: ``G`` (:func:`~sesim.methods.sesim.build_generator`), ``D``
-    (:class:`~sesim.nets.patchgan.PatchDiscriminator`), ``F``
-    (:class:`~sesim.losses.patchnce.PatchSampleMLP` over ``cfg.loss.nce_layers``), all initialised
-    with ``cfg.model.init`` / ``init_gain``. Optimisers ``{"G", "D", "F"}``: Adam with
-    ``cfg.optim.lr`` and betas. ``F`` is built here, not lazily on the first batch as in CUT.
+    Networks: ``G`` and ``D`` from their sections (:mod:`sesim.factory`), ``F``
+    (:class:`~sesim.losses.patchnce.PatchSampleMLP` over ``nce.nce_layers``), all initialised as the
+    generator section says. Optimisers ``{"G", "D", "F"}``: Adam with the ``optim`` section. ``F`` is
+    built here, not lazily on the first batch as in CUT.
 
     Raises:
         ValueError: ``nce_layers`` names a layer the generator does not have (the message lists
             the valid names), or is empty.
     """
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        m, lc, o = cfg.model, cfg.loss, cfg.optim
-        self.cfg = cfg
-        self.G: ResnetGenerator = init_weights(build_generator(cfg), m.init, m.init_gain)
-        self.D = init_weights(build_discriminator(cfg), m.init, m.init_gain)
-        self.nce_layers = list(dict.fromkeys(lc.nce_layers))
-        valid = self.G.layer_names()
-        unknown = [name for name in self.nce_layers if name not in valid]
-        if unknown:
-            raise ValueError(f"nce_layers: unknown generator layer(s) {unknown} (with n_blocks={m.n_blocks}); "
-                             f"valid names are {', '.join(valid)}")
-        if not self.nce_layers:
-            raise ValueError(f"nce_layers is empty; choose generator layers among {', '.join(valid)}")
-        channels = self.G.layer_channels()
-        self.F = PatchSampleMLP({name: channels[name] for name in self.nce_layers}, lc.nce_mlp_channels,
-                                init=m.init, init_gain=m.init_gain)
-        self.gan = GANLoss(lc.gan_mode)
-        self.pool = ImagePool(lc.pool_size)
-        adam = dict(lr=o.lr, betas=(o.beta1, o.beta2))
-        self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), **adam),
-            "D": torch.optim.Adam(self.D.parameters(), **adam),
-            "F": torch.optim.Adam(self.F.parameters(), **adam),
-        }
+    sections = ("data", "generator", "discriminator", "nce", "optim")
+    mode = "single-modal"
+
+    def __init__(self, **sections) -> None:
+        super().__init__(**sections)
+        data, g, d, optim = self.conf.data, self.conf.generator, self.conf.discriminator, self.conf.optim
+        self.G: ResnetGenerator = init_weights(build_generator(self.mode, data, g), g.init, g.init_gain)
+        self.D = init_weights(build_discriminator(self.mode, data, d, g), g.init, g.init_gain)
+        self.nce_layers, self.F = build_patch_heads(self.G, self.conf.nce, g, hint=f" (with n_blocks={g.n_blocks})")
+        self.gan = GANLoss(d.gan_mode)
+        self.pool = ImagePool(d.pool_size)
+        self.optimizers = {"G": adam(self.G.parameters(), optim), "D": adam(self.D.parameters(), optim),
+                           "F": adam(self.F.parameters(), optim)}
 
     # ---------------------------------------------------------------------------------------
     def nce_loss(self, src: Tensor, tgt: Tensor, flipped: bool = False) -> Tensor:
@@ -115,28 +101,28 @@ class CUTMethod(Method):
         ``flipped``: ``tgt`` was generated from the horizontally flipped ``src``; its features are
         flipped back so that positions line up. Both are ``(N, C, H, W)``; returns a scalar.
         """
-        lc = self.cfg.loss
+        nce = self.conf.nce
         feat_q = self.G.encode(tgt, self.nce_layers)
         if flipped:
             feat_q = {name: f.flip(3) for name, f in feat_q.items()}
         feat_k = self.G.encode(src, self.nce_layers)
-        emb_k, ids = self.F(feat_k, lc.nce_num_patches)
-        emb_q, _ = self.F(feat_q, lc.nce_num_patches, ids)
+        emb_k, ids = self.F(feat_k, nce.nce_num_patches)
+        emb_q, _ = self.F(feat_q, nce.nce_num_patches, ids)
         losses = [
-            patch_nce_loss(emb_q[name], emb_k[name], temperature=lc.nce_temperature, batch_size=src.shape[0]).mean()
+            patch_nce_loss(emb_q[name], emb_k[name], temperature=nce.nce_temperature, batch_size=src.shape[0]).mean()
             for name in self.nce_layers
         ]
         return torch.stack(losses).mean()
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        lc = self.cfg.loss
+        d, nce = self.conf.discriminator, self.conf.nce
         real_a, real_b = batch["A"], batch["B"]
-        use_nce = lc.lambda_nce > 0
-        use_idt = use_nce and lc.nce_idt
+        use_nce = nce.lambda_nce > 0
+        use_idt = use_nce and nce.nce_idt
 
         # 1. translate (A and, for the identity NCE, B in one batch)
         real = torch.cat([real_a, real_b]) if use_idt else real_a
-        flipped = lc.flip_equivariance and self.training and bool(torch.rand(()) < 0.5)
+        flipped = nce.flip_equivariance and self.training and bool(torch.rand(()) < 0.5)
         if flipped:
             real = real.flip(3)
         fake = self.G(real)
@@ -144,34 +130,23 @@ class CUTMethod(Method):
         idt_b = fake[real_a.shape[0]:] if use_idt else None
 
         # 2. discriminator
-        self.D.requires_grad_(True)
-        opt_d = self.optimizers["D"]
-        opt_d.zero_grad(set_to_none=True)
-        pred_fake = self.D(self.pool.query(fake_b.detach()))
-        loss_d = self.gan.discriminator_loss(self.D(real_b), pred_fake)
-        checked("D", loss_d).backward()
-        opt_d.step()
+        logs = discriminator_step(self.D, self.optimizers["D"], self.gan, real_b, fake_b, pool=self.pool)
 
-        # 3. generator and heads
+        # 3. generator and heads (D frozen)
         self.D.requires_grad_(False)
-        opt_g, opt_f = self.optimizers["G"], self.optimizers["F"]
-        opt_g.zero_grad(set_to_none=True)
-        opt_f.zero_grad(set_to_none=True)
         zero = fake_b.new_zeros(())
-        loss_gan = self.gan.generator_loss(self.D(fake_b)) if lc.lambda_gan > 0 else zero
+        loss_gan = self.gan.generator_loss(self.D(fake_b)) if d.lambda_gan > 0 else zero
         loss_nce = self.nce_loss(real_a, fake_b, flipped) if use_nce else zero
-        logs: dict[str, float] = {"D": loss_d.item(), "G_gan": loss_gan.item(), "G_nce": loss_nce.item()}
+        logs.update(G_gan=loss_gan.item(), G_nce=loss_nce.item())
         if use_idt:
             loss_nce_idt = self.nce_loss(real_b, idt_b, flipped)
             loss_nce_both = 0.5 * (loss_nce + loss_nce_idt)
             logs["G_nce_idt"] = loss_nce_idt.item()
         else:
             loss_nce_both = loss_nce
-        loss_g = lc.lambda_gan * loss_gan + lc.lambda_nce * loss_nce_both
+        loss_g = d.lambda_gan * loss_gan + nce.lambda_nce * loss_nce_both
         if loss_g.requires_grad:  # False only when lambda_gan == lambda_nce == 0
-            checked("G", loss_g).backward()
-        opt_g.step()
-        opt_f.step()
+            update([self.optimizers["G"], self.optimizers["F"]], loss_g, "G")
         self.D.requires_grad_(True)
         logs["G"] = loss_g.item()
         return logs

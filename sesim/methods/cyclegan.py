@@ -5,7 +5,8 @@ Networks (CycleGAN's naming): ``G_A``: A -> B, ``G_B``: B -> A (ResNet generator
 ``G_B(b)``) (70x70 PatchGANs). Images are ``(N, C, H, W)`` in [-1, 1]; both generators keep the
 shape and range (tanh output).
 
-Objective, with ``lc = cfg.loss`` and every L1 a mean over all elements::
+Objective (weights from the ``generator``, ``discriminator`` and ``cycle`` sections), every L1 a mean
+over all elements::
 
     L_G = lambda_gan * (gan(D_A(G_A(a))) + gan(D_B(G_B(b))))
         + lambda_cycle * (|G_B(G_A(a)) - a|_1 + |G_A(G_B(b)) - b|_1)
@@ -33,38 +34,35 @@ from __future__ import annotations
 
 from itertools import chain
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import TrainConfig
+from ..factory import build_discriminator, build_generator
 from ..losses.gan import GANLoss
 from ..nets.init import init_weights
 from ..nets.resnet_generator import ResnetGenerator
-from .base import Method, checked
+from .base import Method, adam, checked, discriminator_loss, update
 from .image_pool import ImagePool
-from .sesim import build_discriminator, build_generator
 
 
 class CycleGANMethod(Method):
     """Two ResNet generators + two PatchGANs trained with GAN, cycle and identity losses."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        m, lc, o = cfg.model, cfg.loss, cfg.optim
-        self.cfg = cfg
-        self.G_A = init_weights(build_generator(cfg), m.init, m.init_gain)  # A -> B
-        self.G_B = init_weights(build_generator(cfg), m.init, m.init_gain)  # B -> A
-        self.D_A = init_weights(build_discriminator(cfg), m.init, m.init_gain)
-        self.D_B = init_weights(build_discriminator(cfg), m.init, m.init_gain)
-        self.gan = GANLoss(lc.gan_mode)
-        self.pool_A = ImagePool(lc.pool_size)  # fakes of domain B, for D_A
-        self.pool_B = ImagePool(lc.pool_size)  # fakes of domain A, for D_B
-        adam = dict(lr=o.lr, betas=(o.beta1, o.beta2))
-        self.optimizers = {
-            "G": torch.optim.Adam(chain(self.G_A.parameters(), self.G_B.parameters()), **adam),
-            "D": torch.optim.Adam(chain(self.D_A.parameters(), self.D_B.parameters()), **adam),
-        }
+    sections = ("data", "generator", "discriminator", "cycle", "optim")
+    mode = "single-modal"
+
+    def __init__(self, **sections) -> None:
+        super().__init__(**sections)
+        data, g, d, optim = self.conf.data, self.conf.generator, self.conf.discriminator, self.conf.optim
+        nets = [init_weights(build_generator(self.mode, data, g), g.init, g.init_gain) for _ in range(2)]
+        self.G_A, self.G_B = nets  # A -> B, B -> A
+        nets = [init_weights(build_discriminator(self.mode, data, d, g), g.init, g.init_gain) for _ in range(2)]
+        self.D_A, self.D_B = nets
+        self.gan = GANLoss(d.gan_mode)
+        self.pool_A = ImagePool(d.pool_size)  # fakes of domain B, for D_A
+        self.pool_B = ImagePool(d.pool_size)  # fakes of domain A, for D_B
+        self.optimizers = {"G": adam(chain(self.G_A.parameters(), self.G_B.parameters()), optim),
+                           "D": adam(chain(self.D_A.parameters(), self.D_B.parameters()), optim)}
 
     def forward(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         """Both cycles: ``fake_b, rec_a, fake_a, rec_b``, each shaped like its input."""
@@ -76,15 +74,15 @@ class CycleGANMethod(Method):
 
     def generator_losses(self, real_a: Tensor, real_b: Tensor, out: dict[str, Tensor]) -> dict[str, Tensor]:
         """The weighted terms of ``L_G`` (scalars) for the images of :meth:`forward`."""
-        lc = self.cfg.loss
+        g, d, c = self.conf.generator, self.conf.discriminator, self.conf.cycle
         losses = {
-            "G_gan_A": lc.lambda_gan * self.gan.generator_loss(self.D_A(out["fake_b"])),
-            "G_gan_B": lc.lambda_gan * self.gan.generator_loss(self.D_B(out["fake_a"])),
-            "G_cycle_A": lc.lambda_cycle * F.l1_loss(out["rec_a"], real_a),
-            "G_cycle_B": lc.lambda_cycle * F.l1_loss(out["rec_b"], real_b),
+            "G_gan_A": d.lambda_gan * self.gan.generator_loss(self.D_A(out["fake_b"])),
+            "G_gan_B": d.lambda_gan * self.gan.generator_loss(self.D_B(out["fake_a"])),
+            "G_cycle_A": c.lambda_cycle * F.l1_loss(out["rec_a"], real_a),
+            "G_cycle_B": c.lambda_cycle * F.l1_loss(out["rec_b"], real_b),
         }
-        if lc.lambda_identity > 0:
-            w = lc.lambda_cycle * lc.lambda_identity
+        if g.lambda_identity > 0:
+            w = c.lambda_cycle * g.lambda_identity
             losses["G_idt_A"] = w * F.l1_loss(self.G_A(real_b), real_b)
             losses["G_idt_B"] = w * F.l1_loss(self.G_B(real_a), real_a)
         return losses
@@ -96,22 +94,16 @@ class CycleGANMethod(Method):
         # G step: the discriminators are fixed and receive no gradient
         self.D_A.requires_grad_(False)
         self.D_B.requires_grad_(False)
-        opt = self.optimizers["G"]
-        opt.zero_grad(set_to_none=True)
         losses = self.generator_losses(real_a, real_b, out)
         loss_g = sum(losses.values())
-        checked("G", loss_g).backward()
-        opt.step()
+        update(self.optimizers["G"], loss_g, "G")
 
-        # D step: real vs pooled (detached) fakes from before the G update
+        # D step: real vs pooled (detached) fakes from before the G update, both discriminators at once
         self.D_A.requires_grad_(True)
         self.D_B.requires_grad_(True)
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss_d_a = self.gan.discriminator_loss(self.D_A(real_b), self.D_A(self.pool_A.query(out["fake_b"].detach())))
-        loss_d_b = self.gan.discriminator_loss(self.D_B(real_a), self.D_B(self.pool_B.query(out["fake_a"].detach())))
-        (checked("D_A", loss_d_a) + checked("D_B", loss_d_b)).backward()
-        opt.step()
+        loss_d_a = discriminator_loss(self.D_A, self.gan, real_b, out["fake_b"], self.pool_A)
+        loss_d_b = discriminator_loss(self.D_B, self.gan, real_a, out["fake_a"], self.pool_B)
+        update(self.optimizers["D"], checked("D_A", loss_d_a) + checked("D_B", loss_d_b), "D")
 
         logs = {k: v.item() for k, v in losses.items()}
         logs.update(G=loss_g.item(), D_A=loss_d_a.item(), D_B=loss_d_b.item())

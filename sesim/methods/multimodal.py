@@ -30,11 +30,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig
 from ..nets.init import init_weights
-from ..nets.multiscale_d import MultiScaleDiscriminator
 from ..nets.munit import MultimodalGenerator, style_codes
-from .base import checked
+from .base import discriminator_step, update
 from .sesim import StructureLossMethod  # the same content losses and head step as single-modal sesim
 
 #: seed of the style code used for the training-loop sample grids (a sample of the prior, fixed over the run)
@@ -43,41 +41,31 @@ SAMPLE_STYLE_SEED = 0
 SAMPLE_STYLES = 3
 
 
-def build_multimodal_generator(cfg: TrainConfig) -> MultimodalGenerator:
-    """The run's generator as ``sesim translate`` rebuilds it (a style encoder iff ``lambda_style > 0``)."""
-    m, c = cfg.model, cfg.data.channels
-    return MultimodalGenerator(c, c, ngf=m.ngf, n_res=m.n_blocks, style_dim=m.style_dim, mlp_dim=m.mlp_dim,
-                               style_encoder=cfg.loss.lambda_style > 0)
-
-
-def build_multiscale_discriminator(cfg: TrainConfig) -> MultiScaleDiscriminator:
-    m = cfg.model
-    return MultiScaleDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.n_scales_d)
-
-
 class MultimodalMethod(StructureLossMethod):
     """MUNIT-style content/style generator + multi-scale D, trained with a GAN loss and F/LSeSim."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        m, lc = cfg.model, cfg.loss
-        if lc.structure == "patchnce":
+    mode = "multimodal"
+
+    def __init__(self, **sections) -> None:
+        if sections["structure"].structure == "patchnce":
             raise ValueError("--mode multimodal supports --structure fsesim, lsesim, perceptual, l1 or none "
                              "(patchnce needs the ResNet generator's encoder layers)")
-        self.cfg = cfg
-        self.G = init_weights(build_multimodal_generator(cfg), m.init, m.init_gain)
+        super().__init__(**sections)
+        data, d = self.conf.data, self.conf.discriminator
+        if data.size < self.D.min_size:
+            raise ValueError(f"--size {data.size} is too small for the multi-scale discriminator "
+                             f"({d.n_scales_d} scales x {d.n_layers_d} layers need >= {self.D.min_size} px); "
+                             "lower --n-scales-d or --n-layers-d")
+
+    def build_generator(self) -> MultimodalGenerator:
+        G = super().build_generator()
         # the style MLP always gets Kaiming init (MUNIT's): with N(0, 0.02) weights its AdaIN
         # parameters start at ~0 and the style code has no visible effect for a long time
-        init_weights(self.G.style_mlp, "kaiming")
-        self.D = init_weights(build_multiscale_discriminator(cfg), m.init, m.init_gain)
-        if cfg.data.size < self.D.min_size:
-            raise ValueError(f"--size {cfg.data.size} is too small for the multi-scale discriminator "
-                             f"({m.n_scales_d} scales x {m.n_layers_d} layers need >= {self.D.min_size} px); "
-                             "lower --n-scales-d or --n-layers-d")
-        self.setup_losses(cfg)
+        init_weights(G.style_mlp, "kaiming")
+        return G
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        lc = self.cfg.loss
+        g, d, s = self.conf.generator, self.conf.discriminator, self.conf.structure
         real_a, real_b = batch["A"], batch["B"]
         logs: dict[str, float] = {}
 
@@ -92,21 +80,18 @@ class MultimodalMethod(StructureLossMethod):
         fake_b = self.G(real_a, style)
 
         # 3. discriminator (all scales)
-        self.discriminator_step(real_b, fake_b, logs)
+        logs.update(discriminator_step(self.D, self.optimizers["D"], self.gan, real_b, fake_b, pool=self.pool))
 
         # 4. generator (+ style encoder)
         self.D.requires_grad_(False)
-        opt = self.optimizers["G"]
-        opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
         loss_structure = self.structure(real_a if source is None else source, fake_b)
-        loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
+        loss_g = d.lambda_gan * loss_gan + s.lambda_structure * loss_structure
         if self.G.has_style_encoder:
             loss_style = F.l1_loss(self.G.encode_style(fake_b), style)
-            loss_g = loss_g + lc.lambda_style * loss_style
+            loss_g = loss_g + g.lambda_style * loss_style
             logs["G_style"] = loss_style.item()
-        checked("G", loss_g).backward()
-        opt.step()
+        update(self.optimizers["G"], loss_g, "G")
         self.D.requires_grad_(True)
         logs.update(G_gan=loss_gan.item(), G_structure=loss_structure.item(), G=loss_g.item())
         return logs

@@ -13,7 +13,7 @@ Per step, in this order:
 3. G: ``lambda_gan * gan(D(fake_b), real) + lambda * S(real_a, fake_b)`` (+ optional identity terms).
    The structure loss uses the heads but never updates them.
 
-For the content-loss ablation (paper Fig. 6, Table 3) ``cfg.loss.structure`` swaps S for a
+For the content-loss ablation (paper Fig. 6, Table 3) ``cfg.structure.structure`` swaps S for a
 perceptual loss, pixel L1 or nothing (GAN only), on the same networks and schedule; the Table 3
 rows are options of the spatially-correlative loss itself (``keys``, ``layers``, ``patch_size``,
 ``distance``).
@@ -26,87 +26,53 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig
+from ..config import DataConfig, DiscriminatorConfig, GeneratorConfig, OptimConfig, StructureConfig
 from ..data.augment import structure_preserving_augment
+from ..factory import build_discriminator, build_generator, build_structure_loss
 from ..losses.gan import GANLoss
-from ..losses.perceptual import NoContentLoss, PerceptualLoss, PixelL1Loss
 from ..losses.spatial import Features, SpatialCorrelativeLoss
 from ..nets.init import init_weights
-from ..nets.patchgan import PatchDiscriminator
-from ..nets.resnet_generator import ResnetGenerator
-from .base import Method, checked
+from .base import Method, adam, discriminator_step, update
 from .image_pool import ImagePool
 
 
-def build_generator(cfg: TrainConfig) -> torch.nn.Module:
-    """The translation network of a run, as ``sesim translate`` rebuilds it from ``config.json``."""
-    if cfg.model.mode == "multimodal":  # MUNIT-style content/style generator (sesim/methods/multimodal.py)
-        from .multimodal import build_multimodal_generator
-
-        return build_multimodal_generator(cfg)
-    if cfg.model.mode == "single-image":  # StyleGAN2-style generator (sesim/methods/single_image.py)
-        from .single_image import build_single_image_generator
-
-        return build_single_image_generator(cfg)
-    m, c = cfg.model, cfg.data.channels
-    return ResnetGenerator(c, c, ngf=m.ngf, n_blocks=m.n_blocks, norm=m.norm, antialias=m.antialias,
-                           upsample=None if m.upsample == "auto" else m.upsample)
-
-
-def build_discriminator(cfg: TrainConfig) -> PatchDiscriminator:
-    """The PatchGAN of the single-modal methods (sesim, CUT, CycleGAN), from ``cfg.model``."""
-    m = cfg.model
-    return PatchDiscriminator(cfg.data.channels, m.ndf, m.n_layers_d, m.norm, antialias=m.antialias)
-
-
-def build_structure_loss(cfg: TrainConfig) -> torch.nn.Module:
-    """The content loss ``(source, translation) -> scalar`` chosen by ``cfg.loss.structure``, on the
-    feature network chosen by ``cfg.loss.backbone`` / ``backbone_weights`` (see sesim.nets.backbones)."""
-    lc = cfg.loss
-    if lc.structure == "perceptual":
-        return PerceptualLoss(lc.perceptual_layers, backbone=lc.backbone, weights=lc.backbone_weights)
-    if lc.structure == "l1":
-        return PixelL1Loss()
-    if lc.structure == "none":
-        return NoContentLoss()
-    return SpatialCorrelativeLoss(
-        lc.layers, backbone=lc.backbone, weights=lc.backbone_weights, num_queries=lc.num_queries,
-        sampling=lc.sampling, keys=lc.keys,
-        patch_size=lc.patch_size, norm=lc.feature_norm, distance=lc.distance, mask_keep=lc.mask_keep,
-        mask_from=lc.mask_from, smooth_l1=lc.smooth_l1,
-        learned=lc.structure == "lsesim", temperature=lc.temperature, tanh_scale=lc.tanh_scale,
-        positive_vs_other=lc.positive_vs_other, train_backbone=lc.train_backbone and lc.structure == "lsesim",
-    )
-
-
 class StructureLossMethod(Method):
-    """What the F/LSeSim recipes share (single-modal here, multi-modal in ``multimodal.py``): the
-    content loss, the GAN loss, the image pool, Adam for G, D and the LSeSim heads, and the heads'
-    step. A subclass builds ``self.G`` and ``self.D``, then calls :meth:`setup_losses`."""
+    """What the F/LSeSim recipes share (single-modal here, multi-modal in ``multimodal.py``): G and D
+    of :attr:`mode` built from their sections, the content loss, the GAN loss, the image pool, Adam
+    for G, D and the LSeSim heads, and the heads' step."""
+
+    sections = ("data", "generator", "discriminator", "structure", "optim")
+    #: which generator / discriminator family (:mod:`sesim.factory`)
+    mode = "single-modal"
 
     @property
     def frozen_prefixes(self) -> tuple[str, ...]:  # a fixed backbone is not saved in checkpoints
         trained = getattr(self.structure, "train_backbone", False)
         return () if trained else ("structure.extractor.",)
 
-    def setup_losses(self, cfg: TrainConfig) -> None:
-        lc, o = cfg.loss, cfg.optim
-        self.structure = build_structure_loss(cfg)
-        self.gan = GANLoss(lc.gan_mode)
-        self.pool = ImagePool(lc.pool_size)
-        adam = dict(betas=(o.beta1, o.beta2))
-        self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=o.lr, **adam),
-            "D": torch.optim.Adam(self.D.parameters(), lr=o.lr, **adam),
-        }
+    def __init__(self, *, data: DataConfig, generator: GeneratorConfig, discriminator: DiscriminatorConfig,
+                 structure: StructureConfig, optim: OptimConfig) -> None:
+        super().__init__(data=data, generator=generator, discriminator=discriminator, structure=structure, optim=optim)
+        self.G = self.build_generator()
+        self.D = init_weights(build_discriminator(self.mode, data, discriminator, generator), generator.init,
+                              generator.init_gain)
+        self.structure = build_structure_loss(structure)
+        self.gan = GANLoss(discriminator.gan_mode)
+        self.pool = ImagePool(discriminator.pool_size)
+        self.optimizers = {"G": adam(self.G.parameters(), optim), "D": adam(self.D.parameters(), optim)}
         self.learned = isinstance(self.structure, SpatialCorrelativeLoss) and self.structure.learned
         self.head_steps = 0  # head updates so far (resumed with the checkpoint): the --head-warmup clock
-        if lc.head_warmup and not self.learned:
+        if structure.head_warmup and not self.learned:
             raise ValueError("--head-warmup trains the learned structure heads: it needs --structure lsesim")
-        if lc.head_warmup < 0:
-            raise ValueError(f"--head-warmup must be >= 0, got {lc.head_warmup}")
+        if structure.head_warmup < 0:
+            raise ValueError(f"--head-warmup must be >= 0, got {structure.head_warmup}")
         if self.learned:
-            self.optimizers["head"] = torch.optim.Adam(self.structure.head_parameters(), lr=o.lr_head or o.lr, **adam)
+            self.optimizers["head"] = adam(self.structure.head_parameters(), optim, lr=optim.lr_head)
+
+    def build_generator(self) -> torch.nn.Module:
+        """G of :attr:`mode` from the generator section, initialised as the section says."""
+        g = self.conf.generator
+        return init_weights(build_generator(self.mode, self.conf.data, g), g.init, g.init_gain)
 
     def head_step(self, real_a: torch.Tensor, real_b: torch.Tensor, logs: dict[str, float],
                   translation: torch.Tensor | Features | None = None) -> Features | None:
@@ -119,33 +85,20 @@ class StructureLossMethod(Method):
         if not self.learned:
             return None
         self.head_steps += 1
-        augment = self.cfg.loss.augment
-        opt = self.optimizers["head"]
-        opt.zero_grad(set_to_none=True)
+        augment = self.conf.structure.augment
         positives, others = structure_preserving_augment(real_a, augment), real_b.flip(2, 3)
         if translation is not None:
             positives = [translation, positives]
             others = [others, structure_preserving_augment(real_b, augment).flip(2, 3)]
         loss_head, source_features = self.structure.contrastive_loss(real_a, positives, others,
                                                                      return_source_features=True)
-        checked("head_nce", loss_head).backward()
-        opt.step()
+        update(self.optimizers["head"], loss_head, "head_nce")
         logs["head_nce"] = loss_head.item()
         return source_features
 
-    def discriminator_step(self, real_b: torch.Tensor, fake_b: torch.Tensor, logs: dict[str, float]) -> None:
-        """One update of D on ``real_b`` against a pooled, detached ``fake_b`` (both (N, C, H, W) in [-1, 1])."""
-        self.D.requires_grad_(True)
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss_d = self.gan.discriminator_loss(self.D(real_b), self.D(self.pool.query(fake_b.detach())))
-        checked("D", loss_d).backward()
-        opt.step()
-        logs["D"] = loss_d.item()
-
     def warming_up_heads(self) -> bool:
         """True while ``--head-warmup`` steps train only the LSeSim heads (the caller then skips G and D)."""
-        return self.learned and self.head_steps < self.cfg.loss.head_warmup
+        return self.learned and self.head_steps < self.conf.structure.head_warmup
 
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "head_steps": self.head_steps}
@@ -157,23 +110,15 @@ class StructureLossMethod(Method):
 class SeSimMethod(StructureLossMethod):
     """ResNet generator + 70x70 PatchGAN trained with a GAN loss and F/LSeSim."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        m = cfg.model
-        self.cfg = cfg
-        self.G = init_weights(build_generator(cfg), m.init, m.init_gain)
-        self.D = init_weights(build_discriminator(cfg), m.init, m.init_gain)
-        self.setup_losses(cfg)
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        lc = self.cfg.loss
+        g, d, s = self.conf.generator, self.conf.discriminator, self.conf.structure
         real_a, real_b = batch["A"], batch["B"]
         logs: dict[str, float] = {}
 
         # 1. structure heads (LSeSim): learn maps that match under appearance changes
         warming_up = self.warming_up_heads()
         fake_b = fake_features = translation = None
-        if self.learned and lc.head_on_translation:  # the public code's head batch includes the translation
+        if self.learned and s.head_on_translation:  # the public code's head batch includes the translation
             if warming_up:
                 with torch.no_grad():
                     translation = self.G(real_a)
@@ -190,28 +135,25 @@ class SeSimMethod(StructureLossMethod):
         # 2. discriminator
         if fake_b is None:
             fake_b = self.G(real_a)
-        self.discriminator_step(real_b, fake_b, logs)
+        logs.update(discriminator_step(self.D, self.optimizers["D"], self.gan, real_b, fake_b, pool=self.pool))
 
-        # 3. generator
+        # 3. generator (D frozen; the structure loss uses the heads but never updates them)
         self.D.requires_grad_(False)
-        opt = self.optimizers["G"]
-        opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
         loss_structure = self.structure(real_a if source is None else source,
                                         fake_b if fake_features is None else fake_features)
-        loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
-        if lc.lambda_identity > 0 or lc.lambda_structure_identity > 0:
+        loss_g = d.lambda_gan * loss_gan + s.lambda_structure * loss_structure
+        if g.lambda_identity > 0 or s.lambda_structure_identity > 0:
             idt_b = self.G(real_b)
             loss_idt = F.l1_loss(idt_b, real_b)
             loss_structure_idt = self.structure(real_b, idt_b)
-            loss_g = loss_g + lc.lambda_identity * loss_idt + lc.lambda_structure_identity * loss_structure_idt
+            loss_g = loss_g + g.lambda_identity * loss_idt + s.lambda_structure_identity * loss_structure_idt
             logs["G_identity"] = loss_idt.item()
             logs["G_structure_identity"] = loss_structure_idt.item()
-        checked("G", loss_g).backward()
-        opt.step()
+        update(self.optimizers["G"], loss_g, "G")
         self.D.requires_grad_(True)
         logs.update(G_gan=loss_gan.item(), G_structure=loss_structure.item(), G=loss_g.item())
         return logs
 
-    def generators(self) -> dict[str, ResnetGenerator]:
+    def generators(self) -> dict[str, torch.nn.Module]:
         return {"AtoB": self.G}

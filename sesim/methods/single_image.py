@@ -30,18 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import TrainConfig
+from ..factory import build_discriminator, build_generator, build_patch_heads, build_structure_loss
 from ..losses.gan import GANLoss
-from ..losses.patchnce import PatchSampleMLP, patch_nce_loss
-from ..nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from .base import Method, checked
+from ..losses.patchnce import patch_nce_loss
+from ..nets.stylegan2 import StyleGAN2Generator
+from .base import Method, adam, discriminator_step, update
 
-__all__ = ["SingleImageSeSimMethod", "SinCUTMethod", "build_single_image_generator", "gradient_penalty"]
-
-
-def build_single_image_generator(cfg: TrainConfig) -> StyleGAN2Generator:
-    m, c = cfg.model, cfg.data.channels
-    return StyleGAN2Generator(c, c, ngf=m.ngf, n_down=m.n_downsampling, n_blocks=m.n_blocks, noise=m.noise_inputs)
+__all__ = ["SingleImageSeSimMethod", "SinCUTMethod", "gradient_penalty"]
 
 
 def gradient_penalty(D: torch.nn.Module, real: Tensor, fake: Tensor | None, mode: str) -> Tensor:
@@ -64,35 +59,29 @@ def gradient_penalty(D: torch.nn.Module, real: Tensor, fake: Tensor | None, mode
 class _SingleImageBase(Method):
     """Networks, optimisers and the D step shared by both single-image recipes."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__()
-        m, lc, o = cfg.model, cfg.loss, cfg.optim
-        size = cfg.data.size
+    mode = "single-image"
+
+    def __init__(self, **sections) -> None:
+        super().__init__(**sections)
+        data, g, d = self.conf.data, self.conf.generator, self.conf.discriminator
+        size = data.size
         if size < 8 or size & (size - 1):
             raise ValueError(f"--mode single-image needs a power-of-two patch --size >= 8, got {size}")
-        if size % 2 ** m.n_downsampling:
+        if size % 2 ** g.n_downsampling:
             raise ValueError(f"patch --size {size} must be a multiple of 2^n_downsampling")
-        self.cfg = cfg
-        self.G = build_single_image_generator(cfg)
-        self.D = StyleGAN2Discriminator(cfg.data.channels, size=size, ndf=m.ndf)
-        self.gan = GANLoss(lc.gan_mode)
-        adam = dict(lr=o.lr, betas=(o.beta1, o.beta2))
-        self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), **adam),
-                           "D": torch.optim.Adam(self.D.parameters(), **adam)}
+        self.G = build_generator(self.mode, data, g)
+        self.D = build_discriminator(self.mode, data, d, g)
+        self.gan = GANLoss(d.gan_mode)
+        self.optimizers = {"G": adam(self.G.parameters(), self.conf.optim),
+                           "D": adam(self.D.parameters(), self.conf.optim)}
 
     def d_step(self, real_b: Tensor, fake_b: Tensor) -> dict[str, float]:
-        lc = self.cfg.loss
-        self.D.requires_grad_(True)
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss_d = self.gan.discriminator_loss(self.D(real_b), self.D(fake_b.detach()))
-        logs = {"D": loss_d.item()}
-        if lc.gradient_penalty != "none" and lc.lambda_gp > 0:
-            gp = gradient_penalty(self.D, real_b, fake_b, lc.gradient_penalty)
-            loss_d = loss_d + lc.lambda_gp * gp
-            logs["D_gp"] = gp.item()
-        checked("D", loss_d).backward()
-        opt.step()
+        """D's update with the gradient penalty of the single-image section; D is left frozen."""
+        si = self.conf.single_image
+        mode = si.gradient_penalty
+        logs = discriminator_step(self.D, self.optimizers["D"], self.gan, real_b, fake_b,
+                                  penalty=None if mode == "none" else lambda: gradient_penalty(self.D, real_b, fake_b, mode),
+                                  penalty_weight=si.lambda_gp)
         self.D.requires_grad_(False)
         return logs
 
@@ -103,32 +92,30 @@ class _SingleImageBase(Method):
 class SingleImageSeSimMethod(_SingleImageBase):
     """FSeSim single-image translation: StyleGAN2-style G/D, non-saturating GAN + penalty, FSeSim content loss."""
 
+    sections = ("data", "generator", "discriminator", "structure", "single_image", "optim")
+
     @property
     def frozen_prefixes(self) -> tuple[str, ...]:  # the fixed feature extractor is not saved
         return ("structure.extractor.",)
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__(cfg)
-        if cfg.loss.structure in ("lsesim", "patchnce"):
+    def __init__(self, **sections) -> None:
+        super().__init__(**sections)
+        structure = self.conf.structure.structure
+        if structure in ("lsesim", "patchnce"):
             raise ValueError("--mode single-image supports --structure fsesim (the paper's setting), perceptual, "
-                             f"l1 or none; {cfg.loss.structure} is not available in this mode (for PatchNCE train "
+                             f"l1 or none; {structure} is not available in this mode (for PatchNCE train "
                              "the SinCUT baseline: --preset sincut / --method cut)")
-        from .sesim import build_structure_loss
-
-        self.structure = build_structure_loss(cfg)
+        self.structure = build_structure_loss(self.conf.structure)
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        lc = self.cfg.loss
+        d, s = self.conf.discriminator, self.conf.structure
         real_a, real_b = batch["A"], batch["B"]
         fake_b = self.G(real_a)
         logs = self.d_step(real_b, fake_b)
-        opt = self.optimizers["G"]
-        opt.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
         loss_structure = self.structure(real_a, fake_b)
-        loss_g = lc.lambda_gan * loss_gan + lc.lambda_structure * loss_structure
-        checked("G", loss_g).backward()
-        opt.step()
+        loss_g = d.lambda_gan * loss_gan + s.lambda_structure * loss_structure
+        update(self.optimizers["G"], loss_g, "G")
         self.D.requires_grad_(True)
         logs.update(G_gan=loss_gan.item(), G_structure=loss_structure.item(), G=loss_g.item())
         return logs
@@ -137,58 +124,48 @@ class SingleImageSeSimMethod(_SingleImageBase):
 class SinCUTMethod(_SingleImageBase):
     """SinCUT baseline: StyleGAN2-style G/D, PatchNCE (+ identity NCE) and identity L1, R1 on D."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__(cfg)
-        lc, m, o = cfg.loss, cfg.model, cfg.optim
-        self.nce_layers = list(dict.fromkeys(lc.nce_layers))
-        valid = self.G.layer_names()
-        unknown = [name for name in self.nce_layers if name not in valid]
-        if unknown or not self.nce_layers:
-            raise ValueError(f"nce_layers {list(lc.nce_layers)}: choose among the single-image generator's "
-                             f"encoder layers {', '.join(valid)} (the sincut preset uses input,down1,enc1)")
-        channels = self.G.layer_channels()
-        self.F = PatchSampleMLP({name: channels[name] for name in self.nce_layers}, lc.nce_mlp_channels,
-                                init=m.init, init_gain=m.init_gain)
-        self.optimizers["F"] = torch.optim.Adam(self.F.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+    sections = ("data", "generator", "discriminator", "nce", "single_image", "optim")
+
+    def __init__(self, **sections) -> None:
+        super().__init__(**sections)
+        self.nce_layers, self.F = build_patch_heads(
+            self.G, self.conf.nce, self.conf.generator,
+            hint=" of the single-image generator's encoder (the sincut preset uses input,down1,enc1)")
+        self.optimizers["F"] = adam(self.F.parameters(), self.conf.optim)
 
     def nce_loss(self, src: Tensor, tgt: Tensor) -> Tensor:
         """Mean over layers of the mean PatchNCE loss between ``tgt = G(src)`` (queries) and ``src`` (keys)."""
-        lc = self.cfg.loss
+        nce = self.conf.nce
         feat_k = self.G.encode(src, self.nce_layers)
         feat_q = self.G.encode(tgt, self.nce_layers)
-        emb_k, ids = self.F(feat_k, lc.nce_num_patches)
-        emb_q, _ = self.F(feat_q, lc.nce_num_patches, ids)
+        emb_k, ids = self.F(feat_k, nce.nce_num_patches)
+        emb_q, _ = self.F(feat_q, nce.nce_num_patches, ids)
         return torch.stack([
-            patch_nce_loss(emb_q[n], emb_k[n], temperature=lc.nce_temperature, batch_size=src.shape[0],
-                           negatives_from_minibatch=lc.nce_negatives_from_minibatch).mean()
+            patch_nce_loss(emb_q[n], emb_k[n], temperature=nce.nce_temperature, batch_size=src.shape[0],
+                           negatives_from_minibatch=nce.nce_negatives_from_minibatch).mean()
             for n in self.nce_layers
         ]).mean()
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        lc = self.cfg.loss
+        g, d, nce = self.conf.generator, self.conf.discriminator, self.conf.nce
         real_a, real_b = batch["A"], batch["B"]
-        use_idt = lc.nce_idt or lc.lambda_identity > 0
+        use_idt = nce.nce_idt or g.lambda_identity > 0
         fake = self.G(torch.cat([real_a, real_b]) if use_idt else real_a)
         fake_b, idt_b = fake[: real_a.shape[0]], (fake[real_a.shape[0]:] if use_idt else None)
         logs = self.d_step(real_b, fake_b)
-        opt_g, opt_f = self.optimizers["G"], self.optimizers["F"]
-        opt_g.zero_grad(set_to_none=True)
-        opt_f.zero_grad(set_to_none=True)
         loss_gan = self.gan.generator_loss(self.D(fake_b))
         loss_nce = self.nce_loss(real_a, fake_b)
         logs.update(G_gan=loss_gan.item(), G_nce=loss_nce.item())
-        if lc.nce_idt:
+        if nce.nce_idt:
             loss_nce_idt = self.nce_loss(real_b, idt_b)
             logs["G_nce_idt"] = loss_nce_idt.item()
             loss_nce = 0.5 * (loss_nce + loss_nce_idt)
-        loss_g = lc.lambda_gan * loss_gan + lc.lambda_nce * loss_nce
-        if lc.lambda_identity > 0:
+        loss_g = d.lambda_gan * loss_gan + nce.lambda_nce * loss_nce
+        if g.lambda_identity > 0:
             loss_idt = F.l1_loss(idt_b, real_b)
-            loss_g = loss_g + lc.lambda_identity * loss_idt
+            loss_g = loss_g + g.lambda_identity * loss_idt
             logs["G_identity"] = loss_idt.item()
-        checked("G", loss_g).backward()
-        opt_g.step()
-        opt_f.step()
+        update([self.optimizers["G"], self.optimizers["F"]], loss_g, "G")
         self.D.requires_grad_(True)
         logs["G"] = loss_g.item()
         return logs

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from ..ops.selfsim import PAPER_PATCH_SIZE
 from .frechet import frechet_distance
 
 __all__ = ["sifid", "self_similarity_distance", "selfsim_metric_loss", "sifid_inception_extractor",
@@ -78,7 +79,7 @@ def selfsim_metric_loss(backbone: str = "auto", weights: str | None = "auto") ->
     from ..losses.spatial import SpatialCorrelativeLoss
 
     return SpatialCorrelativeLoss(backbone=backbone, weights=weights, sampling="grid", num_queries=256,
-                                  patch_size=32).eval()
+                                  patch_size=PAPER_PATCH_SIZE).eval()
 
 
 def self_similarity_distance(source: Tensor, translation: Tensor, loss: nn.Module | None = None) -> float:

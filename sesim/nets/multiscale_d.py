@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .described import Described
 from .norm import InstanceNorm2d
 
 __all__ = ["MultiScaleDiscriminator", "ScaleCritic"]
@@ -40,7 +41,7 @@ class ScaleCritic(nn.Module):
         return self.to_logit(x)
 
 
-class MultiScaleDiscriminator(nn.Module):
+class MultiScaleDiscriminator(Described):
     """``n_scales`` :class:`ScaleCritic` s on successively 2x average-pooled copies of the input."""
 
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 4, n_scales: int = 3,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .described import Described
 from .norm import InstanceNorm2d, instance_norm
 
 __all__ = ["AdaIN", "ContentEncoder", "Decoder", "LayerNorm2d", "MultimodalGenerator", "StyleEncoder", "StyleMLP",
@@ -213,7 +214,7 @@ class Decoder(nn.Module):
                 layer.set_params(None, None)
 
 
-class MultimodalGenerator(nn.Module):
+class MultimodalGenerator(Described):
     """Content encoder + style MLP + AdaIN decoder (+ optional style encoder).
 
     ``forward(x, style=None)``: ``x`` ``(N, C, H, W)`` in [-1, 1], H and W multiples of

@@ -20,13 +20,14 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from sesim.nets.blur import BlurDownsample
-from sesim.nets.resnet_generator import NORMS, make_norm
+from .blur import BlurDownsample
+from .described import Described
+from .resnet_generator import NORMS, make_norm
 
 __all__ = ["PatchDiscriminator"]
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(Described):
     """N-layer PatchGAN discriminator producing a map of real/fake logits.
 
     Args:

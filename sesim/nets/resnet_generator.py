@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .blur import BlurDownsample, BlurUpsample
+from .described import Described
 from .norm import InstanceNorm2d
 
 __all__ = ["ResnetBlock", "ResnetGenerator", "make_norm", "NORMS", "PADDINGS", "UPSAMPLINGS"]
@@ -101,7 +102,7 @@ class ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(Described):
     """CycleGAN / Johnson ResNet generator mapping images to images of the same size.
 
     Args:

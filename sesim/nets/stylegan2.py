@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .described import Described
+
 __all__ = ["EqualConv2d", "EqualLinear", "ModulatedConv2d", "StyledConv", "StyleGAN2Generator",
            "StyleGAN2Discriminator"]
 
@@ -156,7 +158,7 @@ def _widths(base: int, levels: int, cap: int) -> list[int]:
     return [min(base * 2 ** i, cap) for i in range(levels + 1)]
 
 
-class StyleGAN2Generator(nn.Module):
+class StyleGAN2Generator(Described):
     """Residual encoder + StyleGAN2-style decoder, ``(N, C, H, W)`` in [-1, 1] -> same shape in [-1, 1].
 
     Args:
@@ -251,7 +253,7 @@ class StyleGAN2Generator(nn.Module):
         return torch.tanh(self.to_rgb(h) + self.to_rgb_bias)
 
 
-class StyleGAN2Discriminator(nn.Module):
+class StyleGAN2Discriminator(Described):
     """Residual StyleGAN2-style discriminator: ``(N, C, size, size)`` in [-1, 1] -> ``(N, 1)`` logits.
 
     Args:

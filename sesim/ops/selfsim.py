@@ -36,6 +36,8 @@ from torch.autograd.function import once_differentiable
 NORMS = ("l2", "centered_l2", "tanh")
 DISTANCES = ("cos", "l1")
 SAMPLINGS = ("random", "grid")
+#: the paper's local window side in feature positions (App. B.1: 32 x 32); the one place this default lives
+PAPER_PATCH_SIZE = 32
 
 #: Use the row-band tiled product for local windows where it saves arithmetic (see :func:`_worth_tiling`).
 #: Off by default: on the 2-core CPU sesim is benchmarked on, the saved arithmetic did not pay for the

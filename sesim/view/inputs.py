@@ -80,7 +80,7 @@ def run_images(run: ViewRun) -> list[ViewImage]:
     folder, else training images), read from the data folder when it is still there, else cut out
     of the newest sample grid in the run folder."""
     cfg = run.cfg
-    if cfg.model.mode == "single-image":
+    if cfg.mode == "single-image":
         source = Path(cfg.data.dir_a or "")
         if source.is_file():
             try:

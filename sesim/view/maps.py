@@ -20,7 +20,7 @@ from ..losses.spatial import PAPER_SETTINGS, LayerMaps, SpatialCorrelativeLoss
 from ..nets.backbones import describe_backbone
 from ..ops.selfsim import map_distance, self_similarity, window_index
 from ..viz.errormap import sesim_error
-from ..viz.explain import _describe_run_structure
+from ..explain import _describe_run_structure
 from ..viz.heatmap import feature_position, query_map
 
 

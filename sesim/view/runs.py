@@ -23,15 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError
 
-from ..checkpoint import CONFIG_FILE, GENERATOR_FILE, STATE_FILE, load_generator_weights
+from ..checkpoint import CONFIG_FILE, GENERATOR_FILE, STATE_FILE
 from ..data.images import pil_to_tensor, tensor_to_pil
-from ..methods import build_generator
 from ..methods.multimodal import SAMPLE_STYLES
 from ..snapshots import SNAPSHOT_DIR, weights_step as _weights_step
 from ..translate import TranslateError, style_variants, translate_tensor
-from ..viz.explain import VizError, load_run_method
+from ..explain import load_run_method
+from ..run import RunError, load_generator
 from .maps import run_structure_loss
 
 #: sample grids (sesim/viz/grid.py image_grid, called by the trainer with column titles): layout constants
@@ -121,15 +120,10 @@ class ViewRun:
 
     def __init__(self, run_dir: str | Path, *, style_from: str | Path | None = None) -> None:
         self.dir = Path(run_dir)
-        if not self.dir.is_dir():
-            raise ViewError(f"run folder {self.dir} does not exist" if not self.dir.exists()
-                            else f"{self.dir} is a file; --run takes a run folder")
-        if not (self.dir / CONFIG_FILE).is_file():
-            raise ViewError(f"{self.dir} is not a sesim run folder (no {CONFIG_FILE})")
         try:
             method, self.cfg = load_run_method(self.dir)
-        except VizError as err:
-            raise ViewError(str(err)) from None
+        except RunError as err:
+            raise ViewError(f"run {self.dir} could not be loaded: {err}") from None
         except (ValueError, KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError,
                 zipfile.BadZipFile) as err:
             raise ViewError(f"run {self.dir} could not be loaded from {CONFIG_FILE} and {STATE_FILE} "
@@ -187,12 +181,10 @@ class ViewRun:
 
     @functools.lru_cache(maxsize=3)
     def _generator_at(self, weights: Path) -> torch.nn.Module:
-        generator = build_generator(self.cfg)
         try:
-            generator.load_state_dict(load_generator_weights(weights))
-        except (SafetensorError, OSError, RuntimeError) as err:
-            raise ViewError(f"{weights} could not be loaded ({type(err).__name__}: {err})") from None
-        return generator.eval()
+            return load_generator(weights, self.cfg)
+        except RunError as err:
+            raise ViewError(f"{weights} could not be loaded ({err})") from None
 
     def _from_snapshot(self, image: torch.Tensor, source: Step, style: int | str) -> torch.Tensor:
         column = 1 if self.style_dim is None else (1 + style if isinstance(style, int) else None)
@@ -218,8 +210,8 @@ class ViewRun:
     def describe(self) -> dict:
         """What the page shows about the run."""
         return {
-            "name": self.name, "method": self.cfg.method, "mode": self.cfg.model.mode,
-            "structure": self.cfg.loss.structure, "own_loss": self.own_loss, "loss_note": self.loss_note,
+            "name": self.name, "method": self.cfg.method, "mode": self.cfg.mode,
+            "structure": self.cfg.structure.structure, "own_loss": self.own_loss, "loss_note": self.loss_note,
             "layers": list(self.layers), "patch_size": self.structure.patch_size,
             "distance": self.structure.distance,
             "steps": [{"step": s.step, "kind": s.kind} for s in self.steps.values()], "latest": self.latest,

@@ -230,7 +230,7 @@ def build_session(runs: Sequence[str | Path], input_path: str | Path | None = No
         images = run_images(first)
     else:
         side = first.cfg.data.size if size is None else size
-        if size is None and first.cfg.model.mode == "single-image":
+        if size is None and first.cfg.mode == "single-image":
             side = 256
         images = load_inputs(input_path, first.cfg.data.channels, side)
     return ViewSession(opened, images)

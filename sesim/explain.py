@@ -22,24 +22,22 @@ from typing import Sequence
 
 import torch
 
-from ..checkpoint import CONFIG_FILE, STATE_FILE, load_state
-from ..config import TrainConfig
-from ..data.images import load_image, pil_to_tensor
-from ..losses.patchnce import PatchSampleMLP
-from ..losses.spatial import PAPER_SETTINGS, SpatialCorrelativeLoss
-from ..methods import Method, build_method
-from ..methods.sesim import build_generator
-from ..nets.backbones import (build_backbone, default_perceptual_layers, describe_backbone, record_mismatch,
+from .config import TrainConfig
+from .data.images import load_image, pil_to_tensor
+from .factory import build_generator, build_patch_heads
+from .losses.patchnce import PatchSampleMLP
+from .losses.spatial import PAPER_SETTINGS, SpatialCorrelativeLoss
+from .methods import Method
+from .nets.backbones import (build_backbone, default_perceptual_layers, describe_backbone, record_mismatch,
                               resolve_backbone)
-from ..nets.init import init_weights
-from ..train import seed_everything
-from ..translate import translate_tensor
-from .errormap import ErrorMap, l1_error, patchnce_error, perceptual_error, sesim_error
-from .grid import figure_grid
-from .heatmap import heatmap_figure, overlay, panel
+from .nets.init import init_weights
+from .run import Run
+from .translate import translate_tensor
+from .viz.errormap import ErrorMap, l1_error, patchnce_error, perceptual_error, sesim_error
+from .viz.grid import figure_grid
+from .viz.heatmap import heatmap_figure, overlay, panel
 
 log = logging.getLogger("sesim")
-
 
 
 class VizError(ValueError):
@@ -48,26 +46,16 @@ class VizError(ValueError):
 
 # ----------------------------------------------------------------------------------- inputs
 def load_run_method(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Method, TrainConfig]:
-    """Rebuild a run's method (all networks, trained weights from ``checkpoint.pt``) in eval mode.
-
-    Seeds torch with the run's seed first, so that a randomly initialised (untrained, unsaved)
-    VGG16 comes out identical to the one the run was trained with.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise VizError(f"{run_dir} is not a sesim run folder (no {CONFIG_FILE})")
-    if not (run_dir / STATE_FILE).is_file():
-        raise VizError(f"{run_dir / STATE_FILE} not found: the run has not saved a checkpoint yet")
-    cfg = TrainConfig.load(run_dir / CONFIG_FILE)
-    seed_everything(cfg.run.seed)
-    method = build_method(cfg)
+    """A run's method (all networks, trained weights from ``checkpoint.pt``) in eval mode, and its config
+    (:meth:`sesim.run.Run.method`), with a warning when the structure backbone differs from the run's."""
+    run = Run(run_dir)
+    method = run.method(device)
     net = method.feature_backbone()
-    diff = record_mismatch(cfg.resolved.get("backbone"), net) if net is not None else None
+    diff = record_mismatch(run.config.resolved.get("backbone"), net) if net is not None else None
     if diff:
         log.warning("run %s was trained with another structure backbone than the one found now (%s); the figures "
                     "use the one found now", run_dir, diff)
-    method.load_trainable_state_dict(load_state(run_dir / STATE_FILE)["method"])
-    return method.to(device).eval(), cfg
+    return method, run.config
 
 
 def parse_points(text: str | None, width: int, height: int) -> list[tuple[int, int]]:
@@ -148,7 +136,7 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
         structure = getattr(method, "structure", None)
         if not isinstance(structure, SpatialCorrelativeLoss):
             raise VizError(f"run {run} was trained without the spatially-correlative loss "
-                           f"(method {cfg.method!r}, structure {cfg.loss.structure!r}); drop --run to use FSeSim")
+                           f"(method {cfg.method!r}, structure {cfg.structure.structure!r}); drop --run to use FSeSim")
         title = _describe_run_structure(structure, Path(run))
         if structure.learned:  # show what the trained heads change: the same features without them
             structure = {"LSeSim": structure, "FSeSim": _without_heads(structure)}
@@ -223,16 +211,16 @@ def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weig
     notes["perceptual"] = f"{','.join(perceptual.layers)} of {describe_backbone(perceptual)}"
     if method is not None and hasattr(method, "F") and hasattr(method, "nce_layers"):
         encoder, mlp, layers = method.G, method.F, tuple(method.nce_layers)
-        temperature = cfg.loss.nce_temperature
+        temperature = cfg.nce.nce_temperature
         notes["PatchNCE"] = f"trained encoder and heads of CUT run {Path(run).name}"
     else:
         base = TrainConfig()
         base.data.channels = channels
-        encoder = init_weights(build_generator(base), base.model.init, base.model.init_gain).eval()
-        layers = tuple(base.loss.nce_layers)
-        channels_of = encoder.layer_channels()
-        mlp = PatchSampleMLP({n: channels_of[n] for n in layers}, base.loss.nce_mlp_channels).eval()
-        temperature = base.loss.nce_temperature
+        encoder = init_weights(build_generator(base.mode, base.data, base.generator), base.generator.init,
+                               base.generator.init_gain).eval()
+        layers, mlp = build_patch_heads(encoder, base.nce, base.generator)
+        layers = tuple(layers)
+        temperature = base.nce.nce_temperature
         notes["PatchNCE"] = "RANDOM-INIT encoder and heads (no trained CUT run given)"
     return ContentLosses(fsesim, lsesim, perceptual.eval(), encoder.eval(), mlp.eval(), layers, temperature, notes)
 
@@ -262,9 +250,7 @@ def errormap_command(a: str | Path, b: Sequence[str | Path], output: str | Path,
     output = _check_output(output, overwrite)
     if not b:
         raise VizError("give at least one image with --b")
-    channels = 3
-    if run is not None:
-        channels = TrainConfig.load(Path(run) / CONFIG_FILE).data.channels if (Path(run) / CONFIG_FILE).is_file() else 3
+    channels = Run(run).config.data.channels if run is not None else 3
     xa = _load(a, channels)
     xbs = [_load(p, channels) for p in b]
     for p, xb in zip(b, xbs):
