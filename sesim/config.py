@@ -297,7 +297,7 @@ class TrainConfig:
             values = d.get(section, {})
             if "vgg_weights" in values and "backbone" not in values:
                 values = _migrate_vgg_weights(values)
-            cfg.update(section, values)
+            cfg.update_routed(section, values)
         return cfg
 
     def save(self, path: str | Path) -> None:
@@ -330,14 +330,7 @@ class TrainConfig:
         """Set options of one section, converting and validating values; unknown keys are errors.
         A legacy section name (``model``, ``loss``) routes each option to the section that has it."""
         if section in LEGACY_SECTIONS:
-            for key, value in values.items():
-                key = ALIASES.get(key, key)
-                if key in TOP_LEVEL:
-                    self.update_top(**{key: value})
-                elif key in FIELD_SECTION:
-                    self.update(FIELD_SECTION[key], {key: value})
-                else:
-                    raise ValueError(f"unknown {section} option {key!r}")
+            self.update_routed(section, values)
             return
         if section not in SECTIONS:
             raise ValueError(f"unknown section [{section}]; known: {', '.join(SECTIONS)}")
@@ -349,6 +342,22 @@ class TrainConfig:
                 where = f" (it belongs to [{FIELD_SECTION[key]}])" if key in FIELD_SECTION else ""
                 raise ValueError(f"unknown {section} option {key!r}{where}; known: {', '.join(known)}")
             setattr(obj, key, convert(value, known[key]))
+
+    def update_routed(self, section: str, values: dict[str, Any]) -> None:
+        """Like :meth:`update`, but an option found under another section (a file or preset written
+        before the sections were split: ``zoom_min`` under ``data``, anything under ``model`` / ``loss``)
+        goes to the section that has it; unknown options are still errors."""
+        own = {} if section in LEGACY_SECTIONS else {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key, value in values.items():
+            name = ALIASES.get(key, key)
+            if name in own:
+                self.update(section, {key: value})
+            elif name in TOP_LEVEL:
+                self.update_top(**{name: value})
+            elif name in FIELD_SECTION:
+                self.update(FIELD_SECTION[name], {key: value})
+            else:
+                raise ValueError(f"unknown {section} option {key!r}")
 
     def update_top(self, **values: Any) -> None:
         """Set ``method`` and/or ``mode``, checked like any option."""
@@ -387,7 +396,7 @@ class TrainConfig:
                 if section in TOP_LEVEL:
                     self.update_top(**{section: values})
                 elif (section in SECTIONS or section in LEGACY_SECTIONS) and isinstance(values, dict):
-                    self.update(section, values)
+                    self.update_routed(section, values)
                 elif section != "description":
                     raise ValueError(f"unknown section [{section}]")
             except ValueError as err:

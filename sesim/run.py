@@ -24,7 +24,8 @@ from .checkpoint import CONFIG_FILE, STATE_FILE, RunFileError, generator_file, l
 from .config import TrainConfig
 from .factory import build_generator
 from .methods import Method, build_method
-from .nets.described import NetworkSpecError, build_network
+from .nets.described import NetworkSpecError
+from .nets.registry import build_network
 from .runtime import seed_everything
 
 __all__ = ["Run", "RunError", "load_generator"]

@@ -3,8 +3,9 @@
 A class deriving from :class:`Described` records the arguments of its constructor call (after
 defaults are applied) as :attr:`Described.spec`, ``{"class": name, "kwargs": {...}}``, plain JSON.
 Run folders store the spec next to the weights (``generator.safetensors`` metadata), so
-:func:`build_network` rebuilds the network from the file alone, without the training
-configuration or any training recipe (``sesim translate``, ``export``, ``viz``, ``view``).
+:func:`sesim.nets.registry.build_network` rebuilds the network from the file alone, without the training
+configuration or any training recipe (``sesim translate``, ``export``, ``viz``, ``view``);
+:mod:`sesim.nets.registry` knows every such class.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["Described", "NetworkSpecError", "build_network", "network_spec"]
+__all__ = ["Described", "NetworkSpecError", "described_class", "network_spec"]
 
 _CLASSES: dict[str, type["Described"]] = {}
 
@@ -60,7 +61,7 @@ class Described(nn.Module):
 
     @property
     def spec(self) -> dict[str, Any]:
-        """``{"class": ..., "kwargs": {...}}``: what :func:`build_network` needs to rebuild this network."""
+        """``{"class": ..., "kwargs": {...}}``: what :func:`~sesim.nets.registry.build_network` needs to rebuild it."""
         return {"class": self._spec["class"], "kwargs": dict(self._spec["kwargs"])}
 
 
@@ -70,16 +71,6 @@ def network_spec(net: nn.Module) -> dict[str, Any] | None:
     return net.spec if isinstance(net, Described) else None
 
 
-def build_network(spec: dict[str, Any]) -> nn.Module:
-    """A new network (fresh weights) from a spec written by :attr:`Described.spec`."""
-    from . import registry  # noqa: F401  (imports every Described network class, so each is known by name)
-
-    if not isinstance(spec, dict) or not isinstance(spec.get("kwargs"), dict) or "class" not in spec:
-        raise NetworkSpecError(f"not a network spec: {spec!r}")
-    cls = _CLASSES.get(spec["class"])
-    if cls is None:
-        raise NetworkSpecError(f"unknown network class {spec['class']!r}; known: {', '.join(sorted(_CLASSES))}")
-    try:
-        return cls(**spec["kwargs"])
-    except TypeError as err:
-        raise NetworkSpecError(f"{spec['class']} cannot be built from {spec['kwargs']}: {err}") from None
+def described_class(name: str) -> type[Described] | None:
+    """The :class:`Described` class called ``name`` among those imported so far."""
+    return _CLASSES.get(name)
