@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nets.backbones import build_backbone
+from ..nets.vgg import VGG16_DEFAULT_LAYERS
 from ..ops.infonce import patch_infonce
 from ..ops.selfsim import (
     DISTANCES,
@@ -49,7 +50,7 @@ from ..ops.selfsim import (
     window_index,
 )
 
-PAPER_SETTINGS: dict = dict(backbone="vgg16", layers=("relu3_1", "relu4_1"), patch_size=PAPER_PATCH_SIZE, norm="l2",
+PAPER_SETTINGS: dict = dict(backbone="vgg16", layers=VGG16_DEFAULT_LAYERS, patch_size=PAPER_PATCH_SIZE, norm="l2",
                             distance="cos", mask_keep=None, smooth_l1=False)
 #: The released script's loss (``scripts/train_sc.sh``: cos, patch 64, no ``--use_norm``). Its value and its
 #: gradient into the translation agree with the authors' ``Spatial_Loss`` to float rounding on identical

@@ -42,9 +42,10 @@ from typing import Iterable, Sequence
 
 from torch import nn
 
-from .efficientnet import (EFFICIENTNET_LITE0_LAYERS, INSTALL_HINT, EfficientNetLite0Trunk,
-                           efficientnet_lite0_available)
-from .vgg import VGG16_IMAGENET_FILE, VGG16_LAYERS, VGG16Features, find_imagenet_weights, vgg16_search_places
+from .efficientnet import (EFFICIENTNET_LITE0_DEFAULT_LAYERS, EFFICIENTNET_LITE0_LAYERS, INSTALL_HINT,
+                           EfficientNetLite0Trunk, efficientnet_lite0_available)
+from .vgg import (VGG16_DEFAULT_LAYERS, VGG16_IMAGENET_FILE, VGG16_LAYERS, VGG16Features, find_imagenet_weights,
+                  vgg16_search_places)
 from .weightfiles import WeightsNotFoundError
 
 log = logging.getLogger("sesim")
@@ -67,8 +68,9 @@ class _Spec:
 
 
 _SPECS = {
-    "vgg16": _Spec(VGG16_LAYERS, ("relu3_1", "relu4_1"), ("relu3_3",), "VGG16"),
-    "efficientnet-lite0": _Spec(EFFICIENTNET_LITE0_LAYERS, ("stage2", "stage3"), ("stage2",), "EfficientNet-Lite0"),
+    "vgg16": _Spec(VGG16_LAYERS, VGG16_DEFAULT_LAYERS, ("relu3_3",), "VGG16"),
+    "efficientnet-lite0": _Spec(EFFICIENTNET_LITE0_LAYERS, EFFICIENTNET_LITE0_DEFAULT_LAYERS, ("stage2",),
+                                "EfficientNet-Lite0"),
 }
 
 #: Logged whenever random features are built on request; numbers from ``python bench/backbones.py``.

@@ -91,6 +91,8 @@ def _plan() -> tuple[tuple[str, int, int, int], ...]:
 _PLAN = _plan()
 #: Every layer name (``stem``, ``block0_dw``, ``block0``, ``stage1``, ..., ``head``).
 EFFICIENTNET_LITE0_LAYERS: tuple[str, ...] = tuple(name for name, *_ in _PLAN)
+#: output strides 4 and 8, where VGG16's relu3_1 and relu4_1 sit: the default of the loss on this backbone
+EFFICIENTNET_LITE0_DEFAULT_LAYERS: tuple[str, ...] = ("stage2", "stage3")
 _POSITION = {name: pos for name, pos, _, _ in _PLAN}
 _CHANNELS = {name: ch for name, _, ch, _ in _PLAN}
 _STRIDE = {name: s for name, _, _, s in _PLAN}
@@ -158,7 +160,7 @@ class EfficientNetLite0Trunk(nn.Module):
 
     name = "efficientnet-lite0"
 
-    def __init__(self, layers: Sequence[str] = ("stage2", "stage3"), weights: str | os.PathLike | None = "imagenet",
+    def __init__(self, layers: Sequence[str] = EFFICIENTNET_LITE0_DEFAULT_LAYERS, weights: str | os.PathLike | None = "imagenet",
                  *, requires_grad: bool = False) -> None:
         super().__init__()
         layers = tuple(layers)

@@ -123,6 +123,10 @@ def _rename_torchvision_keys(state: Mapping[str, torch.Tensor]) -> dict[str, tor
     return out
 
 
+#: the paper's structure layers (Sec. 4, App. B.1), the default of the loss on VGG16
+VGG16_DEFAULT_LAYERS: tuple[str, ...] = ("relu3_1", "relu4_1")
+
+
 class VGG16Features(nn.Module):
     """Frozen-by-default VGG16 trunk returning named activations.
 
@@ -144,7 +148,7 @@ class VGG16Features(nn.Module):
 
     def __init__(
         self,
-        layers: Sequence[str] = ("relu3_1", "relu4_1"),
+        layers: Sequence[str] = VGG16_DEFAULT_LAYERS,
         weights: str | os.PathLike | None = "imagenet",
         *,
         requires_grad: bool = False,
