@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab import ROOT, paths, report
+from lab import ROOT, report
 
 sys.path.append(str(ROOT / "tests"))  # the photo crops and restyles shared with tests/test_real_photos.py
 from photo_pairs import PHOTOS, RESTYLES, crop_sets, layout_aucs, per_image_distance  # noqa: E402
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="default bench/results; bench/work/results-quick with --quick (never replaces results)")
     report.add_render_flag(ap, "--results")
     args = ap.parse_args(argv)
-    try:
-        results = paths.results_dir(args.results, quick=args.quick)
-    except ValueError as err:
-        ap.error(str(err))
+    results = report.output_folder(ap, args.results, quick=args.quick)
     if args.render:
         print(report.rerender(results, "backbones", render).read_text())
         return

@@ -27,7 +27,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lab import paths, report, runner, stats
+from lab import report, runner, stats
 from lab.methods import METHODS, build_config, option, parse_sets
 from lab.timing import loadavg
 
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     try:
         overrides = parse_sets(args.overrides)
-        results = paths.results_dir(args.results, quick=bool(args.steps))
     except ValueError as err:
         ap.error(str(err))
+    results = report.output_folder(ap, args.results, quick=bool(args.steps))
     if args.render:
         print(report.rerender(results, args.name, render).read_text())
         return

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lab import ROOT, paths, report, runner, stats
+from lab import ROOT, report, runner, stats
 from lab.methods import build_config
 from lab.tasks import scenes_task
 from lab.timing import loadavg
@@ -220,10 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     report.add_render_flag(ap, "--results")
     args = ap.parse_args(argv)
     mode = QUICK if args.quick else FULL
-    try:
-        results = paths.results_dir(args.results, quick=args.quick)
-    except ValueError as err:
-        ap.error(str(err))
+    results = report.output_folder(ap, args.results, quick=args.quick)
     stem = f"multimodal{mode.suffix}"
     if args.render:
         print(report.rerender(results, stem, render).read_text())

@@ -482,9 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     mode = QUICK if args.quick else FULL
     try:
         overrides = parse_sets(args.overrides)
-        results = paths.results_dir(args.results, quick=args.quick)
     except ValueError as err:
         ap.error(str(err))
+    results = report.output_folder(ap, args.results, quick=args.quick)
     steps = args.steps or mode.steps
     seeds = list(mode.seeds) if args.seeds is None else [int(s) for s in args.seeds.split(",") if s.strip()]
     if not seeds:

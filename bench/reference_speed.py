@@ -56,7 +56,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from lab import paths
+from lab import report
 from lab.reference_code import (
     ReferenceMissing,
     ReferenceModel,
@@ -486,10 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         side, method, size, steps = args.child
         child(side, method, int(size), int(steps), args.reference, args.vgg_file, device)
         return 0
-    try:
-        out = paths.results_dir(args.out, quick=args.quick)
-    except ValueError as err:
-        ap.error(str(err))
+    out = report.output_folder(ap, args.out, quick=args.quick)
     if args.render:
         print(write_report(json.loads((out / "reference_code.json").read_text()), out))
         return 0

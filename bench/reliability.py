@@ -52,7 +52,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lab import ROOT, paths
+from lab import ROOT
+from lab.report import output_folder
 
 sys.path.append(str(ROOT / "tests"))  # the tests' tiny training config
 from sesim.checkpoint import (  # noqa: E402
@@ -631,10 +632,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.kills, args.steps = 2, 6
-    try:
-        args.out = str(paths.results_dir(args.out, quick=args.quick))
-    except ValueError as err:
-        ap.error(str(err))
+    args.out = str(output_folder(ap, args.out, quick=args.quick))
     torch.set_num_threads(1)
     os.environ["SESIM_OFFLINE"] = "1"
     results = {}

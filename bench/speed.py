@@ -58,7 +58,7 @@ from typing import Callable
 
 import torch
 
-from lab import ROOT, paths, report
+from lab import ROOT, report
 from lab.methods import METHODS as REGISTRY, build_config, option
 from lab.timing import LoadMonitor, machine_info, measure, measure_interleaved, read_status, say
 
@@ -572,10 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--child-train", nargs=2, metavar=("METHOD", "SIZE"), help=argparse.SUPPRESS)
     report.add_render_flag(p, "--out")
     args = p.parse_args(argv)
-    try:
-        out = paths.results_dir(args.out, quick=args.quick)
-    except ValueError as err:
-        p.error(str(err))
+    out = report.output_folder(p, args.out, quick=args.quick)
     if args.render:
         print(report.rerender(out, "speed", render).read_text())
         return

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from . import paths
+
 Render = Callable[[dict], str]
 
 
@@ -32,12 +34,15 @@ def rerender(folder: Path, stem: str, render: Render) -> Path:
     return md
 
 
+def output_folder(ap: argparse.ArgumentParser, requested: str | Path | None, *, quick: bool) -> Path:
+    """:func:`lab.paths.results_dir`, with a refused folder reported as a usage error of ``ap``."""
+    try:
+        return paths.results_dir(requested, quick=quick)
+    except paths.CommittedResultsError as err:
+        ap.error(str(err))
+
+
 def add_render_flag(ap: argparse.ArgumentParser, where: str) -> None:
     ap.add_argument("--render", action="store_true",
                     help=f"measure nothing: rewrite the report from its JSON in {where} (default bench/results)")
 
-
-def table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    """A Markdown table: the header line, the rule, one line per row."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(map(str, r)) + " |" for r in rows)]
