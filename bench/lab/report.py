@@ -22,9 +22,8 @@ def write(folder: Path, stem: str, result: dict, render: Render, *, indent: int 
     """Write ``<folder>/<stem>.json`` and ``<stem>.md`` (rendered from the JSON as written)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md"}
-    paths["json"].write_text(json.dumps(result, indent=indent, default=default) + "\n")
-    return {**paths, "md": rerender(folder, stem, render)}
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=indent, default=default) + "\n")
+    return {"json": folder / f"{stem}.json", "md": rerender(folder, stem, render)}
 
 
 def rerender(folder: Path, stem: str, render: Render) -> Path:
