@@ -12,6 +12,7 @@ std over the three); pretrained ones are deterministic.
 
     python bench/backbones.py            # every configuration (about 10 min on 2 CPU cores)
     python bench/backbones.py --quick    # 128 px only, 2 crops per photo, 1 seed, into bench/work/results-quick
+    python bench/backbones.py --render   # rewrite bench/results/backbones.md from backbones.json
 
 Writes ``bench/results/backbones.{md,json}``.
 """
@@ -19,18 +20,17 @@ Writes ``bench/results/backbones.{md,json}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from lab import ROOT, report
 
+sys.path.append(str(ROOT / "tests"))  # the photo crops and restyles shared with tests/test_real_photos.py
 from photo_pairs import PHOTOS, RESTYLES, crop_sets, layout_aucs, per_image_distance  # noqa: E402
 from sesim import SpatialCorrelativeLoss  # noqa: E402
 from sesim.nets.backbones import describe_backbone  # noqa: E402
@@ -110,11 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--results", type=Path, default=None,
                     help="default bench/results; bench/work/results-quick with --quick (never replaces results)")
+    report.add_render_flag(ap, "--results")
     args = ap.parse_args(argv)
+    results = report.output_folder(ap, args.results, quick=args.quick)
+    if args.render:
+        print(report.rerender(results, "backbones", render).read_text())
+        return
     os.environ.setdefault("SESIM_OFFLINE", "1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = args.results or ROOT / "bench" / ("work/results-quick" if args.quick else "results")
     sizes, per_photo, seeds = ((128,), 2, [0]) if args.quick else ((128, 256), 3, [0, 1, 2])
     t0 = time.perf_counter()
     sets = crop_sets(sizes=sizes, per_photo=per_photo)
@@ -131,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"settings": {"sizes": list(sizes), "per_photo": per_photo, "random_seeds": seeds, "cpus": os.cpu_count(),
                            "torch": torch.__version__, "threads": torch.get_num_threads(),
                            "total_seconds": time.perf_counter() - t0}, "rows": rows}
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "backbones.json").write_text(json.dumps(result, indent=2) + "\n")
-    (results / "backbones.md").write_text(render(result))
-    print(render(result))
+    print(report.write(results, "backbones", result, render)["md"].read_text())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ and base width (ngf = ndf = 16):
 on the demo's labels -> photo task (``sesim.data.demo_scenes``: the true layout of every input is
 known), then translates the held-out inputs, K times per input for the multi-modal run (style
 codes 0..K-1 of ``sesim.nets.munit.style_codes(8, K, seed=0)``, the codes of ``sesim translate
---samples K --seed 0``), and measures, with the scorers of ``bench/quality.py``:
+--samples K --seed 0``), and measures, with the scorers of ``lab.tasks``:
 
 * **diversity** -- mean pairwise distance between the K samples of one input, averaged over the
   inputs, in two spaces: (a) the 64-d feature space of sesim's self-trained realism CNN
@@ -26,11 +26,12 @@ codes 0..K-1 of ``sesim.nets.munit.style_codes(8, K, seed=0)``, the codes of ``s
   real B photos, against the input's true layout (averaged over the K sets for multi-modal).
 
 Both runs train at the same time in two subprocesses with one torch thread each
-(``bench/quality.py``'s ``run_one``). FSeSim uses the default pretrained backbone (ImageNet VGG16 if
+(``lab.runner``). FSeSim uses the default pretrained backbone (ImageNet VGG16 if
 its file is found, else ImageNet EfficientNet-Lite0); the report says which.
 
     python bench/multimodal.py --quick   # regression check: 60 steps; 1.2-1.4 min on 2 CPU cores at load ~7
     python bench/multimodal.py           # the reported numbers: 600 steps at 64 px; 7-9 min at load ~7
+    python bench/multimodal.py --render  # rewrite bench/results/multimodal.md from multimodal.json
 
 Writes ``bench/results/multimodal.{md,json}`` (``--quick``: ``bench/work/results-quick/``) and ``docs/multimodal.png`` (default run
 only): rows = held-out inputs; columns = input, single-modal output, then the multi-modal output
@@ -40,11 +41,9 @@ for each style code (the same code in every row). Work files go to ``bench/work/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,13 +53,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for p in (str(ROOT), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import quality  # noqa: E402  (bench/quality.py: tasks, scorers, subprocess runner)
+from lab import ROOT, report, runner, stats
+from lab.methods import build_config
+from lab.tasks import scenes_task
+from lab.timing import loadavg
 
 
 @dataclass(frozen=True)
@@ -80,27 +76,23 @@ SIZE = 64
 WIDTH = 16
 
 
-def configs(data: Path, runs: Path, steps: int, seed: int, device: str) -> dict:
-    """The two training configs, identical except for what --mode changes."""
-    from sesim.config import TrainConfig
+#: MUNIT's choices, at this size
+MULTIMODAL = {"n_blocks": 4, "n_layers_d": 3, "n_scales_d": 3, "style_dim": 8, "mlp_dim": 64, "init": "kaiming",
+              "lambda_style": 1.0}
 
+
+def configs(data: Path, runs: Path, steps: int, seed: int, device: str) -> dict:
+    """The two training configs, identical except for what --mode changes: FSeSim on the demo preset's 64 px pipeline
+    (as bench/quality.py: lr 2e-4, no pool, nearest-neighbour upsampling in the single-modal generator; the multi-modal
+    decoder always upsamples that way) and the default pretrained backbone."""
     out = {}
     for key, mode in (("single", "single-modal"), ("multi", "multimodal")):
-        cfg = TrainConfig()
-        # as bench/quality.py: the demo preset's 64 px pipeline (lr 2e-4, no pool, nearest-neighbour upsampling in the
-        # single-modal generator; the multi-modal decoder always upsamples that way) and the default pretrained backbone
-        cfg.apply_preset("demo")
-        cfg.update("data", {"data": str(data), "size": SIZE, "load_size": SIZE, "preprocess": "crop"})
-        cfg.update("model", {"mode": mode, "ngf": WIDTH, "ndf": WIDTH})
-        cfg.update("loss", {"structure": "fsesim"})
-        if mode == "multimodal":  # MUNIT's choices, at this size
-            cfg.update("model", {"n_blocks": 4, "n_layers_d": 3, "n_scales_d": 3, "style_dim": 8, "mlp_dim": 64,
-                                 "init": "kaiming"})
-            cfg.update("loss", {"lambda_style": 1.0})
-        cfg.update("run", {"steps": steps, "seed": seed, "runs": str(runs), "name": key, "device": device,
-                           "checkpoint_every": steps, "sample_every": 10**9, "log_every": max(1, min(25, steps)),
-                           "num_samples": 4})
-        out[key] = cfg
+        base = {"data": str(data), "size": SIZE, "load_size": SIZE, "preprocess": "crop", "mode": mode, "ngf": WIDTH,
+                "ndf": WIDTH}
+        run = {**(MULTIMODAL if mode == "multimodal" else {}), "steps": steps, "seed": seed, "runs": str(runs),
+               "name": key, "device": device, "checkpoint_every": steps, "sample_every": 10**9,
+               "log_every": max(1, min(25, steps)), "num_samples": 4}
+        out[key] = build_config("fsesim", presets=("demo",), base=base, run=run)
     return out
 
 
@@ -141,17 +133,14 @@ def real_diversity(features_fn, reference: np.ndarray, n_pairs: int = 200, seed:
             "div_pixel": float(np.abs(pix[i] - pix[j]).mean()), "pairs": n_pairs}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
 def score_sets(task, images: np.ndarray) -> dict:
-    """Realism and structure of each sample set ``images[:, k]``, averaged over k (with std over k)."""
+    """Realism and structure of each sample set ``images[:, k]``, averaged over k (with the sample std
+    over k; 0 for one set)."""
     per_set = [task.score(images[:, k]) for k in range(images.shape[1])]
     out = {}
     for key in ("fd", "kid_x100", "pixel_accuracy", "mean_iou"):
-        out[key], out[key + "_std_over_samples"] = _mean_std([s[key] for s in per_set])
+        mean, std = stats.mean_std(s[key] for s in per_set)
+        out[key], out[key + "_std_over_samples"] = mean, 0.0 if np.isnan(std) else std
     out["per_sample_set"] = per_set
     return out
 
@@ -168,7 +157,7 @@ def write_grid(path: Path, inputs: np.ndarray, single: np.ndarray, multi: np.nda
     image_grid(cells, titles=titles, scale=2).save(path)
 
 
-def write_report(result: dict, md: Path) -> None:
+def render(result: dict) -> str:
     r, s = result["rows"], result["settings"]
     lines = [
         f"# Multi-modal vs single-modal sesim ({'quick check' if s['quick'] else 'default run'})",
@@ -213,7 +202,7 @@ def write_report(result: dict, md: Path) -> None:
         f"{s['total_seconds'] / 60:.1f} min.",
         "",
     ]
-    md.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -228,24 +217,29 @@ def main(argv: list[str] | None = None) -> None:
                     help="default bench/results; bench/work/results-quick with --quick (never replaces results)")
     ap.add_argument("--grid", type=Path, default=None, help="sample grid (default docs/multimodal.png; none for --quick)")
     ap.add_argument("--sequential", action="store_true", help="train the two runs one after the other")
+    report.add_render_flag(ap, "--results")
     args = ap.parse_args(argv)
     mode = QUICK if args.quick else FULL
-    args.results = args.results or ROOT / "bench" / ("work/results-quick" if args.quick else "results")
+    results = report.output_folder(ap, args.results, quick=args.quick)
+    stem = f"multimodal{mode.suffix}"
+    if args.render:
+        print(report.rerender(results, stem, render).read_text())
+        return
     steps = args.steps or mode.steps
     samples = args.samples or mode.samples
     t0 = time.perf_counter()
-    load_start = quality._loadavg()
+    load_start = loadavg()
     os.environ.setdefault("SESIM_OFFLINE", "1")
 
     data = args.out / f"scenes{SIZE}-{mode.n_train}-{mode.n_test}"
-    task = quality.scenes_task(data, size=SIZE, n_train=mode.n_train, n_test=mode.n_test)
+    task = scenes_task(data, size=SIZE, n_train=mode.n_train, n_test=mode.n_test)
     runs = args.out / f"runs{mode.suffix}-s{steps}-seed{args.seed}"
     cfgs = configs(data, runs, steps, args.seed, args.device)
     logs = args.out / "logs"
 
     def train_one(key: str) -> dict:
-        return quality.run_one(cfgs[key], inputs=data / "testA", fake=args.out / f"fake{mode.suffix}-{key}",
-                               log_path=logs / f"{runs.name}-{key}.log", threads=1)
+        return runner.run_one(cfgs[key], inputs=data / "testA", fake=args.out / f"fake{mode.suffix}-{key}",
+                              log_path=logs / f"{runs.name}-{key}.log", threads=1)
 
     print(f"training single- and multi-modal FSeSim for {steps} steps ...", flush=True)
     with ThreadPoolExecutor(1 if args.sequential else 2) as pool:
@@ -272,27 +266,18 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "settings": {"quick": args.quick, "steps": steps, "samples": samples, "seed": args.seed, "size": SIZE,
                      "n_train": mode.n_train, "n_test": mode.n_test, "feature_steps": mode.feature_steps,
-                     "backbone": _backbone(runs / "multi"), "cpus": os.cpu_count(), "loadavg_start": load_start,
-                     "loadavg_end": quality._loadavg(), "total_seconds": time.perf_counter() - t0,
+                     "backbone": (runner.backbone_record(runs / "multi") or {}).get("description", "?"), "cpus": os.cpu_count(), "loadavg_start": load_start,
+                     "loadavg_end": loadavg(), "total_seconds": time.perf_counter() - t0,
                      "command": "python bench/multimodal.py" + (" --quick" if args.quick else ""),
                      "sesim": __version__, "python": platform.python_version()},
         "configs": {k: c.to_dict() for k, c in cfgs.items()},
         "rows": rows,
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    stem = f"multimodal{mode.suffix}"
-    (args.results / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    write_report(result, args.results / f"{stem}.md")
+    written = report.write(results, stem, result, render, default=float)
     grid = args.grid or (None if args.quick else ROOT / "docs" / "multimodal.png")
     if grid is not None:
         write_grid(grid, task.inputs, outputs["single"], outputs["multi"])
-    print((args.results / f"{stem}.md").read_text())
-
-
-def _backbone(run: Path) -> str:
-    """The structure backbone a run recorded in its config.json."""
-    cfg = json.loads((run / "config.json").read_text())
-    return cfg.get("resolved", {}).get("backbone", {}).get("description", "?")
+    print(written["md"].read_text())
 
 
 if __name__ == "__main__":

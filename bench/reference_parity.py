@@ -39,12 +39,10 @@ import tempfile
 import types
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import torch
 
-import torch  # noqa: E402
-
-from reference_code import (  # noqa: E402
+from lab import ROOT
+from lab.reference_code import (
     ATTN_LAYER_NAMES,
     ReferenceMissing,
     copy_heads,
@@ -53,9 +51,9 @@ from reference_code import (  # noqa: E402
     random_vgg16_file,
     reference_commit,
 )
-from sesim.losses.spatial import PUBLIC_CODE_SETTINGS, SpatialCorrelativeLoss  # noqa: E402
-from sesim.nets.backbones import build_backbone  # noqa: E402
-from sesim.ops.selfsim import map_distance, self_similarity, window_index  # noqa: E402
+from sesim.losses.spatial import PUBLIC_CODE_SETTINGS, SpatialCorrelativeLoss
+from sesim.nets.backbones import build_backbone
+from sesim.ops.selfsim import map_distance, self_similarity, window_index
 
 TOLERANCE = 1e-5
 ATTN_LAYERS = [4, 7, 9]

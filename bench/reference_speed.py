@@ -1,7 +1,7 @@
 """sesim next to the authors' F-LSeSim code in ONE run: training-step time, FLOPs, peak memory, inference.
 
 Needs the authors' code (``../shared/reference/F-LSeSim`` beside the repository, or ``--reference
-PATH``; see ``bench/reference_code.py`` for what is done to it: nothing but replacing
+PATH``; see ``bench/lab/reference_code.py`` for what is done to it: nothing but replacing
 ``torchvision.models.vgg16`` so that their ``vgg16(pretrained=True)`` loads the file sesim loads).
 Without it this script prints ``SKIPPED`` and writes nothing.
 
@@ -33,7 +33,7 @@ a **fresh subprocess** per side, method and size that builds only that side, and
 images/s of the same generator (their ``model.test()`` against sesim's ``translate_tensor``).
 
     OMP_NUM_THREADS=1 python bench/reference_speed.py --threads 1          # bench/results/reference_code.{md,json}
-    OMP_NUM_THREADS=1 python bench/reference_speed.py --threads 1 --quick  # bench/work/reference-quick/
+    OMP_NUM_THREADS=1 python bench/reference_speed.py --threads 1 --quick  # bench/work/results-quick/
 """
 
 from __future__ import annotations
@@ -51,15 +51,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils.flop_counter import flop_registry  # noqa: E402
-
-from reference_code import (  # noqa: E402
+from lab import report
+from lab.reference_code import (
     ReferenceMissing,
     ReferenceModel,
     copy_networks,
@@ -67,7 +65,7 @@ from reference_code import (  # noqa: E402
     random_vgg16_file,
     reference_commit,
 )
-from speed import measure_interleaved, quartiles, read_status  # noqa: E402  (bench/speed.py)
+from lab.timing import loadavg, measure_interleaved, quartiles, read_status
 
 METHODS = {"fsesim": dict(learned=False, patch=64), "lsesim": dict(learned=True, patch=32)}
 LABEL = {"fsesim": "FSeSim", "lsesim": "LSeSim"}
@@ -95,13 +93,6 @@ INFERENCE_TARGET = 1.5  # img/s, sesim / theirs, at 256 px
 # --------------------------------------------------------------------------------------------
 def say(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
-
-
-def load_average() -> list[float]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return []
 
 
 def images(size: int, seed: int = 1) -> dict[str, torch.Tensor]:
@@ -249,7 +240,7 @@ def compare_training(folder: Path, vgg_file: Path, method: str, size: int, sides
             flops[side] = attributed_flops(steps[side], components(side, models[side]))
     m = measure_interleaved(steps, warmup, repeats, count_flops=False)
     row = {"method": method, "size": size, "patch": METHODS[method]["patch"], "copied_output_diff": copied,
-           "flops": flops, "load_after": load_average(), "foreign_cores": m["theirs"]["foreign_cores"],
+           "flops": flops, "load_after": (loadavg() or []), "foreign_cores": m["theirs"]["foreign_cores"],
            "sides": {}}
     for side in sides:
         r = m[side]
@@ -482,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per side before the timed rounds")
     ap.add_argument("--memory-steps", type=int, default=3)
     ap.add_argument("--inference-sizes", default="256", help="sizes of the inference comparison ('' for none)")
-    ap.add_argument("--quick", action="store_true", help="128 px, few repeats; writes bench/work/reference-quick")
+    ap.add_argument("--quick", action="store_true", help="128 px, few repeats; writes bench/work/results-quick")
     ap.add_argument("--out", default=None)
     ap.add_argument("--render", action="store_true",
                     help="rewrite reference_code.md in --out (default bench/results) from its reference_code.json; "
@@ -496,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         side, method, size, steps = args.child
         child(side, method, int(size), int(steps), args.reference, args.vgg_file, device)
         return 0
+    out = report.output_folder(ap, args.out, quick=args.quick)
     if args.render:
-        out = Path(args.out or ROOT / "bench" / "results")
         print(write_report(json.loads((out / "reference_code.json").read_text()), out))
         return 0
     try:
@@ -513,20 +504,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         sizes, reps, warmup, mem_steps = [128], {128: 3}, 1, 2
         inference_sizes = [128]
-        out = Path(args.out or ROOT / "bench" / "work" / "reference-quick")
-        if out.resolve() == (ROOT / "bench" / "results").resolve():
-            ap.error("--quick never writes to bench/results (the committed results); pick another --out")
     else:
         sizes = [int(s) for s in args.sizes.split(",")]
         reps = {s: (args.repeats_128 if s <= 128 else args.repeats_256) for s in sizes}
         warmup, mem_steps = args.warmup, args.memory_steps
         inference_sizes = [int(v) for v in args.inference_sizes.split(",") if v]
-        out = Path(args.out or ROOT / "bench" / "results")
     t0 = time.perf_counter()
     command = "OMP_NUM_THREADS=%s python bench/%s" % (os.environ.get("OMP_NUM_THREADS", "unset"),
                                                        " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
     res = {"reference_commit": reference_commit(folder), "threads": torch.get_num_threads(),
-           "load_start": load_average(), "command": command, "device": str(device),
+           "load_start": (loadavg() or []), "command": command, "device": str(device),
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "torch": torch.__version__, "python": platform.python_version()},
            "training": [], "inference": [], "memory": {}}
@@ -557,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             row = compare_inference(folder, vgg_file, size, inference_sides, warmup, 3 * reps.get(size, 3), device)
             res["inference"].append(row)
             say("  " + ", ".join(f"{k} {v['img_per_s']:.2f} img/s" for k, v in row["sides"].items()))
-    res["load_end"] = load_average()
+    res["load_end"] = (loadavg() or [])
     res["elapsed_s"] = time.perf_counter() - t0
     print(write_report(res, out))
     say(f"wrote {out}/reference_code.md and .json")

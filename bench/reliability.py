@@ -48,23 +48,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+from lab import ROOT
+from lab.report import output_folder
 
+sys.path.append(str(ROOT / "tests"))  # the tests' tiny training config
 from sesim.checkpoint import (  # noqa: E402
     CONFIG_FILE, GENERATOR_FILE, PREVIOUS_STATE_FILE, STATE_FILE, load_generator_weights, read_state,
 )
 from sesim.cli import config_flags  # noqa: E402
 from sesim.config import TrainConfig  # noqa: E402
 from test_train import tiny_config as test_config  # noqa: E402
-
-#: --quick results go here unless --out is given: a quick check never overwrites committed results
-QUICK_RESULTS = "bench/work/results-quick"
-
 
 # ----------------------------------------------------------------------------------------------
 # A workspace: data, a finished tiny run, and a way to call the command
@@ -628,14 +625,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="steps of the killed run (checkpoint every step)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds the kill loop may take")
     ap.add_argument("--quick", action="store_true", help="2 kills of a 6-step run (the CI form); results go to "
-                    f"{QUICK_RESULTS} unless --out is given")
+                    "bench/work/results-quick unless --out is given (never bench/results)")
     ap.add_argument("--out", default=None, help="results folder (default: bench/results)")
     ap.add_argument("--kill-only", action="store_true", help="run only the kill loop and keep the cases of the "
                     "reliability.json already in --out")
     args = ap.parse_args()
     if args.quick:
         args.kills, args.steps = 2, 6
-    args.out = args.out or str(ROOT / (QUICK_RESULTS if args.quick else "bench/results"))
+    args.out = str(output_folder(ap, args.out, quick=args.quick))
     torch.set_num_threads(1)
     os.environ["SESIM_OFFLINE"] = "1"
     results = {}

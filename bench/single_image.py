@@ -11,9 +11,9 @@ The pair needs no download; both images come from scikit-image's bundled data:
   photo that are unpaired).
 
 Both methods use the same networks, data pipeline (random zoomed 64 px patches), steps, batch,
-seed and optimiser (presets ``painting2photo`` and ``sincut``, scaled down for the CPU budget:
-see ``SETTINGS``), trained concurrently as two ``sesim train`` subprocesses with one torch thread
-each. The full-resolution source is then translated (tiled with 256 px tiles *and* whole, and the
+seed and optimiser (presets ``painting2photo`` and ``sincut``, ``lab.methods``, scaled down for the
+CPU budget: see ``SETTINGS``), trained concurrently as two subprocesses (``lab.runner``, what
+``sesim train --preset ...`` does) with one torch thread each. The full-resolution source is then translated (tiled with 256 px tiles *and* whole, and the
 largest difference between the two is reported) and scored:
 
 * **SIFID** (translation vs. the target photo; lower = closer to the photo's local statistics),
@@ -33,6 +33,7 @@ the target photo resized to the source's size (SIFID of a real photo of that sce
 
     python bench/single_image.py --quick   # ~2 min: 20 steps per method (into bench/work/results-quick)
     python bench/single_image.py           # < 20 min on 2 shared CPU cores
+    python bench/single_image.py --render  # rewrite bench/results/single_image.md from single_image.json
 
 Writes ``bench/results/single_image.{md,json}`` (``--quick``: ``bench/work/results-quick/``) and, for the default run,
 ``docs/single_image.png`` (full resolution: source | FSeSim | SinCUT, target below).
@@ -45,25 +46,24 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lab import ROOT, paths, report, runner
+from lab.methods import METHODS, build_config, option
 
-from sesim.data.images import load_image, pil_to_tensor, tensor_to_pil  # noqa: E402
-from sesim.metrics.single_image import (  # noqa: E402
+from sesim.data.images import load_image, pil_to_tensor, tensor_to_pil
+from sesim.metrics.single_image import (
     random_feature_extractor, self_similarity_distance, selfsim_metric_loss, sifid, sifid_inception_extractor,
 )
-from sesim.nets.backbones import describe_backbone  # noqa: E402
-from sesim.translate import load_run_generator, translate_tensor  # noqa: E402
+from sesim.nets.backbones import describe_backbone
+from sesim.translate import load_run_generator, translate_tensor
 
-METHODS = {"FSeSim": "painting2photo", "SinCUT": "sincut"}
+RUNS = ("painting2photo", "sincut")  # lab.methods keys; the reports name them by label (FSeSim, SinCUT)
 # CPU-budget scaling of the presets (both methods alike); the presets themselves keep paper-scale values
 SETTINGS = {"size": 64, "batch_size": 4, "ngf": 16, "ndf": 16, "n_blocks": 4, "n_downsampling": 1}
 STEPS = {"quick": 20, "full": 300}
@@ -89,31 +89,22 @@ def make_pair(folder: Path) -> tuple[Path, Path]:
 
 
 def train_all(pair: tuple[Path, Path], work: Path, steps: int) -> dict[str, dict]:
+    """Train both methods at once, one subprocess each; ``train_seconds`` is each subprocess's wall time."""
     runs = work / "runs"
     if runs.exists():
         shutil.rmtree(runs)
-    procs = {}
-    for name, preset in METHODS.items():
-        cmd = [sys.executable, "-m", "sesim", "train", "--preset", preset, "--dir-a", str(pair[0]),
-               "--dir-b", str(pair[1]), "--load-size", "none", "--steps", str(steps), "--runs", str(runs),
-               "--name", name, "--workers", "0", "--no-progress",
-               "--checkpoint-every", str(steps), "--sample-every", str(steps), "--log-every", "10"]
-        for key, value in SETTINGS.items():
-            cmd += [f"--{key.replace('_', '-')}", str(value)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        log = open(work / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), time.time(), log)
-    out: dict[str, dict] = {}
-    while len(out) < len(procs):  # poll, so each run's own wall time is recorded
-        for name, (proc, t0, log) in procs.items():
-            if name in out or proc.poll() is None:
-                continue
-            log.close()
-            if proc.returncode:
-                raise SystemExit(f"training {name} failed; see {work / (name + '.log')}")
-            out[name] = {"run": runs / name, "train_seconds": time.time() - t0}
-        time.sleep(0.5)
-    return {name: out[name] for name in procs}
+    cfgs = {METHODS[key].label: build_config(key, base=SETTINGS, run={
+        "dir_a": str(pair[0]), "dir_b": str(pair[1]), "load_size": None, "steps": steps, "runs": str(runs),
+        "name": METHODS[key].label, "workers": 0, "checkpoint_every": steps, "sample_every": steps, "log_every": 10})
+        for key in RUNS}
+    with ThreadPoolExecutor(len(cfgs)) as pool:
+        futures = {name: pool.submit(runner.run_one, cfg, inputs=None, fake=None, log_path=work / f"{name}.log",
+                                     threads=1, keep_checkpoints=True) for name, cfg in cfgs.items()}
+        try:
+            timings = {name: f.result() for name, f in futures.items()}
+        except RuntimeError as err:
+            raise SystemExit(str(err)) from None
+    return {name: {"run": runs / name, "train_seconds": t["process_seconds"]} for name, t in timings.items()}
 
 
 def main() -> None:
@@ -121,11 +112,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20 steps per method (~2 min)")
     ap.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "single_image"))
+    report.add_render_flag(ap, "bench/results (bench/work/results-quick with --quick)")
     args = ap.parse_args()
+    out_dir = paths.results_dir(quick=args.quick)
+    stem = "single_image" + ("-quick" if args.quick else "")
+    if args.render:
+        print(report.rerender(out_dir, stem, render).read_text())
+        return
     torch.set_num_threads(2)
     mode = "quick" if args.quick else "full"
     steps = args.steps or STEPS[mode]
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     pair = make_pair(work / "data")
@@ -168,7 +165,8 @@ def main() -> None:
                          "translate_seconds_whole": round(t_whole, 2), "translate_seconds_tiled_256": round(t_tiled, 2),
                          "final_losses": {k: v for k, v in log[-1].items() if k not in ("step", "lr", "images_per_s")}}
 
-    meta = {"mode": mode, "steps": steps, "settings": SETTINGS, "presets": METHODS,
+    meta = {"mode": mode, "steps": steps, "settings": SETTINGS,
+            "presets": {METHODS[k].label: METHODS[k].presets[0] for k in RUNS},
             "source": f"{pair[0].name}: scikit-image rocket photo stylised (mode filter 9, posterise 4 bit, "
                       f"saturation x1.6, edge darkening), {src.shape[-1]}x{src.shape[-2]}",
             "target": f"{pair[1].name}: scikit-image motorcycle_left photo, {tgt.shape[-1]}x{tgt.shape[-2]}",
@@ -180,23 +178,20 @@ def main() -> None:
             "fsesim_training_backbone": _training_backbone(runs["FSeSim"]["run"]),
             "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()[0],
             "total_seconds": round(time.time() - t_start, 1)}
-    out_dir = ROOT / "bench" / ("work/results-quick" if args.quick else "results")  # --quick never replaces results
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "single_image" + ("-quick" if args.quick else "")
-    (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    (out_dir / f"{stem}.md").write_text(render_md(meta, results))
+    written = report.write(out_dir, stem, {"meta": meta, "results": results}, render)
     if not args.quick:
         figure(src, tgt, outputs).save(ROOT / "docs" / "single_image.png")
-    print((out_dir / f"{stem}.md").read_text())
+    print(written["md"].read_text())
 
 
 def _training_backbone(run: Path) -> str:
     """What the run's config.json recorded about its structure backbone."""
-    cfg = json.loads((Path(run) / "config.json").read_text())
-    record = cfg.get("resolved", {}).get("backbone", {})
-    loss = cfg.get("structure", cfg.get("loss", {}))  # the section's name before and after the config split
-    return f"{record.get('description', '?')} {'+'.join(loss['layers'] or [])}, feature norm " \
-           f"{loss['feature_norm']}"
+    from sesim.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(json.loads((Path(run) / "config.json").read_text()))
+    record = runner.backbone_record(run) or {}
+    return (f"{record.get('description', '?')} {'+'.join(option(cfg, 'layers') or [])}, feature norm "
+            f"{option(cfg, 'feature_norm')}")
 
 
 def figure(src: torch.Tensor, tgt: torch.Tensor, outputs: dict[str, torch.Tensor]) -> Image.Image:
@@ -218,13 +213,17 @@ def figure(src: torch.Tensor, tgt: torch.Tensor, outputs: dict[str, torch.Tensor
     return canvas
 
 
-def render_md(meta: dict, results: dict) -> str:
+def render(result: dict) -> str:
+    meta, results = result["meta"], result["results"]
     lines = [f"# Single-image translation: FSeSim vs SinCUT ({meta['mode']}, {meta['steps']} steps)", "",
              f"- Source: {meta['source']}", f"- Target: {meta['target']}",
              f"- Settings (both methods): presets {meta['presets']} with {meta['settings']}",
              f"- SIFID extractor: {meta['sifid_extractor']}",
-             f"- Self-similarity distance: FSeSim maps, {meta['ssd_backbone']}",
-             f"- FSeSim's training loss used: {meta['fsesim_training_backbone']}",
+             *(  # results written before backbones had names recorded VGG16 only
+                 [f"- Self-similarity distance: FSeSim maps, {meta['ssd_backbone']}",
+                  f"- FSeSim's training loss used: {meta['fsesim_training_backbone']}"] if "ssd_backbone" in meta else
+                 [f"- Self-similarity distance: FSeSim maps, VGG16 relu3_1+relu4_1, {meta['ssd_vgg16']}",
+                  f"- FSeSim's training loss used VGG16 weights: {meta['fsesim_training_vgg16']}"]),
              f"- Total wall time {meta['total_seconds']} s on {meta['cpu_count']} CPU cores "
              f"(load average at start {meta['load_average_start']:.1f})", "",
              "| | SIFID vs target (random CNN) | self-sim distance vs source | train s | tiled-vs-whole max diff |",

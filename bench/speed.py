@@ -19,24 +19,29 @@ d. **Arithmetic**: FLOPs per call (``torch.utils.flop_counter.FlopCounterMode``,
    matmul peak of the machine (a 2048 x 2048 ``torch.mm``), giving achieved GFLOP/s and the
    fraction of that peak.
 
-Statistics: wall-clock median (p25-p75) of the timed repetitions after warm-up; the first warm-up
-call runs under the FLOP counter. The implementations compared by a target (fast / tiled / global /
-per-query maps) are timed *interleaved*, one call of each per round, and a speed-up is the median
-over rounds of the per-round ratio: the per-query loop's time drifts by up to 3x between runs on
-this kind of machine, and a ratio of two medians measured minutes apart inherits that drift. CPU seconds (all threads of the process) are reported too: under
-contention compare CPU seconds measured with ``OMP_WAIT_POLICY=PASSIVE``, not wall time (see the
-performance guide). Load from other processes is measured from the kernel's counters
-(``/proc/stat`` before/after each measurement, minus this process tree's own CPU time) and a
-warning is printed when it exceeds 0.1 cores.
+Statistics (``lab.timing``): wall-clock median (p25-p75) of the timed repetitions after warm-up;
+the first warm-up call runs under the FLOP counter. The implementations compared by a target (fast /
+global / per-query maps) are timed *interleaved*, one call of each per round, and a speed-up is the
+median over rounds of the per-round ratio: the per-query loop's time drifts by up to 3x between runs
+on this kind of machine, and a ratio of two medians measured minutes apart inherits that drift. CPU
+seconds (all threads of the process) are reported too: under contention compare CPU seconds measured
+with ``OMP_WAIT_POLICY=PASSIVE``, not wall time (see the performance guide). Load from other
+processes is measured from the kernel's counters (``/proc/stat`` before/after each measurement,
+minus this process tree's own CPU time) and a warning is printed when it exceeds 0.1 cores.
 
 e. **Structure backbones**: the structure loss (forward + backward, local windows) with VGG16 and
    with EfficientNet-Lite0 at their default layers, timed interleaved.
 
     python bench/speed.py            # the full run: about 10-12 minutes on an idle 2-core machine
     python bench/speed.py --quick    # smoke test (128 px, tiny repeats): about 2 minutes idle
+    python bench/speed.py --render   # rewrite bench/results/speed.md from speed.json
 
 Writes ``<out>/speed.md`` and ``<out>/speed.json`` (default ``bench/results``; with ``--quick``
 ``bench/work/results-quick``, so a smoke test never replaces the committed results).
+
+(Until the issue-13 redesign the kernel rows also timed an optional row-band tiled kernel,
+``sesim.ops.selfsim.TILE_WINDOWS``; it measured 1.16-1.37x slower than the default and was removed.
+Reports of runs that measured it still render its rows.)
 """
 
 from __future__ import annotations
@@ -45,36 +50,31 @@ import argparse
 import json
 import logging
 import os
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import torch
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from lab import ROOT, report
+from lab.methods import METHODS as REGISTRY, build_config, option
+from lab.timing import LoadMonitor, machine_info, measure, measure_interleaved, read_status, say
 
+sys.path.append(str(ROOT / "tests"))  # the per-query reference implementation of the maps
 from reference_selfsim import PerQuerySpatialLoss, per_query_maps  # noqa: E402
-from sesim.config import TrainConfig  # noqa: E402
+from sesim import speedups  # noqa: E402
 from sesim.losses.spatial import SpatialCorrelativeLoss  # noqa: E402
 from sesim.factory import build_generator  # noqa: E402
 from sesim.methods import build_method  # noqa: E402
 from sesim.nets.init import init_weights  # noqa: E402
-from sesim import speedups  # noqa: E402
-from sesim.ops import selfsim  # noqa: E402
 from sesim.ops.selfsim import map_distance, sample_queries, self_similarity, window_index  # noqa: E402
 from sesim.translate import translate_tensor  # noqa: E402
 
 logging.getLogger("sesim").setLevel(logging.ERROR)  # "VGG16 features are randomly initialised" x many
 
 METHODS = ("fsesim", "lsesim", "cut", "fastcut", "cyclegan")
-METHOD_LABEL = {"fsesim": "FSeSim", "lsesim": "LSeSim", "cut": "CUT", "fastcut": "FastCUT", "cyclegan": "CycleGAN"}
 # FSeSim with one execution option changed, at the largest size only: what each option costs or saves here
 VARIANTS = ("fsesim@antialias", "fsesim@channels_last", "fsesim@bf16")
 BACKBONE_VARIANTS = ("fsesim@effnet", "lsesim@effnet")  # at every size: the offline default backbone
@@ -92,152 +92,6 @@ FOREIGN_WARN = 0.1  # cores used by other processes above which a measurement is
 GUIDE_TRAIN = {("fsesim", 128): 0.552, ("fsesim", 256): 2.122, ("lsesim", 128): 1.317, ("lsesim", 256): 4.933,
                ("cut", 128): 1.315, ("cut", 256): 4.974, ("fastcut", 128): 0.741, ("fastcut", 256): 2.728}
 GUIDE_INFER_256 = 2.60  # img/s, F-LSeSim test.py generator forward
-
-
-# --------------------------------------------------------------------------------------------
-# machine, load and timing helpers
-# --------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info(threads: int) -> dict:
-    par = torch.__config__.parallel_info()
-    backend = next((ln.split(":", 1)[1].strip() for ln in par.splitlines() if "parallel backend" in ln), "?")
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
-    return {
-        "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
-        "torch": torch.__version__, "python": platform.python_version(), "threads": threads,
-        "parallel_backend": backend, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset: default)"),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
-        "mem_total_gb": _meminfo_gb(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-
-
-def _meminfo_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return None
-
-
-def _proc_stat_busy() -> float | None:
-    """CPU-seconds all CPUs have spent busy since boot (first line of /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu() -> float:
-    """CPU seconds of this process and its waited-for children."""
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-
-class LoadMonitor:
-    """Cores used by processes outside this process tree between ``start()`` and ``stop()``."""
-
-    def start(self) -> "LoadMonitor":
-        self.busy0, self.own0, self.t0 = _proc_stat_busy(), _own_cpu(), time.perf_counter()
-        return self
-
-    def stop(self) -> float | None:
-        busy1, own1, wall = _proc_stat_busy(), _own_cpu(), time.perf_counter() - self.t0
-        if self.busy0 is None or busy1 is None or wall <= 0:
-            return None
-        # /proc/stat ticks at 100 Hz: allow for one tick of rounding per CPU
-        return max(0.0, (busy1 - self.busy0) - (own1 - self.own0)) / wall
-
-
-def read_status(key: str) -> int | None:
-    """A ``/proc/self/status`` field in bytes (VmHWM: peak resident size; VmRSS: current)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def quartiles(xs: list[float]) -> tuple[float, float, float]:
-    if len(xs) == 1:
-        return xs[0], xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], statistics.median(xs), q[2]
-
-
-def measure(fn: Callable[[], object], warmup: int, repeats: int, *, count_flops: bool = True,
-            min_time: float = 0.0) -> dict:
-    """Time ``fn``: ``warmup`` untimed calls (the first under the FLOP counter), then ``repeats`` timed
-    calls, continued (up to ``10 * repeats``) until the timed calls add up to ``min_time`` seconds."""
-    return measure_interleaved({"fn": fn}, warmup, repeats, count_flops=count_flops, min_time=min_time)["fn"]
-
-
-def measure_interleaved(fns: dict[str, Callable[[], object]], warmup: int, repeats: int, *,
-                        count_flops: bool = True, min_time: float = 0.0) -> dict[str, dict]:
-    """Time several implementations of one computation in alternation, so that they share whatever
-    the machine does meanwhile (frequency, cache, allocator state). Each timed round calls every
-    function once (the order rotates between rounds); rounds continue past ``repeats`` (up to
-    ``10 * repeats``) until all timed calls add up to ``min_time`` seconds.
-
-    Returns one dict per name: wall-clock median and quartiles, median CPU seconds, the raw timings,
-    FLOPs counted on its first warm-up call (None without ``count_flops``) and the load from other
-    processes; plus, for every name but the first, ``paired_ratio``: the median over rounds of its
-    time divided by the first function's time in the same round -- the speed-up statistic the
-    targets use, robust to the drifts that make a ratio of two separately measured medians swing.
-    """
-    names = list(fns)
-    flops: dict[str, int | None] = dict.fromkeys(names)
-    for name, fn in fns.items():
-        for i in range(max(warmup, 1 if count_flops else 0)):
-            if i == 0 and count_flops:
-                with FlopCounterMode(display=False) as counter:
-                    fn()
-                flops[name] = int(counter.get_total_flops())
-            else:
-                fn()
-    walls: dict[str, list[float]] = {n: [] for n in names}
-    cpus: dict[str, list[float]] = {n: [] for n in names}
-    monitor = LoadMonitor().start()
-    rounds = 0
-    while rounds < repeats or (sum(map(sum, walls.values())) < min_time and rounds < 10 * repeats):
-        for k in range(len(names)):
-            name = names[(rounds + k) % len(names)]
-            c0, t0 = time.process_time(), time.perf_counter()
-            fns[name]()
-            walls[name].append(time.perf_counter() - t0)
-            cpus[name].append(time.process_time() - c0)
-        rounds += 1
-    foreign = monitor.stop()
-    out = {}
-    for name in names:
-        p25, med, p75 = quartiles(walls[name])
-        out[name] = {"wall_s": med, "p25": p25, "p75": p75, "cpu_s": statistics.median(cpus[name]),
-                     "walls": walls[name], "cpus": cpus[name], "flops": flops[name], "foreign_cores": foreign,
-                     "warmup": warmup, "repeats": rounds}
-        if name != names[0]:
-            out[name]["paired_ratio"] = statistics.median(a / b for a, b in zip(walls[name], walls[names[0]]))
-    return out
-
-
-def say(*args) -> None:
-    print(*args, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,18 +161,16 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
                 fx = torch.rand(1, c, s, s, generator=gen)  # ReLU-like, non-negative
                 fy = torch.rand(1, c, s, s, generator=gen).requires_grad_()
                 feats.append((fx, fy))
-            impls = {("local", "fast"): PATCH, ("local", "tiled"): PATCH, ("global", "fast"): None,
-                     ("local", "per-query"): PATCH}
+            impls = {("local", "fast"): PATCH, ("global", "fast"): None, ("local", "per-query"): PATCH}
             steps = {}
             for (window, impl), patch in impls.items():
 
                 def step(patch=patch, impl=impl):
                     total = 0.0
-                    selfsim.TILE_WINDOWS = impl == "tiled"  # "fast": sesim's default (whole-map product + gather)
                     for fx, fy in feats:
                         h, w = fx.shape[-2:]
                         q = sample_queries(h, w, NUM_QUERIES)
-                        if impl in ("fast", "tiled"):
+                        if impl == "fast":  # sesim's kernel: whole-map product + gather
                             win = window_index(q, h, w, patch)
                             sx, sy = self_similarity(fx, q, win), self_similarity(fy, q, win)
                         else:
@@ -331,11 +183,7 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
                 steps[window, impl] = step
             torch.manual_seed(0)
             shapes = ", ".join(f"{n} {c}x{size // LAYERS[n][1]}x{size // LAYERS[n][1]}" for n, c in channels.items())
-            try:
-                measured = measure_interleaved(steps, warmup, repeats, min_time=min_time)
-            finally:
-                selfsim.TILE_WINDOWS = False  # the library default, whatever call ran last
-            for (window, impl), m in measured.items():
+            for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
                              "features": shapes, "windows": window_note(size, impls[window, impl]), **m})
                 say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
@@ -370,24 +218,18 @@ def bench_backbones(sizes: list[int], warmup: int, repeats: int, min_time: float
 # b. full training steps, one fresh subprocess per method and size
 # --------------------------------------------------------------------------------------------
 def label(method: str) -> str:
-    base, _, option = method.partition("@")
-    return METHOD_LABEL[base] + (f" ({VARIANT_LABEL[option]})" if option else "")
+    base, _, variant = method.partition("@")
+    return REGISTRY[base].label + (f" ({VARIANT_LABEL[variant]})" if variant else "")
 
 
-def method_config(method: str, size: int) -> TrainConfig:
-    """``method`` is a key of METHODS, optionally with ``@<variant>`` (see VARIANTS)."""
-    method, _, option = method.partition("@")
-    cfg = TrainConfig()
-    if option == "antialias":
-        cfg.set_flat("antialias", True)
-    if method in ("lsesim", "cut", "fastcut", "cyclegan"):
-        cfg.apply_preset(method)
-    cfg.set_flat("structure", "lsesim" if method == "lsesim" else "fsesim")
-    for key, value in BACKBONES["efficientnet-lite0" if option == "effnet" else "vgg16"].items():
-        cfg.set_flat("backbone" if key == "backbone" else "backbone_weights", value)
-    cfg.set_flat("size", size)
-    cfg.set_flat("load_size", size)
-    return cfg
+def method_config(method: str, size: int):
+    """The default (paper-size) config with ``method`` (a key of METHODS, optionally with ``@<variant>``,
+    see VARIANTS) on the backbone of its row, at ``size``."""
+    method, _, variant = method.partition("@")
+    backbone = BACKBONES["efficientnet-lite0" if variant == "effnet" else "vgg16"]
+    return build_config(method, base={"antialias": True} if variant == "antialias" else {},
+                        run={"backbone": backbone["backbone"], "backbone_weights": backbone["weights"],
+                             "size": size, "load_size": size})
 
 
 def child_train(method: str, size: int, warmup: int, repeats: int, threads: int) -> None:
@@ -396,18 +238,18 @@ def child_train(method: str, size: int, warmup: int, repeats: int, threads: int)
     rss_import = read_status("VmRSS")
     torch.manual_seed(0)
     cfg = method_config(method, size)
-    option = method.partition("@")[2]
+    variant = method.partition("@")[2]
     model = build_method(cfg)
     model.train()
     gen = torch.Generator().manual_seed(1)
     batch = {"A": torch.rand(1, 3, size, size, generator=gen) * 2 - 1,
              "B": torch.rand(1, 3, size, size, generator=gen) * 2 - 1}
-    if option == "channels_last":
+    if variant == "channels_last":
         speedups.to_channels_last(model)
         batch = speedups.batch_to_channels_last(batch)
 
     def step():
-        with speedups.autocast(torch.device("cpu"), "bf16" if option == "bf16" else "fp32"):
+        with speedups.autocast(torch.device("cpu"), "bf16" if variant == "bf16" else "fp32"):
             return model.train_step(batch)
 
     m = measure(step, warmup, repeats)
@@ -455,8 +297,9 @@ def bench_inference(sizes: list[int], warmup: int, repeats_for: Callable[[int], 
     ``quick``: above 256 px, one cold timed call and FLOPs scaled from the smallest size (the
     generator is fully convolutional, so its FLOPs are proportional to the pixel count)."""
     torch.manual_seed(0)
-    cfg = TrainConfig()
-    generator = init_weights(build_generator(cfg.mode, cfg.data, cfg.generator), cfg.generator.init, cfg.generator.init_gain).eval()
+    cfg = build_config()
+    generator = init_weights(build_generator(cfg.mode, cfg.data, cfg.generator), option(cfg, "init"),
+                             option(cfg, "init_gain")).eval()
     rows = []
     for size in sizes:
         x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size)) * 2 - 1
@@ -591,8 +434,10 @@ def all_measurements(res: dict) -> list[dict]:
     return [*res["loss"], *res["kernel"], *res["train"], *res["inference"], *res.get("backbones", []), res["matmul"]]
 
 
-def write_report(res: dict, out: Path) -> str:
+def render(res: dict) -> str:
+    """The Markdown report of a ``speed.json``."""
     mi, peak = res["machine"], res["matmul"]["gflops_median"]
+    tiled = res.get("tiled_kernel", True)  # the row-band kernel existed until it was removed, having measured slower
     worst = max((m.get("foreign_cores") or 0.0) for m in all_measurements(res))
     lines = [
         "# sesim speed (bench/speed.py)", "",
@@ -638,8 +483,9 @@ def write_report(res: dict, out: Path) -> str:
               "Maps of source (no grad) and translation (grad) + cosine map distance, forward + backward to the "
               "translation's features; precomputed random non-negative features shaped like relu3_1/relu4_1 "
               "(LSeSim: the heads' C/4 outputs). *fast* = sesim's default kernel (one whole-map product + a gather "
-              "of each window); *tiled* = the optional row-band kernel (`sesim.ops.selfsim.TILE_WINDOWS = True`: "
-              "each group of queries multiplied only with the rows holding its windows).", "",
+              "of each window)" + ("; *tiled* = the optional row-band kernel (`sesim.ops.selfsim.TILE_WINDOWS = True`: "
+                                   "each group of queries multiplied only with the rows holding its windows)" if tiled
+                                   else "") + ".", "",
               "| size | features | maps | implementation | s/call | CPU s | GFLOP | load | windows |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in res["kernel"]:
@@ -691,7 +537,7 @@ def write_report(res: dict, out: Path) -> str:
             pairs = [(m, f"{m}@effnet") for m in ("fsesim", "lsesim") if m in t and f"{m}@effnet" in t]
             if pairs:
                 lines.append("")
-                lines += [f"- train {size} px, {METHOD_LABEL[a]}: VGG16 {t[a]['wall_s']:.3f} s / {_gb(t[a]['peak_rss'])} GB, "
+                lines += [f"- train {size} px, {REGISTRY[a].label}: VGG16 {t[a]['wall_s']:.3f} s / {_gb(t[a]['peak_rss'])} GB, "
                           f"EfficientNet-Lite0 {t[b]['wall_s']:.3f} s / {_gb(t[b]['peak_rss'])} GB "
                           f"({t[b]['wall_s'] / t[a]['wall_s']:.2f}x the time)" for a, b in pairs]
 
@@ -703,8 +549,9 @@ def write_report(res: dict, out: Path) -> str:
               "FLOPs come from `torch.utils.flop_counter.FlopCounterMode` over one call (forward and backward "
               "matmuls and convolutions; element-wise work such as normalisation, activations and Adam is not "
               "counted). The per-query reference multiplies each query with its window only, so it does fewer FLOPs than the "
-              "fast path, which computes the product with the whole map and then gathers the windows; the tiled "
-              "path multiplies each group of queries with the band of rows holding their windows.", ""]
+              "fast path, which computes the product with the whole map and then gathers the windows"
+              + ("; the tiled path multiplies each group of queries with the band of rows holding their windows"
+                 if tiled else "") + ".", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -725,7 +572,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sections", default="loss,kernel,train,inference,backbones",
                    help="comma-separated subset of loss,kernel,train,inference,backbones (the matmul peak always runs)")
     p.add_argument("--child-train", nargs=2, metavar=("METHOD", "SIZE"), help=argparse.SUPPRESS)
+    report.add_render_flag(p, "--out")
     args = p.parse_args(argv)
+    out = report.output_folder(p, args.out, quick=args.quick)
+    if args.render:
+        print(report.rerender(out, "speed", render).read_text())
+        return
 
     torch.set_num_threads(args.threads)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
@@ -768,7 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     overall = LoadMonitor().start()
     res: dict = {"machine": info, "foreign_cores_before": busy, "args": vars(args), "command": " ".join([Path(sys.executable).name, *sys.argv]),
-                 "loss": [], "kernel": [], "train": [], "inference": []}
+                 "loss": [], "kernel": [], "train": [], "inference": [], "tiled_kernel": False}
 
     say("d. float32 matmul peak")
     res["matmul"] = bench_matmul(2048, 2 if not args.quick else 1, reps(10, 3))
@@ -792,10 +644,7 @@ def main(argv: list[str] | None = None) -> None:
     res["total_s"] = time.perf_counter() - t_start
     res["targets"] = evaluate_targets(res)
 
-    out = Path(args.out or ROOT / "bench" / ("work/results-quick" if args.quick else "results"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps(res, indent=1) + "\n")
-    (out / "speed.md").write_text(write_report(res, out))
+    report.write(out, "speed", res, render, indent=1)
 
     say("\ntargets:")
     for c in res["targets"]:

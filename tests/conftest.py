@@ -1,7 +1,12 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+# bench/lab (the benchmarks' tasks, scorers and harness) is importable as ``lab``, as it is for the bench scripts
+sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
 
 # Tests use tiny tensors, where thread start-up costs more than it saves (and two threads contend
 # badly when the machine is busy). Never download anything during tests.

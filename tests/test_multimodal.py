@@ -226,14 +226,12 @@ def test_bench_diversity_measure():
     import numpy as np
 
     bench = Path(__file__).resolve().parents[1] / "bench"
-    sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location("bench_multimodal", bench / "multimodal.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
     try:
-        spec = importlib.util.spec_from_file_location("bench_multimodal", bench / "multimodal.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up here
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(bench))
         sys.modules.pop("bench_multimodal", None)
     features = lambda imgs: imgs.reshape(len(imgs), -1).astype(np.float64).mean(1, keepdims=True)  # noqa: E731
     same = np.full((3, 4, 8, 8, 3), 100, np.uint8)

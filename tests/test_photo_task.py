@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sesim.data.photo_task import (
+from lab.photo_task import (
     PHOTOS,
     appearance_transform,
     l1_error,

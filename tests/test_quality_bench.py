@@ -1,4 +1,5 @@
-"""Smoke test of bench/quality.py's core: a tiny run (2 methods, 3 steps, 32 px) and its tables."""
+"""Smoke test of bench/quality.py's core: a tiny run (2 methods, 3 steps, 32 px) and its tables; the runner's
+subprocess (lab.runner)."""
 
 import csv
 import importlib.util
@@ -67,17 +68,18 @@ def test_cli_rejects_bad_arguments(quality):
 
 def test_training_subprocess_reports_time_and_peak_memory(quality, tmp_path):
     import skimage  # noqa: F401  (a test dependency: fail loudly if missing)
-    from sesim.data.photo_task import make_photo_dataset
+    from lab import runner
+    from lab.photo_task import make_photo_dataset
 
     data = tmp_path / "data"
     make_photo_dataset(data, size=32, n_train=4, n_test=3, seed=0)
     cfg = quality.method_config(quality.METHODS["gan-only"], data=data, size=32, steps=2, seed=0, runs=tmp_path / "runs",
                                 name="probe", device="cpu", small=True, custom=False)
-    timing = quality.run_one(cfg, inputs=data / "testA", fake=tmp_path / "fake", log_path=tmp_path / "logs" / "probe.log",
+    timing = runner.run_one(cfg, inputs=data / "testA", fake=tmp_path / "fake", log_path=tmp_path / "logs" / "probe.log",
                              threads=1)
     assert timing["steps"] == 2 and timing["train_seconds"] > 0
     assert 50 < timing["peak_rss_mb"] < 20000  # VmHWM of the subprocess, in MB
     assert len(list((tmp_path / "fake").glob("*.png"))) == 3
-    again = quality.run_one(cfg, inputs=data / "testA", fake=tmp_path / "fake", log_path=tmp_path / "logs" / "probe.log",
+    again = runner.run_one(cfg, inputs=data / "testA", fake=tmp_path / "fake", log_path=tmp_path / "logs" / "probe.log",
                             threads=1)
     assert again["reused"] and again["train_seconds"] == timing["train_seconds"]

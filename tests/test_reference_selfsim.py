@@ -131,17 +131,13 @@ def test_per_query_loss_equals_fast_loss(patch, learned):
     torch.testing.assert_close(grads[0], grads[1])
 
 
-@pytest.mark.parametrize("tiled", [True, False])
 @pytest.mark.parametrize("h,w,patch", [(9, 14, 4), (13, 7, 5), (20, 33, 7), (16, 16, 4)])
-def test_tiled_and_untiled_window_products_match_reference(h, w, patch, tiled, monkeypatch):
-    """Both kernels (row-band tiles and whole-map product + gather) give the reference maps and gradients."""
-    import sesim.ops.selfsim as selfsim
-
-    monkeypatch.setattr(selfsim, "TILE_WINDOWS", tiled)
+def test_window_products_match_reference(h, w, patch):
+    """The whole-map product + gather gives the reference maps and gradients on maps where windows are much
+    smaller than the map (where the removed row-band tiled kernel used to take over)."""
     g = torch.Generator().manual_seed(h * w)
     f = torch.randn(2, 5, h, w, generator=g, dtype=torch.float64, requires_grad=True)
     queries = border_and_interior_queries(h, w)
-    assert selfsim._worth_tiling(window_index(queries, h, w, patch), h, w) == tiled
     fast = fast_maps(f, queries, patch, "centered_l2")
     ref = per_query_maps(f, queries, patch, norm="centered_l2")
     torch.testing.assert_close(fast, ref, **TOL[torch.float64])

@@ -1,4 +1,4 @@
-"""bench/speed.py's statistics and target verdicts, on a fake clock (no timing is asserted here)."""
+"""bench/speed.py's statistics (lab.timing) and target verdicts, on a fake clock (no timing is asserted here)."""
 
 import importlib.util
 from pathlib import Path
@@ -26,10 +26,12 @@ class FakeClock:
         return self.now
 
 
-def test_interleaved_rounds_give_per_round_ratios(speed, monkeypatch):
+def test_interleaved_rounds_give_per_round_ratios(monkeypatch):
+    from lab import timing
+
     clock = FakeClock()
-    monkeypatch.setattr(speed.time, "perf_counter", clock)
-    monkeypatch.setattr(speed.time, "process_time", clock)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    monkeypatch.setattr(timing.time, "process_time", clock)
     calls = [0]
 
     def work(cost):
@@ -38,7 +40,7 @@ def test_interleaved_rounds_give_per_round_ratios(speed, monkeypatch):
             calls[0] += 1
         return fn
 
-    out = speed.measure_interleaved({"fast": work(0.01), "slow": work(0.12)}, warmup=1, repeats=5)
+    out = timing.measure_interleaved({"fast": work(0.01), "slow": work(0.12)}, warmup=1, repeats=5)
     assert set(out) == {"fast", "slow"} and out["fast"]["repeats"] == out["slow"]["repeats"] == 5
     assert "paired_ratio" not in out["fast"]
     # whatever the drift, both calls of a round ran at one speed: every per-round ratio is 12
@@ -77,19 +79,13 @@ def test_targets_use_paired_ratios_and_keep_the_whole_loss_as_context(speed):
 def test_side_by_side_flops_are_attributed_by_the_weights_each_op_reads():
     """bench/reference_speed.py splits a step's FLOPs into networks by which parameters (or views of
     them, as a frozen head's detached weights) a convolution or matmul reads; the rest is 'maps'."""
-    import sys
-
     import torch
     from torch import nn
     from torch.utils.flop_counter import FlopCounterMode
 
-    sys.path[:0] = [str(ROOT / "bench")]
-    try:
-        spec = importlib.util.spec_from_file_location("bench_reference_speed", ROOT / "bench" / "reference_speed.py")
-        ref_speed = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ref_speed)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_reference_speed", ROOT / "bench" / "reference_speed.py")
+    ref_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref_speed)
     g, d = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
     head = nn.Conv2d(4, 4, 1)
 

@@ -61,7 +61,7 @@ def test_self_similarity_mse_is_zero_for_the_same_image_and_symmetric_cosines():
 
 def test_offline_backbone_struct_prefers_a_restyled_copy_to_another_photo():
     skimage_data = pytest.importorskip("skimage.data")
-    from sesim.data.photo_task import appearance_transform
+    from lab.photo_task import appearance_transform
 
     def crop(photo):
         return torch.from_numpy(np.ascontiguousarray(photo[:128, :128, :3])).permute(2, 0, 1).contiguous()

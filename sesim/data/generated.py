@@ -1,4 +1,5 @@
-"""Folders of generated datasets (the demo scenes, the photo task): reuse, replace or refuse.
+"""Folders of generated datasets (the demo scenes; also the benchmarks' photo task, bench/lab/photo_task.py):
+reuse, replace or refuse.
 
 A generated dataset is a folder of ``NNNNNN.png`` files in fixed sub-folders plus a ``meta.json``
 whose ``kind`` names the generator, whose ``counts`` give the files per sub-folder, and whose

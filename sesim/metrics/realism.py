@@ -39,9 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .frechet import frechet_distance, kernel_inception_distance
-
-__all__ = ["RealismFeatures", "realism_scores"]
+__all__ = ["RealismFeatures"]
 
 
 def _to_tensor(images) -> torch.Tensor:
@@ -218,11 +216,3 @@ class RealismFeatures:
         self.net.eval()
         return self
 
-
-def realism_scores(extractor: RealismFeatures, images, reference, *, kid_subsets: int = 10,
-                   kid_subset_size: int = 100, seed: int = 0, reference_features: np.ndarray | None = None) -> dict:
-    """``{"fd", "kid", "kid_std"}`` of ``images`` against real ``reference`` images in the extractor's space."""
-    fx = extractor.features(images)
-    fy = reference_features if reference_features is not None else extractor.features(reference)
-    kid, kid_std = kernel_inception_distance(fx, fy, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-    return {"fd": frechet_distance(fx, fy), "kid": kid, "kid_std": kid_std}

@@ -19,10 +19,9 @@ global map. Its backward (:class:`_QueryProduct`) and the feature normalisation'
 which matters on a CPU where these small products are near the matmul peak and the rest is
 overhead (``bench/speed.py``'s kernel rows).
 
-Optionally (:data:`TILE_WINDOWS`), when the windows are much smaller than the map (e.g. 32 x 32
-windows on the 64 x 64 ``relu3_1`` map of a 256 px image), the queries are first grouped by the
-band of rows holding their windows and each group is multiplied only against that band; the values
-are the same dot products in about 60 % of the arithmetic, but measured slower on a CPU.
+(A row-band tiled variant -- each group of queries multiplied only with the rows holding its
+windows, about 60 % of the arithmetic at 256 px -- measured 1.16-1.37x slower on a CPU and was
+removed; docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -38,11 +37,6 @@ DISTANCES = ("cos", "l1")
 SAMPLINGS = ("random", "grid")
 #: the paper's local window side in feature positions (App. B.1: 32 x 32); the one place this default lives
 PAPER_PATCH_SIZE = 32
-
-#: Use the row-band tiled product for local windows where it saves arithmetic (see :func:`_worth_tiling`).
-#: Off by default: on the 2-core CPU sesim is benchmarked on, the saved arithmetic did not pay for the
-#: extra small products (bench/speed.py, "tiled" vs "fast" rows). Both paths give the same maps.
-TILE_WINDOWS = False
 
 
 def sample_queries(
@@ -175,11 +169,7 @@ def self_similarity(
         ``(N, N_s, N_p)`` maps. Values lie in [-1, 1] for every norm (cosines or tanh).
     """
     f = normalize_features(f, norm)
-    flat = f.flatten(2)  # (N, C, HW)
-    if window is not None and _worth_tiling(window, f.shape[-2], f.shape[-1]):
-        sim = _tiled_windows(f, flat[:, :, queries], window)
-    else:
-        sim = _QueryProduct.apply(flat, queries, window)
+    sim = _QueryProduct.apply(f.flatten(2), queries, window)  # (N, C, HW) -> (N, N_s, N_p)
     if norm == "tanh":
         sim = torch.tanh(sim / tanh_scale)
     return sim
@@ -220,103 +210,6 @@ class _QueryProduct(torch.autograd.Function):
         grad_q = torch.bmm(flat, dense.transpose(1, 2))  # d/d queries: (N, C, Ns)
         grad_flat.index_add_(2, queries, grad_q)
         return grad_flat, None, None
-
-
-def _window_geometry(window: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """Top-left corners ``(r0, c0)`` (each ``(N_s,)``) and the side lengths of row-major windows."""
-    first, last = window[:, 0], window[0, -1]
-    ph = int(last // width - first[0] // width) + 1
-    pw = window.shape[1] // max(ph, 1)
-    return first // width, first % width, ph, pw
-
-
-def _band(p: int) -> int:
-    """Spread of window-origin rows grouped into one tile: a quarter of a window (at least 2)."""
-    return max(2, p // 4)
-
-
-def _worth_tiling(window: torch.Tensor, height: int, width: int) -> bool:
-    """Tile when a tile's rows (window + band) are well under the whole map's."""
-    if not TILE_WINDOWS or window.shape[0] < 8:
-        return False
-    r0, c0, ph, pw = _window_geometry(window, width)
-    if ph < 1 or ph * pw != window.shape[1] or ph + _band(ph) > 0.7 * height:
-        return False
-    # Keys need not be windows (e.g. the "sampled" ablation): tile only true row-major P x P windows.
-    dr = torch.arange(ph, device=window.device).repeat_interleave(pw)
-    dc = torch.arange(pw, device=window.device).repeat(ph)
-    return bool(torch.equal((r0[:, None] + dr) * width + (c0[:, None] + dc), window))
-
-
-def _tiled_windows(f: torch.Tensor, q: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Window maps by tiles: ``f`` (N, C, H, W) normalised, ``q`` (N, C, N_s) -> (N, N_s, N_p).
-
-    Queries are bucketed by the row of their window's top edge (bands of :func:`_band` rows);
-    each bucket is multiplied against the band of map rows that holds its windows -- full-width
-    rows, so the band is a view of ``f`` and nothing is copied -- then each query's window is
-    gathered from it. Exactly the entries of the global map's gather.
-    """
-    width = f.shape[-1]
-    r0, c0, ph, pw = _window_geometry(window, width)
-    bucket = r0 // _band(ph)
-    order = torch.argsort(bucket, stable=True)
-    counts = torch.bincount(bucket[order])
-    r0s, c0s = r0[order], c0[order]
-    dr = torch.arange(ph, device=window.device).repeat_interleave(pw)
-    dc = torch.arange(pw, device=window.device).repeat(ph)
-    tiles = []  # (query slice, top, left, bottom, right, local window indices (k, N_p))
-    host = torch.stack([r0s, c0s]).cpu()  # one host sync for all tile bounds
-    start = 0
-    for count in counts.tolist():
-        if count == 0:
-            continue
-        sel = slice(start, start + count)
-        start += count
-        top, left = int(host[0, sel].min()), 0
-        bottom, right = int(host[0, sel].max()) + ph, width
-        local = (r0s[sel, None] - top + dr) * (right - left) + (c0s[sel, None] - left + dc)
-        tiles.append((sel, top, left, bottom, right, local))
-    sim = _TiledWindows.apply(f, q[:, :, order], tiles)  # queries in bucket order
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=order.device)
-    return sim[:, inverse]
-
-
-class _TiledWindows(torch.autograd.Function):
-    """Forward and backward of the tiled window maps without full-map temporaries per tile.
-
-    ``f`` (N, C, H, W), ``q`` (N, C, N_s) in tile order -> (N, N_s, N_p). The backward pass
-    accumulates each tile's feature gradient into one (N, C, H, W) buffer in place.
-    """
-
-    @staticmethod
-    def forward(ctx, f, q, tiles):  # type: ignore[override]
-        n, c = f.shape[:2]
-        out = f.new_empty(n, q.shape[2], tiles[0][5].shape[1])
-        for sel, top, left, bottom, right, local in tiles:
-            rect = f[:, :, top:bottom, left:right].reshape(n, c, -1)  # a view: full-width rows
-            sim = torch.bmm(q[:, :, sel].transpose(1, 2), rect)
-            out[:, sel] = sim.gather(2, local.unsqueeze(0).expand(n, -1, -1))
-        ctx.save_for_backward(f, q)
-        ctx.tiles = tiles
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
-        f, q = ctx.saved_tensors
-        n, c = f.shape[:2]
-        grad_f = torch.zeros_like(f) if ctx.needs_input_grad[0] else None
-        grad_q = torch.empty_like(q) if ctx.needs_input_grad[1] else None
-        for sel, top, left, bottom, right, local in ctx.tiles:
-            h, w = bottom - top, right - left
-            g = grad_out.new_zeros(n, local.shape[0], h * w)
-            g.scatter_(2, local.unsqueeze(0).expand(n, -1, -1), grad_out[:, sel])  # windows do not repeat
-            if grad_q is not None:
-                rect = f[:, :, top:bottom, left:right].reshape(n, c, -1)
-                grad_q[:, :, sel] = torch.bmm(rect, g.transpose(1, 2))
-            if grad_f is not None:
-                grad_f[:, :, top:bottom, left:right] += torch.bmm(q[:, :, sel], g).view(n, c, h, w)
-        return grad_f, grad_q, None
 
 
 def map_distance(

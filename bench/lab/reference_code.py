@@ -36,7 +36,8 @@ import torch
 import torchvision
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import ROOT
+
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "F-LSeSim"
 
 #: Their released training script's loss settings (scripts/train_sc.sh), FSeSim; LSeSim adds --learned_attn --augment

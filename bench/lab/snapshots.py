@@ -18,7 +18,7 @@ Validation splits (:func:`validation_task`), held out from training like the tes
 * ``custom`` -- ``valA/`` + ``valB/`` of ``--data`` when they exist (realism only), else none.
 
 Each run's history is cached next to its translations (``history.json``, keyed by snapshot step
-and file hash), so a rerun of the benchmark rescoring nothing it has scored.
+and file hash), so a rerun of the benchmark rescores nothing it has scored.
 """
 
 from __future__ import annotations
@@ -28,40 +28,31 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-__all__ = ["validation_task", "score_history", "markdown", "REALISM_KEYS"]
+from .stats import mean_std
+from .tasks import REALISM_COLUMNS, Task, layout_scorer
 
-#: realism keys of every task's scores (lower is better); the structure keys come from the task
-REALISM_KEYS = (("fd", "FD ↓", False), ("kid_x100", "KID×100 ↓", False))
+__all__ = ["validation_task", "score_history", "markdown"]
 
 
-def validation_task(task: Any, root: Path, *, size: int, n_val: int,
-                    load_custom: Callable[[Path], np.ndarray] | None = None) -> Any | None:
-    """A copy of the fitted ``task`` (a ``bench/quality.py`` Task) on its validation split, sharing its
+def validation_task(task: Task, root: Path, *, size: int, n_val: int,
+                    load_custom: Callable[[Path], np.ndarray] | None = None) -> Task | None:
+    """A copy of the fitted ``task`` on its validation split, sharing its
     realism features; ``None`` when the task has no validation split (module doc). ``load_custom``:
     the benchmark's image loader for custom data (folder -> ``(N, H, W, 3)`` uint8)."""
     from sesim.data.demo_scenes import load_rgb_folder
 
     root = Path(root)
     if task.name == "scenes":
-        from sesim.data.demo_scenes import CLASSES, load_layouts, make_demo_dataset
-        from sesim.metrics.layout import PixelClassifier, mean_iou, pixel_accuracy
+        from sesim.data.demo_scenes import load_layouts, make_demo_dataset
 
         make_demo_dataset(root, size=size, n_train=1, n_test=n_val, seed=1)
-        layouts = load_layouts(root / "layouts" / "testA")
-        classifier = PixelClassifier(len(CLASSES)).fit(load_rgb_folder(task.data / "trainB"),
-                                                       load_layouts(task.data / "layouts" / "trainB"))
-
-        def structure(images: np.ndarray) -> dict:
-            pred = classifier.predict(images)
-            return {"pixel_accuracy": pixel_accuracy(pred, layouts), "mean_iou": mean_iou(pred, layouts, len(CLASSES))}
-
-        targets = None
+        structure, targets = layout_scorer(task.data, load_layouts(root / "layouts" / "testA")), None
     elif task.name == "photos":
-        from sesim.data.photo_task import make_photo_dataset, target_errors
+        from .photo_task import make_photo_dataset, target_errors
 
         make_photo_dataset(root, size=size, n_train=1, n_test=n_val, seed=1)
         targets = load_rgb_folder(root / "targets" / "testA")
@@ -85,8 +76,8 @@ def validation_task(task: Any, root: Path, *, size: int, n_val: int,
                                reference_features=task.extractor.features(reference))
 
 
-def score_history(task: Any, run_dir: Path, *, work_dir: Path, load: Callable[[Path], np.ndarray],
-                  val_task: Any | None = None, log: Callable[[str], None] | None = None) -> dict:
+def score_history(task: Task, run_dir: Path, *, work_dir: Path, load: Callable[[Path], np.ndarray],
+                  val_task: Task | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Score every snapshot of ``run_dir`` with ``task`` (and ``val_task``); returns
     ``{"steps", "selected_on", "optimistic", "history", "selection"}`` (selection as
     :func:`sesim.sweep.select_best_last`, directions from the task's columns)."""
@@ -118,7 +109,7 @@ def score_history(task: Any, run_dir: Path, *, work_dir: Path, load: Callable[[P
                 log(f"  [{task.name}] {Path(run_dir).name} step {snap.step}: "
                     + ", ".join(f"{k} {v:.3f}" for k, v in record["test"].items() if not k.startswith("kid_std")))
         history.append({"step": snap.step, **cache[key]})
-    higher = {k: hi for k, _, hi in [*task.structure_columns, *REALISM_KEYS]}
+    higher = {k: hi for k, _, hi in [*task.structure_columns, *REALISM_COLUMNS]}
     select_on = "val" if val_task is not None else "test"
     selection = select_best_last(history, list(higher), select_on=select_on, report_on="test", higher=higher)
     return {"steps": [s.step for s in snaps], "selected_on": select_on, "optimistic": select_on == "test",
@@ -129,18 +120,13 @@ def _plain(scores: dict) -> dict:
     return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float, np.floating))}
 
 
-def _mean(values: list) -> float:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def markdown(result: dict, task: str, cols: list) -> list[str]:
     """Lines for ``quality.md``: per method, last and best of each metric (mean over seeds; the mean step
     of the best), with where the best was picked."""
     rows = [r for r in result["rows"] if r["task"] == task and r.get("snapshots")]
     if not rows:
         return []
-    keys = [*cols, *REALISM_KEYS]
+    keys = [*cols, *REALISM_COLUMNS]
     picked = {r["snapshots"]["selected_on"] for r in rows}
     where = ("on the validation split, reported on the test split" if picked == {"val"} else
              "on the test split itself: optimistic (the test images chose the snapshot)")
@@ -156,9 +142,9 @@ def markdown(result: dict, task: str, cols: list) -> list[str]:
         cells = []
         for k, _, _ in keys:
             sel = [r["snapshots"]["selection"].get(k) or {} for r in group]
-            last = _mean([(s.get("last") or {}).get("value") for s in sel])
-            best = _mean([(s.get("best") or {}).get("value") for s in sel])
-            step = _mean([(s.get("best") or {}).get("step") for s in sel])
+            last = mean_std([(s.get("last") or {}).get("value") for s in sel])[0]
+            best = mean_std([(s.get("best") or {}).get("value") for s in sel])[0]
+            step = mean_std([(s.get("best") or {}).get("step") for s in sel])[0]
             digits = 3 if abs(last) < 10 else 1
             cells.append(f"{last:.{digits}f} / {best:.{digits}f} ({step:.0f})" if not math.isnan(best) else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -3,7 +3,8 @@
 The photographs are the colour test images shipped inside the scikit-image wheel
 (``skimage.data``: astronaut, chelsea the cat, coffee, rocket, and the left view of the stereo
 motorcycle); they load from the installed package, never through a download. scikit-image is
-needed only to *build* the task (``pip install scikit-image``).
+needed only to *build* the task (``pip install scikit-image``). Used by the benchmarks only
+(``bench/quality.py``'s *photos* task); not part of the sesim package.
 
 Each photo is cut along its long axis into three disjoint strips: 40 % for domain A, 40 % for
 domain B and 20 % held out for testing (the order of the strips differs between photos, so the
@@ -41,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .generated import prepare_folder, save_png
+from sesim.data.generated import prepare_folder, save_png
 
 __all__ = [
     "PHOTOS",
@@ -149,12 +150,6 @@ def random_crops(photos: dict[str, np.ndarray], split: str, n: int, size: int, r
 
 
 # ----------------------------------------------------------------------------- dataset
-
-
-
-
-
-
 def make_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int = 128, seed: int = 0) -> dict:
     """Write the real-photo task under ``root`` (see the module doc) and return its meta.
 

@@ -1,0 +1,47 @@
+"""Results as JSON, reports rendered from the JSON.
+
+A benchmark writes ``<stem>.json`` and then renders ``<stem>.md`` from that file as read back, so
+the report holds nothing the JSON does not, and ``--render`` (:func:`rerender`) rewrites the same
+report from a committed JSON without measuring anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from . import paths
+
+Render = Callable[[dict], str]
+
+
+def write(folder: Path, stem: str, result: dict, render: Render, *, indent: int = 2,
+          default: Callable[[Any], Any] | None = None) -> dict[str, Path]:
+    """Write ``<folder>/<stem>.json`` and ``<stem>.md`` (rendered from the JSON as written)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=indent, default=default) + "\n")
+    return {"json": folder / f"{stem}.json", "md": rerender(folder, stem, render)}
+
+
+def rerender(folder: Path, stem: str, render: Render) -> Path:
+    """Rewrite ``<folder>/<stem>.md`` from ``<folder>/<stem>.json``; returns the report's path."""
+    md = Path(folder) / f"{stem}.md"
+    md.write_text(render(json.loads((Path(folder) / f"{stem}.json").read_text())))
+    return md
+
+
+def output_folder(ap: argparse.ArgumentParser, requested: str | Path | None, *, quick: bool) -> Path:
+    """:func:`lab.paths.results_dir`, with a refused folder reported as a usage error of ``ap``."""
+    try:
+        return paths.results_dir(requested, quick=quick)
+    except paths.CommittedResultsError as err:
+        ap.error(str(err))
+
+
+def add_render_flag(ap: argparse.ArgumentParser, where: str) -> None:
+    ap.add_argument("--render", action="store_true",
+                    help=f"measure nothing: rewrite the report from its JSON in {where} (default bench/results)")
+
