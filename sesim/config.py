@@ -49,7 +49,9 @@ class DataConfig:
 class ModelConfig:
     mode: str = _f("single-modal", "translation mode: single-modal (ResNet G + PatchGAN), multimodal (MUNIT-style "
                                    "content/style G with AdaIN + multi-scale D), single-image (StyleGAN2-style G/D on "
-                                   "patches of one image pair)", choices=("single-modal", "multimodal", "single-image"))
+                                   "patches of one image pair), exemplar (MCL-Net: paired conditions -> photos in the "
+                                   "style of an exemplar; options in the exemplar section)",
+                   choices=("single-modal", "multimodal", "single-image", "exemplar"))
     ngf: int = _f(64, "generator base channels")
     n_blocks: int = _f(9, "generator residual blocks (9 for 256 px, 6 for smaller images)")
     ndf: int = _f(64, "discriminator base channels")
@@ -175,6 +177,44 @@ class RunConfig:
                                 "0 = off")
 
 
+@dataclass
+class ExemplarConfig:
+    """``--mode exemplar`` (MCL-Net, ``sesim/methods/exemplar.py``; docs/exemplar.md). The ablation rows of the
+    paper's Table 3 are presets: exemplar-spade, exemplar-cor, exemplar-mcl, exemplar-scm, exemplar (MCL-Net)."""
+
+    exemplars: str | None = _f(None, "exemplar: folder of exemplar photos drawn for training steps that do not use a "
+                                     "pseudo exemplar (default: the training photos, trainB)")
+    pseudo_exemplar: float = _f(0.5, "exemplar: fraction of steps whose exemplar is a geometrically distorted copy of "
+                                     "the ground truth (then the warp has a known target, the pseudo-pair term); the "
+                                     "others draw another training photo")
+    correspondence: bool = _f(True, "exemplar: build the correspondence and warp the exemplar (off: the SPADE-only "
+                                    "baseline, the exemplar reaches the generator unaligned)")
+    scm: bool = _f(True, "exemplar: append the self-correlation map embedding (SCM, Eq. 2) to each descriptor")
+    scm_dim: int = _f(256, "exemplar: size of the SCM embedding (paper: 256)")
+    corr_channels: int = _f(64, "exemplar: feature channels of the encoders E_X and E_Z")
+    corr_temperature: float = _f(0.01, "exemplar: softmax temperature of the correspondence (on cosines)")
+    mcl_margin: float = _f(0.4, "exemplar: additive angular margin m of the marginal contrastive loss, radians "
+                                "(paper: 0.4; 0 = plain contrastive loss)")
+    mcl_temperature: float = _f(0.07, "exemplar: temperature tau of the marginal contrastive loss (scale s = 1/tau)")
+    spade_hidden: int = _f(64, "exemplar: hidden channels of each SPADE layer")
+    n_up: int = _f(3, "exemplar: upsamplings of the SPADE generator (its stride is 2**n_up)")
+    lambda_cyc: float = _f(1.0, "exemplar: weight of the warping cycle loss |T'TZ - Z|_1 (lambda_1)")
+    lambda_fcst: float = _f(10.0, "exemplar: weight of the feature consistency loss |E_X(X) - E_Z(Y)|_1 (lambda_2)")
+    lambda_mcl: float = _f(1.0, "exemplar: weight of the marginal contrastive loss (lambda_3; 0 = the CoCosNet-like "
+                                "+COR row)")
+    lambda_perc: float = _f(0.2, "exemplar: weight of the perceptual loss to the ground truth (lambda_4; its L1 on "
+                                 "EfficientNet-Lite0 features starts near 8, 5x the other terms)")
+    lambda_cxt: float = _f(1.0, "exemplar: weight of the contextual loss to the exemplar (lambda_5)")
+    lambda_pse: float = _f(10.0, "exemplar: weight of the pseudo-pair loss |TZ - Y|_1 on pseudo exemplars (lambda_6)")
+    perc_layers: tuple[str, ...] | None = _f(None, "exemplar: backbone layers of the perceptual loss (default: "
+                                                   "EfficientNet-Lite0 stage3,stage4; VGG16 relu4_1,relu5_1)")
+    cxt_layers: tuple[str, ...] | None = _f(None, "exemplar: backbone layers of the contextual loss (default: "
+                                                  "EfficientNet-Lite0 stage2,stage3,stage4; VGG16 relu2_1,relu3_1,"
+                                                  "relu4_1)")
+    lr_d: float = _f(4e-4, "exemplar: Adam learning rate of the discriminator (paper: 4e-4; --lr is the generator's, "
+                           "paper 1e-4)")
+
+
 #: Allowed values of every numeric option (checked by :func:`convert`: flags, presets, config.json).
 #: A numeric field without an entry fails tests/test_cli_validation.py.
 FIELD_RANGES: dict[str, Range] = {
@@ -198,11 +238,18 @@ FIELD_RANGES: dict[str, Range] = {
     "steps": count(0), "batch_size": count(1), "seed": count(0, 2**63 - 1), "checkpoint_every": count(1),
     "sample_every": count(1), "log_every": count(1), "num_samples": count(0), "eval_every": count(0),
     "eval_images": count(2), "snapshot_every": count(0),
+    # exemplar
+    "pseudo_exemplar": fraction(), "scm_dim": count(1), "corr_channels": count(1), "corr_temperature": positive(),
+    "mcl_margin": Range(0.0, 1.5, float), "mcl_temperature": positive(), "spade_hidden": count(1),
+    "n_up": count(1, 6), "lambda_cyc": non_negative(float), "lambda_fcst": non_negative(float),
+    "lambda_mcl": non_negative(float), "lambda_perc": non_negative(float), "lambda_cxt": non_negative(float),
+    "lambda_pse": non_negative(float), "lr_d": positive(),
 }
 
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig, "run": RunConfig,
+    "exemplar": ExemplarConfig,
 }
 
 
@@ -217,6 +264,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    exemplar: ExemplarConfig = field(default_factory=ExemplarConfig)
     #: facts recorded when the run was built, not options: ``{"backbone": {...}}`` (name, weights,
     #: file, SHA-256 of the structure loss's feature network; see ``sesim.nets.backbones``)
     resolved: dict[str, Any] = field(default_factory=dict)

@@ -1,17 +1,35 @@
 """Training recipes. Each file owns one; ``build_method`` picks one by the config's ``method``."""
 
+import torch
+
 from ..config import TrainConfig
 from .base import Method, NonFiniteLossError
 from .cut import CUTMethod
 from .cyclegan import CycleGANMethod
-from .sesim import SeSimMethod, build_generator
+from .sesim import SeSimMethod
+from .sesim import build_generator as _build_translation_generator
 
 METHODS: dict[str, type[Method]] = {"sesim": SeSimMethod, "cyclegan": CycleGANMethod, "cut": CUTMethod}
+
+
+def build_generator(cfg: TrainConfig) -> torch.nn.Module:
+    """The network a run saves and ``sesim translate`` rebuilds from ``config.json``."""
+    if cfg.model.mode == "exemplar":  # correspondence + SPADE generator in one module
+        from .exemplar import build_exemplar_translator
+
+        return build_exemplar_translator(cfg)
+    return _build_translation_generator(cfg)
 
 
 def build_method(cfg: TrainConfig) -> Method:
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(METHODS)}")
+    if cfg.model.mode == "exemplar":  # --mode exemplar: MCL-Net (correspondence + SPADE G + multi-scale D)
+        if cfg.method != "sesim":
+            raise ValueError(f"--mode exemplar has its own recipe; --method {cfg.method!r} does not apply")
+        from .exemplar import ExemplarMethod
+
+        return ExemplarMethod(cfg)
     if cfg.model.mode == "multimodal":  # --mode multimodal: MUNIT-style G + multi-scale D
         if cfg.method != "sesim":
             raise ValueError(f"--mode multimodal trains the sesim method only, not {cfg.method!r}")

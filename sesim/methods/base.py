@@ -56,6 +56,11 @@ class Method(nn.Module):
         """``(N, C, H, W)`` source images in [-1, 1] -> translations, same shape and range."""
         return self.generators()[direction](images)
 
+    def sample_sources(self, images: torch.Tensor) -> torch.Tensor:
+        """What the sample grids' "input" column shows of the inputs (the exemplar method's inputs
+        carry the exemplar too). Default: the inputs themselves."""
+        return images
+
     @torch.no_grad()
     def sample_columns(self, images: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
         """What the training loop's sample grids show next to each input: column titles and, per
