@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="multimodal runs: seed of the style codes (reproducible)")
     p.add_argument("--style-from", default=None, metavar="IMAGE",
                    help="multimodal runs with a style encoder: take the appearance of this target-domain image")
+    p.add_argument("--exemplar", default=None, metavar="PHOTO_OR_DIR",
+                   help="exemplar runs (--mode exemplar): the photo whose style to follow, for every input, or a "
+                        "folder of photos paired with the inputs by name")
     p.add_argument("--tile", default="auto", metavar="PX", type=TILE,
                    help="translate in tiles of at most PX pixels (same result as whole-image inference: blended "
                         "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
@@ -287,7 +290,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                               device=args.device, direction=args.direction, weights=args.weights,
                               progress=not args.no_progress, samples=args.samples, seed=args.seed,
                               style_from=args.style_from, tile=args.tile, max_memory=args.max_memory,
-                              skip_unreadable=args.skip_unreadable)
+                              skip_unreadable=args.skip_unreadable, exemplar=args.exemplar)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 

@@ -135,7 +135,8 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
                     overwrite: bool = False, batch_size: int = 4, device: str = "auto", direction: str = "AtoB",
                     weights: str | Path | None = None, progress: bool = True, samples: int = 1, seed: int = 0,
                     style_from: str | Path | None = None, tile: int | str | None = "auto",
-                    max_memory: int | None = None, skip_unreadable: bool = False) -> list[Path]:
+                    max_memory: int | None = None, skip_unreadable: bool = False,
+                    exemplar: str | Path | None = None) -> list[Path]:
     """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths.
 
     Multimodal runs only: ``samples`` > 1 writes ``<stem>_s<k>.png`` for k = 0..samples-1, sample
@@ -145,7 +146,8 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     ``tile``, ``max_memory``: tiled inference for images that would not fit in memory whole
     (:func:`sesim.tiled.plan_inference`). Inputs are checked before anything is written
     (:func:`sesim.data.images.keep_readable`): an unreadable one stops the command, or is
-    skipped with ``skip_unreadable``.
+    skipped with ``skip_unreadable``. ``exemplar``: ``--mode exemplar`` runs only, a photo or a
+    folder of photos paired by name (:mod:`sesim.translate_exemplar`).
     """
     input_path, output_dir = Path(input_path), Path(output_dir)
     jobs = plan_jobs(input_path, output_dir)
@@ -159,6 +161,16 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     jobs = [j for j in jobs if j.source in keep]
     if not jobs:
         raise TranslateError(f"no readable image in {input_path}")
+    if cfg.model.mode == "exemplar":
+        if samples > 1 or style_from is not None:
+            raise TranslateError("--samples and --style-from are for multimodal runs; an exemplar run takes its "
+                                 "style from --exemplar")
+        from .translate_exemplar import translate_exemplar_jobs
+
+        return translate_exemplar_jobs(generator, cfg, jobs, input_path, exemplar, overwrite=overwrite, device=dev,
+                                       progress=progress, skip_unreadable=skip_unreadable)
+    if exemplar is not None:
+        raise TranslateError(f"--exemplar needs a --mode exemplar run; this run's mode is {cfg.model.mode!r}")
     if samples < 1:
         raise TranslateError(f"--samples must be >= 1, got {samples}")
     if samples > 1 and style_from is not None:

@@ -5,7 +5,7 @@ ground truth ``Y`` — (``E_Z``) to feature maps at ``1 / 4`` of their input siz
 paper's 256 px; 16 x 16 at 64 px). Each location's *descriptor* is its feature, optionally
 followed by an embedding of its **self-correlation map** (SCM, Eq. 2): the cosine of that
 location's feature with every location of the same map (``h * w`` values, the global
-self-similarity of :func:`sesim.ops.selfsim.self_similarity`), flattened and reduced by one linear
+self-similarity of the structure loss's ``sesim.ops.selfsim``), flattened and reduced by one linear
 layer to ``scm_dim`` (256 in the paper). The SCM describes *where the things that look like this
 location are*, i.e. the shape of the region it belongs to, not its appearance, so it helps match
 regions across domains. One linear layer serves both encoders (the map is domain-free by design).
@@ -31,8 +31,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from ..ops.selfsim import self_similarity
 
 __all__ = ["FeatureEncoder", "SelfCorrelationEmbedding", "CorrespondenceNet", "Correspondence",
            "self_correlation"]
@@ -79,10 +77,13 @@ class FeatureEncoder(nn.Module):
 
 def self_correlation(features: torch.Tensor) -> torch.Tensor:
     """Eq. 2: ``(N, C, h, w)`` -> ``(N, h*w, h*w)``; row ``i`` holds the cosines of location ``i``'s
-    feature with every location (row-major), values in [-1, 1], 1 on the diagonal."""
-    n, _, h, w = features.shape
-    queries = torch.arange(h * w, device=features.device)
-    return self_similarity(features, queries, None, norm="l2")
+    feature with every location (row-major), values in [-1, 1], 1 on the diagonal.
+
+    The same numbers as :func:`sesim.ops.selfsim.self_similarity` with every location as a query and
+    no window (tested), written with plain tensor operations because that op's custom autograd
+    functions cannot be traced for ``sesim export``."""
+    f = F.normalize(features.flatten(2), dim=1, eps=1e-8)  # (N, C, L)
+    return torch.bmm(f.transpose(1, 2), f)
 
 
 class SelfCorrelationEmbedding(nn.Module):
@@ -156,13 +157,10 @@ class CorrespondenceNet(nn.Module):
         return self.grid // CORRESPONDENCE_STRIDE
 
     def fit(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` resized (bilinear, antialiased when shrinking) to ``grid x grid``; unchanged
-        when already that size."""
-        if tuple(images.shape[-2:]) == (self.grid, self.grid):
-            return images
-        shrink = min(images.shape[-2:]) > self.grid
+        """``(N, C, H, W)`` resized to ``grid x grid`` (bilinear, antialiased: exact for that size, a
+        plain bilinear upsampling for smaller images; one code path, so that a traced export agrees)."""
         return F.interpolate(images, size=(self.grid, self.grid), mode="bilinear", align_corners=False,
-                             antialias=shrink)
+                             antialias=True)
 
     def describe(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features ``(N, C, h, w)`` -> descriptors: the L2-normalised feature, joined with the
