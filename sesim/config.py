@@ -204,10 +204,16 @@ class ExemplarConfig:
                                 "+COR row)")
     lambda_perc: float = _f(0.2, "exemplar: weight of the perceptual loss to the ground truth (lambda_4; its L1 on "
                                  "EfficientNet-Lite0 features starts near 8, 5x the other terms)")
+    lambda_app: float = _f(5.0, "exemplar: weight of the pseudo-pair appearance term on --pse-layers (not in the "
+                                "paper; 0 = off)")
     lambda_cxt: float = _f(1.0, "exemplar: weight of the contextual loss to the exemplar (lambda_5)")
     lambda_pse: float = _f(10.0, "exemplar: weight of the pseudo-pair loss |TZ - Y|_1 on pseudo exemplars (lambda_6)")
     perc_layers: tuple[str, ...] | None = _f(None, "exemplar: backbone layers of the perceptual loss (default: "
                                                    "EfficientNet-Lite0 stage3,stage4; VGG16 relu4_1,relu5_1)")
+    pse_layers: tuple[str, ...] | None = _f(None, "exemplar: low-level backbone layers compared with the ground truth "
+                                                  "on pseudo pairs only, where it has the exemplar's appearance "
+                                                  "(default: EfficientNet-Lite0 stem,stage2; VGG16 relu1_1,relu2_1; "
+                                                  "off: the paper's terms only)")
     cxt_layers: tuple[str, ...] | None = _f(None, "exemplar: backbone layers of the contextual loss (default: "
                                                   "EfficientNet-Lite0 stage2,stage3,stage4; VGG16 relu2_1,relu3_1,"
                                                   "relu4_1)")
@@ -242,7 +248,7 @@ FIELD_RANGES: dict[str, Range] = {
     "pseudo_exemplar": fraction(), "scm_dim": count(1), "corr_channels": count(1), "corr_temperature": positive(),
     "mcl_margin": Range(0.0, 1.5, float), "mcl_temperature": positive(), "spade_hidden": count(1),
     "n_up": count(1, 6), "lambda_cyc": non_negative(float), "lambda_fcst": non_negative(float),
-    "lambda_mcl": non_negative(float), "lambda_perc": non_negative(float), "lambda_cxt": non_negative(float),
+    "lambda_mcl": non_negative(float), "lambda_perc": non_negative(float), "lambda_cxt": non_negative(float), "lambda_app": non_negative(float),
     "lambda_pse": non_negative(float), "lr_d": positive(),
 }
 

@@ -21,7 +21,8 @@ Per step (weights of the exemplar config section; docs/exemplar.md lists where t
 3. G and the correspondence network:
    ``l_cyc |T'TZ - Z|_1 + l_fcst |E_X(X) - E_Z(Y)|_1 + l_mcl MCL(desc(X), desc(Y))
    + l_perc |phi(fake) - phi(Y)|_1 + l_cxt CX(phi(fake), phi(Z)) + l_pse |TZ - Y|_1 (pseudo pairs)
-   + l_gan adv(D(X, fake))``; ``phi``: the pretrained backbone (frozen).
+   + l_perc |phi_low(fake) - phi_low(Y)|_1 (pseudo pairs) + l_gan adv(D(X, fake))``; ``phi``: the
+   pretrained backbone (frozen), semantic layers; ``phi_low``: its low layers (``--pse-layers``).
 4. D on ``[X, Y]`` against ``[X, fake]`` (all scales).
 
 Without a correspondence (``--no-correspondence``, the SPADE-only row) the terms that need it
@@ -46,6 +47,8 @@ from .base import Method, checked
 
 #: default backbone layers of the perceptual (semantic, to Y) and contextual (style, to Z) terms
 PERCEPTUAL_LAYERS = {"efficientnet-lite0": ("stage3", "stage4"), "vgg16": ("relu4_1", "relu5_1")}
+#: default low-level layers of the pseudo-pair appearance term (colour, texture)
+PSEUDO_LAYERS = {"efficientnet-lite0": ("stem", "stage2"), "vgg16": ("relu1_1", "relu2_1")}
 CONTEXTUAL_LAYERS = {"efficientnet-lite0": ("stage2", "stage3", "stage4"), "vgg16": ("relu2_1", "relu3_1", "relu4_1")}
 
 
@@ -70,7 +73,7 @@ class ExemplarMethod(Method):
         if cfg.data.size % 4 or cfg.data.size % 2 ** e.n_up:
             raise ValueError(f"--size {cfg.data.size} must be a multiple of 4 and of the SPADE generator's stride "
                              f"2**n_up = {2 ** e.n_up}")
-        self.G = init_weights(build_exemplar_translator(cfg), "xavier", m.init_gain)
+        self.G = build_exemplar_translator(cfg)  # PyTorch default init: N(0, 0.02) kernels all but silence SPADE
         self.D = init_weights(MultiScaleDiscriminator(2 * c, m.ndf, m.n_layers_d, m.n_scales_d), m.init, m.init_gain)
         if cfg.data.size < self.D.min_size:
             raise ValueError(f"--size {cfg.data.size} is too small for the multi-scale discriminator (needs >= "
@@ -78,8 +81,11 @@ class ExemplarMethod(Method):
         choice = resolve_backbone(cfg.loss.backbone, cfg.loss.backbone_weights)
         self.perc_layers = parse_layers(choice.name, e.perc_layers, default=PERCEPTUAL_LAYERS[choice.name])
         self.cxt_layers = parse_layers(choice.name, e.cxt_layers, default=CONTEXTUAL_LAYERS[choice.name])
-        cfg.update("exemplar", {"perc_layers": self.perc_layers, "cxt_layers": self.cxt_layers})  # saved resolved
-        layers = tuple(dict.fromkeys(self.perc_layers + self.cxt_layers))
+        self.pse_layers = (parse_layers(choice.name, e.pse_layers, default=PSEUDO_LAYERS[choice.name])
+                           if e.pse_layers != ("off",) else ())
+        cfg.update("exemplar", {"perc_layers": self.perc_layers, "cxt_layers": self.cxt_layers,  # saved resolved
+                                "pse_layers": self.pse_layers})
+        layers = tuple(dict.fromkeys(self.perc_layers + self.cxt_layers + self.pse_layers))
         self.backbone = build_backbone(choice.name, layers, choice.weights).requires_grad_(False).eval()
         self.mcl = MarginalContrastiveLoss(e.mcl_margin, e.mcl_temperature)
         self.gan = GANLoss(cfg.loss.gan_mode)
@@ -113,6 +119,9 @@ class ExemplarMethod(Method):
             "cxt": contextual_loss(f_fake, f_z, self.cxt_layers),
             "gan": self.gan.generator_loss(self.D(torch.cat([x, fake], 1))),
         }
+        if self.pse_layers and e.lambda_app > 0:  # on pseudo pairs Y has the exemplar's appearance: its colours/textures are the target
+            low = sum((f_fake[k] - f_y[k]).abs().mean(dim=(1, 2, 3)) for k in self.pse_layers) / len(self.pse_layers)
+            terms["app"] = (low * pseudo.flatten()).sum() / pseudo.sum().clamp_min(1)
         if corr is not None:
             feat_y, desc_y = self.G.correspondence.encode(y, condition=False)
             target = F.avg_pool2d(y, y.shape[-1] // corr.warped.shape[-1])
@@ -120,7 +129,7 @@ class ExemplarMethod(Method):
             terms["fcst"] = F.l1_loss(corr.features_x, feat_y)
             terms["mcl"] = self.mcl(corr.descriptors_x, desc_y) if e.lambda_mcl > 0 else fake.new_zeros(())
             terms["pse"] = ((corr.warped - target).abs() * pseudo).sum() / (pseudo.sum() * target[0].numel()).clamp_min(1)
-        weights = {"perc": e.lambda_perc, "cxt": e.lambda_cxt, "gan": self.cfg.loss.lambda_gan, "cyc": e.lambda_cyc,
+        weights = {"perc": e.lambda_perc, "app": e.lambda_app, "cxt": e.lambda_cxt, "gan": self.cfg.loss.lambda_gan, "cyc": e.lambda_cyc,
                    "fcst": e.lambda_fcst, "mcl": e.lambda_mcl, "pse": e.lambda_pse}
         loss_g = sum(weights[k] * v for k, v in terms.items())
         checked("G", loss_g).backward()

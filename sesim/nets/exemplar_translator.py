@@ -56,6 +56,8 @@ class ExemplarTranslator(nn.Module):
         """The generator's guide ``[condition, style image]`` at the condition's size: the warped exemplar
         (upsampled from the descriptor grid), or the exemplar itself without a correspondence network."""
         size = condition.shape[-2:]
+        if exemplar.shape[0] != condition.shape[0]:  # one exemplar for the whole batch
+            exemplar = exemplar.expand(condition.shape[0], -1, -1, -1)
         if self.correspondence is None:
             style = exemplar
         else:
@@ -67,8 +69,6 @@ class ExemplarTranslator(nn.Module):
 
     def forward(self, condition: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
         self._check(condition, exemplar)
-        if exemplar.shape[0] != condition.shape[0]:  # one exemplar for the whole batch
-            exemplar = exemplar.expand(condition.shape[0], -1, -1, -1)
         return self.generator(self.guide(condition, exemplar))
 
     def _check(self, condition: torch.Tensor, exemplar: torch.Tensor) -> None:
