@@ -70,6 +70,9 @@ class ExemplarMethod(Method):
         super().__init__()
         m, e, c = cfg.model, cfg.exemplar, cfg.data.channels
         self.cfg = cfg
+        if cfg.run.eval_every > 0:
+            raise ValueError("--eval-every scores translations without exemplars; exemplar runs are scored by "
+                             "bench/exemplar.py (set --eval-every 0)")
         if cfg.data.size % 4 or cfg.data.size % 2 ** e.n_up:
             raise ValueError(f"--size {cfg.data.size} must be a multiple of 4 and of the SPADE generator's stride "
                              f"2**n_up = {2 ** e.n_up}")
