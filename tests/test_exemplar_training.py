@@ -152,6 +152,10 @@ def test_translate_with_exemplars_and_bad_inputs(scenes, trained, tmp_path, caps
                  "--exemplar", str(tmp_path / "missing.png"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "missing.png does not exist" in err[0]
+    from sesim.view.runs import ViewError, ViewRun
+
+    with pytest.raises(ViewError, match="exemplar run"):
+        ViewRun(trained)
 
 
 def test_export_and_viz(scenes, trained, tmp_path):
