@@ -63,8 +63,8 @@ class AnySizeExemplarTranslator(nn.Module):
 def _export_exemplar(translator: nn.Module, channels: int, fmt: str, tmp: Path, example_size: int) -> None:
     """Write the two-input exemplar translator to ``tmp`` (see :func:`export_run`)."""
     model = AnySizeExemplarTranslator(translator, translator.stride).eval()
-    cond = torch.rand(1, channels, example_size + 3 * translator.stride + 1, example_size + 3 * translator.stride + 3)
-    exemplar = torch.rand(1, channels, example_size + 5, example_size + 7) * 2 - 1
+    cond = torch.rand(2, channels, example_size + 3 * translator.stride + 1, example_size + 3 * translator.stride + 3)
+    exemplar = torch.rand(2, channels, example_size + 5, example_size + 7) * 2 - 1  # batch 2: not specialised
     if fmt == "onnx":
         batch = torch.export.Dim("batch")
         dims = {"condition": {0: batch, 2: torch.export.Dim("height", min=2 * translator.stride),
@@ -75,7 +75,7 @@ def _export_exemplar(translator: nn.Module, channels: int, fmt: str, tmp: Path, 
         program.save(str(tmp))
     else:  # trace the translator at a multiple of its stride, script the size-dependent padding around it
         s = translator.stride
-        traced = torch.jit.trace(translator, (torch.rand(1, channels, 4 * s, 5 * s) * 2 - 1, exemplar))
+        traced = torch.jit.trace(translator, (torch.rand(2, channels, 4 * s, 5 * s) * 2 - 1, exemplar))
         torch.jit.script(AnySizeExemplarTranslator(traced, s)).save(str(tmp))
 
 
