@@ -139,15 +139,11 @@ class Scorer:
         return self.extractor.features(list(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()))
 
 
-def score_run(run: Path, data: Path, scorer: Scorer, real_feats: np.ndarray, real_photos: np.ndarray) -> dict:
-    net, cfg = load_run_generator(run)
-    cond, exem = load_rgb_folder(data / "testA"), load_rgb_folder(data / "exemplars")
-    truth, second = load_rgb_folder(data / "testB"), load_rgb_folder(data / "second")
-    x, z = from_uint8(cond), from_uint8(exem)
-    with torch.no_grad():
-        out = net(x, z)
-        warped = net.guide(x, z)[:, 3:] if net.correspondence is not None else None
-    fake = to_uint8(out)
+def score_images(fake: np.ndarray, data: Path, scorer: Scorer, real_feats: np.ndarray, real_photos: np.ndarray) -> dict:
+    """Realism, style relevance, semantic consistency and distance to the second appearance of the
+    outputs ``fake`` ``(N, H, W, 3)`` uint8 for the test inputs of ``data``, in order."""
+    exem, truth = load_rgb_folder(data / "exemplars"), load_rgb_folder(data / "testB")
+    second = load_rgb_folder(data / "second")
     fo, fz, ft = scorer.means(fake), scorer.means(exem), scorer.means(truth)
     res = {"fd": frechet_distance(scorer.embed(fake), real_feats),
            "kd": kernel_inception_distance(scorer.embed(fake), real_feats, subsets=50, subset_size=len(fake))[0],
@@ -155,35 +151,47 @@ def score_run(run: Path, data: Path, scorer: Scorer, real_feats: np.ndarray, rea
     for key, layer in Scorer.LOW.items():
         res[key] = float(F.cosine_similarity(fo[layer], fz[layer]).mean())
     res["semantic"] = float(np.mean([float(F.cosine_similarity(fo[k], ft[k]).mean()) for k in Scorer.HIGH]))
-    if warped is not None:
-        w = to_uint8(warped)
-        res.update(warp_l1=l1_error(w, second), warp_psnr=psnr(w, second), warp_ssim=ssim(w, second))
     res.update(out_l1=l1_error(fake, second), out_ssim=ssim(fake, second))
+    return res
+
+
+def score_run(run: Path, data: Path, scorer: Scorer, real_feats: np.ndarray, real_photos: np.ndarray) -> dict:
+    """:func:`score_images` of the run's translations (each test input with its own exemplar), plus the
+    warp accuracy against the second appearance for runs with a correspondence."""
+    net, cfg = load_run_generator(run)
+    x, z = from_uint8(load_rgb_folder(data / "testA")), from_uint8(load_rgb_folder(data / "exemplars"))
+    with torch.no_grad():
+        fake = to_uint8(net(x, z))
+        warped = net.guide(x, z)[:, 3:] if net.correspondence is not None else None
+    res = score_images(fake, data, scorer, real_feats, real_photos)
+    if warped is not None:
+        w, second = to_uint8(warped), load_rgb_folder(data / "second")
+        res.update(warp_l1=l1_error(w, second), warp_psnr=psnr(w, second), warp_ssim=ssim(w, second))
     return res
 
 
 def reference_rows(data: Path, scorer: Scorer, real_feats: np.ndarray, real_photos: np.ndarray) -> dict:
     """Scores of two reference outputs: the exemplar itself (pasted, wrong layout) and the second
     appearance (the ideal translation)."""
-    exem, truth = load_rgb_folder(data / "exemplars"), load_rgb_folder(data / "testB")
-    second = load_rgb_folder(data / "second")
-    out = {}
-    for name, imgs in (("exemplar pasted", exem), ("second appearance (ideal)", second)):
-        fo, fz, ft = scorer.means(imgs), scorer.means(exem), scorer.means(truth)
-        r = {"fd": frechet_distance(scorer.embed(imgs), real_feats),
-             "kd": kernel_inception_distance(scorer.embed(imgs), real_feats, subsets=50, subset_size=len(imgs))[0],
-             "swd": swd(imgs, real_photos)}
-        for key, layer in Scorer.LOW.items():
-            r[key] = float(F.cosine_similarity(fo[layer], fz[layer]).mean())
-        r["semantic"] = float(np.mean([float(F.cosine_similarity(fo[k], ft[k]).mean()) for k in Scorer.HIGH]))
-        r.update(out_l1=l1_error(imgs, second), out_ssim=ssim(imgs, second))
-        out[name] = r
-    return out
+    return {name: score_images(load_rgb_folder(data / folder), data, scorer, real_feats, real_photos)
+            for name, folder in (("exemplar pasted", "exemplars"), ("second appearance (ideal)", "second"))}
 
 
 def summarise(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, list[float]]]:
     return {row: {k: [seeds[s][k] for s in sorted(seeds) if k in seeds[s]] for k, *_ in METRICS}
             for row, seeds in per_seed.items()}
+
+
+def _cells(values: dict[str, list[float]], *, spread: bool) -> list[str]:
+    """One table cell per metric: mean (± sample std over seeds with ``spread``), or n/a."""
+    cells = []
+    for key, _, scale in METRICS:
+        v = np.asarray(values.get(key, []), dtype=float) * scale
+        text = "n/a" if v.size == 0 else f"{v.mean():.3f}"
+        if spread and v.size:
+            text += f" ± {v.std(ddof=1) if v.size > 1 else 0:.3f}"
+        cells.append(text)
+    return cells
 
 
 def render_md(report: dict) -> str:
@@ -192,17 +200,9 @@ def render_md(report: dict) -> str:
              "", f"`{report['command']}` — {report['settings']}", "",
              head, "|---" * (len(METRICS) + 1) + "|"]
     for row, values in report["summary"].items():
-        cells = []
-        for key, _, scale in METRICS:
-            v = np.asarray(values.get(key, []), dtype=float) * scale
-            cells.append("n/a" if v.size == 0 else f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0:.3f}")
-        lines.append(f"| {ROWS.get(row, row)} | " + " | ".join(cells) + " |")
-    for name, vals in report["references"].items():
-        cells = []
-        for key, _, scale in METRICS:
-            v = np.asarray(vals.get(key, []), dtype=float) * scale
-            cells.append("n/a" if v.size == 0 else f"{v.mean():.3f}")
-        lines.append(f"| reference: {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {ROWS.get(row, row)} | " + " | ".join(_cells(values, spread=True)) + " |")
+    for name, values in report["references"].items():
+        lines.append(f"| reference: {name} | " + " | ".join(_cells(values, spread=False)) + " |")
     lines += ["", "Per seed (seed: value) for the warp and style columns:", ""]
     for row, seeds in report["per_seed"].items():
         parts = [f"seed {s}: warp L1 {v.get('warp_l1', float('nan')):.1f}, style colour {v['style_color']:.3f}, "

@@ -92,18 +92,11 @@ def _matching_layout(rng: np.random.Generator, size: int, target: np.ndarray, tr
 def make_exemplar_scenes(root, *, size: int = 64, n_train: int = 400, n_test: int = 24, seed: int = 0) -> dict:
     """Write the paired scenes task with test exemplars and second appearances (module doc); returns meta."""
     root = Path(root)
-    params = {"size": int(size), "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
-              "generator_version": GENERATOR_VERSION}
-    if min(n_train, n_test) < 1:
-        raise ValueError("n_train and n_test must be >= 1")
-    existing = prepare_folder(root, "sesim-exemplar-scenes", params, _SCENE_DIRS)
-    if existing is not None:
-        return existing
-    counts = {d: (n_train if d.startswith("train") else n_test) for d in _SCENE_DIRS}
-    meta = {"kind": "sesim-exemplar-scenes", **params, "counts": counts, "complete": False,
-            "description": "paired label maps -> photos of the same layouts, each photo in its own appearance; test "
-                           "exemplars and the test layouts in the exemplars' appearance (second/)"}
-    _start(root, meta, _SCENE_DIRS)
+    meta = _start(root, "sesim-exemplar-scenes", _SCENE_DIRS, size, n_train, n_test, seed,
+                  "paired label maps -> photos of the same layouts, each photo in its own appearance; test "
+                  "exemplars and the test layouts in the exemplars' appearance (second/)")
+    if meta["complete"]:
+        return meta
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), 0xE8E1]).spawn(2))
     for i in range(n_train):
         lay = random_layout(train_rng, size)
@@ -138,16 +131,11 @@ def make_edge_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test:
     from .photo_task import load_photos, random_crops
 
     root = Path(root)
-    params = {"size": int(size), "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
-              "generator_version": GENERATOR_VERSION}
-    existing = prepare_folder(root, "sesim-exemplar-edges", params, _EDGE_DIRS)
-    if existing is not None:
-        return existing
-    counts = {d: (n_train if d.startswith("train") else n_test) for d in _EDGE_DIRS}
-    meta = {"kind": "sesim-exemplar-edges", **params, "counts": counts, "complete": False,
-            "description": "Canny edge maps of crops of scikit-image's photos -> the photos; test exemplars are other "
-                           "held-out crops"}
-    _start(root, meta, _EDGE_DIRS)
+    meta = _start(root, "sesim-exemplar-edges", _EDGE_DIRS, size, n_train, n_test, seed,
+                  "Canny edge maps of crops of scikit-image's photos -> the photos; test exemplars are other "
+                  "held-out crops")
+    if meta["complete"]:
+        return meta
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xED6E]))
     photos = load_photos()
     train = np.concatenate([random_crops(photos, "A", (n_train + 1) // 2, size, rng),
@@ -163,11 +151,24 @@ def make_edge_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test:
     return _finish(root, meta)
 
 
-def _start(root: Path, meta: dict, subdirs: tuple[str, ...]) -> None:
+def _start(root: Path, kind: str, subdirs: tuple[str, ...], size: int, n_train: int, n_test: int, seed: int,
+           description: str) -> dict:
+    """The meta of a complete dataset of these parameters already in ``root`` (reuse it), or a new,
+    incomplete meta written to a ready ``root`` (the caller writes the files, then :func:`_finish`)."""
+    params = {"size": int(size), "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
+              "generator_version": GENERATOR_VERSION}
+    if min(n_train, n_test) < 1:
+        raise ValueError("n_train and n_test must be >= 1")
+    existing = prepare_folder(root, kind, params, subdirs)
+    if existing is not None:
+        return existing
+    counts = {d: (n_train if d.startswith("train") else n_test) for d in subdirs}
+    meta = {"kind": kind, **params, "counts": counts, "complete": False, "description": description}
     root.mkdir(parents=True, exist_ok=True)
     (root / "meta.json").write_text(json.dumps(meta, indent=2))  # incomplete until _finish
     for sub in subdirs:
         (root / sub).mkdir(parents=True, exist_ok=True)
+    return meta
 
 
 def _finish(root: Path, meta: dict) -> dict:
