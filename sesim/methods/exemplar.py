@@ -76,7 +76,7 @@ class ExemplarMethod(Method):
         if cfg.data.size % 4 or cfg.data.size % 2 ** e.n_up:
             raise ValueError(f"--size {cfg.data.size} must be a multiple of 4 and of the SPADE generator's stride "
                              f"2**n_up = {2 ** e.n_up}")
-        self.G = build_exemplar_translator(cfg)  # PyTorch default init: N(0, 0.02) kernels all but silence SPADE
+        self.G = build_exemplar_translator(cfg)  # PyTorch's init: gain-0.02 kernels all but silenced SPADE
         self.D = init_weights(MultiScaleDiscriminator(2 * c, m.ndf, m.n_layers_d, m.n_scales_d), m.init, m.init_gain)
         if cfg.data.size < self.D.min_size:
             raise ValueError(f"--size {cfg.data.size} is too small for the multi-scale discriminator (needs >= "
