@@ -118,7 +118,6 @@ def _run_measured(cmd: list[str], env: dict) -> tuple[str, int, int, float]:
 
 def cli_row(side: int, max_memory: str | None, env: dict, work: Path) -> dict:
     """``sesim translate`` of a side x side PNG with the paper-size generator, as a user runs it."""
-    import torch
     from PIL import Image
 
     from sesim.checkpoint import CONFIG_FILE, GENERATOR_FILE, save_generator

@@ -71,6 +71,7 @@ FLAG_RANGES: dict[str, dict[str, object]] = {
                  "--num-classes": count(1), "--seed": count(0)},
     "viz heatmap": {"--side": count(16, 4096)},
     "viz errormap": {"--side": count(16, 4096)},
+    "viz correspondence": {"--side": count(16, 4096)},
     "view": {"--size": count(0), "--port": count(0, 65535)},
 }
 
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="multimodal runs: seed of the style codes (reproducible)")
     p.add_argument("--style-from", default=None, metavar="IMAGE",
                    help="multimodal runs with a style encoder: take the appearance of this target-domain image")
+    p.add_argument("--exemplar", default=None, metavar="PHOTO_OR_DIR",
+                   help="exemplar runs (--mode exemplar): the photo whose style to follow, for every input, or a "
+                        "folder of photos paired with the inputs by name")
     p.add_argument("--tile", default="auto", metavar="PX", type=TILE,
                    help="translate in tiles of at most PX pixels (same result as whole-image inference: blended "
                         "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
@@ -225,6 +229,16 @@ def _add_viz_parser(sub) -> None:
     e.add_argument("--b", required=True, nargs="+", help="one or more images compared with --a (one row each)")
     e.add_argument("--run", default=None, help="use this run's structure loss / LSeSim heads (or a CUT run's PatchNCE)")
     e.add_argument("--side", type=int, default=128, help="panel width in pixels")
+    c = vsub.add_parser("correspondence", help="exemplar runs: where each input point takes its colour from in the "
+                        "exemplar, the warped exemplar, and the exemplar's self-correlation maps")
+    c.add_argument("--run", required=True, help="a --mode exemplar run folder")
+    c.add_argument("--input", required=True, help="conditional input image")
+    c.add_argument("--exemplar", required=True, help="exemplar photo")
+    c.add_argument("--points", default=None, help="exemplar points of the self-correlation maps, 'x,y;x,y' "
+                   "(default: 3 on the diagonal)")
+    c.add_argument("--side", type=int, default=128, help="panel width in pixels")
+    c.add_argument("--output", required=True, help="figure file (.png)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     for q in (h, e):
         q.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default="auto",
                        help="without --run: the feature network (auto: ImageNet VGG16 if its file is found, else "
@@ -285,7 +299,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
                               device=args.device, direction=args.direction, weights=args.weights,
                               progress=not args.no_progress, samples=args.samples, seed=args.seed,
                               style_from=args.style_from, tile=args.tile, max_memory=args.max_memory,
-                              skip_unreadable=args.skip_unreadable, precision=args.precision)
+                              skip_unreadable=args.skip_unreadable, precision=args.precision,
+                              exemplar=args.exemplar)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 
@@ -458,7 +473,12 @@ def _evaluate_sweep(args: argparse.Namespace, opts: dict, protocol) -> int:
 def cmd_viz(args: argparse.Namespace) -> int:
     from .explain import errormap_command, heatmap_command
 
-    if args.viz_command == "heatmap":
+    if args.viz_command == "correspondence":
+        from .explain import correspondence_command
+
+        path = correspondence_command(args.run, args.input, args.exemplar, args.output, points=args.points,
+                                      side=args.side, overwrite=args.overwrite)
+    elif args.viz_command == "heatmap":
         path = heatmap_command(args.source, args.output, translation=args.translation, run=args.run,
                                points=args.points, layers=args.layers, backbone=args.backbone,
                                backbone_weights=args.backbone_weights, feature_norm=args.feature_norm,

@@ -23,7 +23,7 @@ from .ranges import Range, count, fraction, non_negative, positive
 #: training recipes (``--method``) and translation modes (``--mode``); the pairs that exist are in
 #: :data:`sesim.methods.RECIPES`
 METHOD_NAMES = ("sesim", "cyclegan", "cut")
-MODES = ("single-modal", "multimodal", "single-image")
+MODES = ("single-modal", "multimodal", "single-image", "exemplar")
 #: content losses of the sesim method (``--structure``), built by :func:`sesim.factory.build_structure_loss`
 STRUCTURES = ("fsesim", "lsesim", "perceptual", "l1", "patchnce", "none")
 
@@ -216,6 +216,50 @@ class RunConfig:
                                 "0 = off", resume=True)
 
 
+@dataclass
+class ExemplarConfig:
+    """``--mode exemplar`` (MCL-Net, ``sesim/methods/exemplar.py``; docs/exemplar.md). The ablation rows of the
+    paper's Table 3 are presets: exemplar-spade, exemplar-cor, exemplar-mcl, exemplar-scm, exemplar (MCL-Net)."""
+
+    exemplars: str | None = _f(None, "exemplar: folder of exemplar photos drawn for training steps that do not use a "
+                                     "pseudo exemplar (default: the training photos, trainB)")
+    pseudo_exemplar: float = _f(0.5, "exemplar: fraction of steps whose exemplar is a geometrically distorted copy of "
+                                     "the ground truth (then the warp has a known target, the pseudo-pair term); the "
+                                     "others draw another training photo")
+    correspondence: bool = _f(True, "exemplar: build the correspondence and warp the exemplar (off: the SPADE-only "
+                                    "baseline, the exemplar reaches the generator unaligned)")
+    scm: bool = _f(True, "exemplar: append the self-correlation map embedding (SCM, Eq. 2) to each descriptor")
+    scm_dim: int = _f(256, "exemplar: size of the SCM embedding (paper: 256)")
+    corr_channels: int = _f(64, "exemplar: feature channels of the encoders E_X and E_Z")
+    corr_temperature: float = _f(0.01, "exemplar: softmax temperature of the correspondence (on cosines)")
+    mcl_margin: float = _f(0.4, "exemplar: additive angular margin m of the marginal contrastive loss, radians "
+                                "(paper: 0.4; 0 = plain contrastive loss)")
+    mcl_temperature: float = _f(0.07, "exemplar: temperature tau of the marginal contrastive loss (scale s = 1/tau)")
+    spade_hidden: int = _f(64, "exemplar: hidden channels of each SPADE layer")
+    n_up: int = _f(3, "exemplar: upsamplings of the SPADE generator (its stride is 2**n_up)")
+    lambda_cyc: float = _f(1.0, "exemplar: weight of the warping cycle loss |T'TZ - Z|_1 (lambda_1)")
+    lambda_fcst: float = _f(10.0, "exemplar: weight of the feature consistency loss |E_X(X) - E_Z(Y)|_1 (lambda_2)")
+    lambda_mcl: float = _f(1.0, "exemplar: weight of the marginal contrastive loss (lambda_3; 0 = the CoCosNet-like "
+                                "+COR row)")
+    lambda_perc: float = _f(0.2, "exemplar: weight of the perceptual loss to the ground truth (lambda_4; its L1 on "
+                                 "EfficientNet-Lite0 features starts near 8, 5x the other terms)")
+    lambda_app: float = _f(5.0, "exemplar: weight of the pseudo-pair appearance term on --pse-layers (not in the "
+                                "paper; 0 = off)")
+    lambda_cxt: float = _f(1.0, "exemplar: weight of the contextual loss to the exemplar (lambda_5)")
+    lambda_pse: float = _f(10.0, "exemplar: weight of the pseudo-pair loss |TZ - Y|_1 on pseudo exemplars (lambda_6)")
+    perc_layers: tuple[str, ...] | None = _f(None, "exemplar: backbone layers of the perceptual loss (default: "
+                                                   "EfficientNet-Lite0 stage3,stage4; VGG16 relu4_1,relu5_1)")
+    pse_layers: tuple[str, ...] | None = _f(None, "exemplar: low-level backbone layers compared with the ground truth "
+                                                  "on pseudo pairs only, where it has the exemplar's appearance "
+                                                  "(default: EfficientNet-Lite0 stem,stage2; VGG16 relu1_1,relu2_1; "
+                                                  "off: the paper's terms only)")
+    cxt_layers: tuple[str, ...] | None = _f(None, "exemplar: backbone layers of the contextual loss (default: "
+                                                  "EfficientNet-Lite0 stage2,stage3,stage4; VGG16 relu2_1,relu3_1,"
+                                                  "relu4_1)")
+    lr_d: float = _f(4e-4, "exemplar: Adam learning rate of the discriminator (paper: 4e-4; --lr is the generator's, "
+                           "paper 1e-4)")
+
+
 #: Allowed values of every numeric option (checked by :func:`convert`: flags, presets, config.json).
 #: A numeric field without an entry fails tests/test_cli_validation.py.
 FIELD_RANGES: dict[str, Range] = {
@@ -239,13 +283,19 @@ FIELD_RANGES: dict[str, Range] = {
     "steps": count(0), "batch_size": count(1), "seed": count(0, 2**63 - 1), "checkpoint_every": count(1),
     "sample_every": count(1), "log_every": count(1), "num_samples": count(0), "eval_every": count(0),
     "eval_images": count(2), "snapshot_every": count(0),
+    # exemplar
+    "pseudo_exemplar": fraction(), "scm_dim": count(1), "corr_channels": count(1), "corr_temperature": positive(),
+    "mcl_margin": Range(0.0, 1.5, float), "mcl_temperature": positive(), "spade_hidden": count(1),
+    "n_up": count(1, 6), "lambda_cyc": non_negative(float), "lambda_fcst": non_negative(float),
+    "lambda_mcl": non_negative(float), "lambda_perc": non_negative(float), "lambda_cxt": non_negative(float), "lambda_app": non_negative(float),
+    "lambda_pse": non_negative(float), "lr_d": positive(),
 }
 
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "generator": GeneratorConfig, "discriminator": DiscriminatorConfig,
     "structure": StructureConfig, "nce": NCEConfig, "cycle": CycleConfig, "single_image": SingleImageConfig,
-    "optim": OptimConfig, "run": RunConfig,
+    "exemplar": ExemplarConfig, "optim": OptimConfig, "run": RunConfig,
 }
 #: section names of older ``config.json`` files and presets; their options are routed by name
 #: (every option name is unique), so old run folders and user presets keep working
@@ -264,7 +314,8 @@ class TrainConfig:
                      choices=METHOD_NAMES)
     mode: str = _f("single-modal", "translation mode: single-modal (ResNet G + PatchGAN), multimodal (MUNIT-style "
                                    "content/style G with AdaIN + multi-scale D), single-image (StyleGAN2-style G/D on "
-                                   "patches of one image pair)", choices=MODES)
+                                   "patches of one image pair), exemplar (MCL-Net: paired conditions -> photos in the "
+                                   "style of an exemplar; options in the exemplar section)", choices=MODES)
     presets: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -273,6 +324,7 @@ class TrainConfig:
     nce: NCEConfig = field(default_factory=NCEConfig)
     cycle: CycleConfig = field(default_factory=CycleConfig)
     single_image: SingleImageConfig = field(default_factory=SingleImageConfig)
+    exemplar: ExemplarConfig = field(default_factory=ExemplarConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     #: facts recorded when the run was built, not options: ``{"backbone": {...}}`` (name, weights,

@@ -4,6 +4,8 @@
   per layer (paper Fig. 1 and 3), with FSeSim or a run's trained LSeSim heads.
 - :func:`errormap_command`: per-location error of several content losses between an image and one
   or more candidates (paper Fig. 5).
+- :func:`correspondence_command`: where an exemplar run's input points look in the exemplar, and
+  the exemplar's self-correlation maps (MCL-Net Fig. 5; :mod:`sesim.viz.correspondence`).
 
 A run is rebuilt from its ``config.json`` and ``checkpoint.pt``, with the backbone the run recorded
 (its feature network is fixed, so it is not stored in checkpoints; a different weights file is
@@ -23,7 +25,7 @@ from typing import Sequence
 import torch
 
 from .config import TrainConfig
-from .data.images import load_image, pil_to_tensor
+from .data.images import ImageError, load_image, pil_to_tensor
 from .factory import build_generator, build_patch_heads
 from .losses.patchnce import PatchSampleMLP
 from .losses.spatial import PAPER_SETTINGS, SpatialCorrelativeLoss
@@ -32,7 +34,9 @@ from .nets.backbones import (build_backbone, default_perceptual_layers, describe
                               resolve_backbone)
 from .nets.init import init_weights
 from .run import Run
-from .translate import translate_tensor
+from .translate import TranslateError, load_run_generator, translate_tensor
+from .translate_exemplar import exemplar_translate_tensor
+from .viz.correspondence import correspondence_figure
 from .viz.errormap import ErrorMap, l1_error, patchnce_error, perceptual_error, sesim_error
 from .viz.grid import figure_grid
 from .viz.heatmap import heatmap_figure, overlay, panel
@@ -277,3 +281,25 @@ def errormap_command(a: str | Path, b: Sequence[str | Path], output: str | Path,
     fig = figure_grid(cells, column_titles=["a", "b", *names], captions=captions, title=title)
     fig.save(output)
     return output, maps
+
+
+# --------------------------------------------------------------------------- correspondence
+def correspondence_command(run: str | Path, condition: str | Path, exemplar: str | Path, output: str | Path, *,
+                           points: str | None = None, side: int = 128, overwrite: bool = False) -> Path:
+    """``sesim viz correspondence``: load the run, draw the figure, write ``output``."""
+    translator, cfg = load_run_generator(run)
+    if cfg.mode != "exemplar":
+        raise VizError(f"{run} is a {cfg.mode!r} run; viz correspondence needs a --mode exemplar run")
+    out = _check_output(output, overwrite)
+    try:
+        x = pil_to_tensor(load_image(condition, cfg.data.channels))[None]
+        z = pil_to_tensor(load_image(exemplar, cfg.data.channels))[None]
+    except ImageError as err:
+        raise TranslateError(str(err)) from None
+    pts = parse_points(points, z.shape[-1], z.shape[-2])
+    try:
+        fig = correspondence_figure(translator, x, z, exemplar_translate_tensor(translator, x, z), pts, side)
+    except ValueError as err:
+        raise VizError(str(err)) from None
+    fig.save(out)
+    return out

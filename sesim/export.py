@@ -9,6 +9,9 @@ Formats:
 
 The exported module takes ``(N, C, H, W)`` images in [-1, 1] of any height and width (>= 8):
 it reflection-pads to the generator's stride, translates and crops back, like ``sesim translate``.
+A ``--mode exemplar`` run exports its correspondence network and generator as one module with two
+inputs, ``condition`` ``(N, C, H, W)`` (any size >= 2 strides) and ``exemplar`` ``(N, C, H', W')``
+(any size, the same ``N``): :class:`AnySizeExemplarTranslator`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,42 @@ class AnySizeTranslator(nn.Module):
         return self.generator(x)[:, :, :h, :w]
 
 
+class AnySizeExemplarTranslator(nn.Module):
+    """An :class:`~sesim.nets.exemplar_translator.ExemplarTranslator` that takes conditions of any size
+    (reflection-padded to its stride, cropped back) and exemplars of any size."""
+
+    def __init__(self, translator: nn.Module, stride: int) -> None:
+        super().__init__()
+        self.translator = translator
+        self.stride = stride
+
+    def forward(self, condition: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
+        h, w = condition.shape[-2], condition.shape[-1]
+        ph = (self.stride - h % self.stride) % self.stride
+        pw = (self.stride - w % self.stride) % self.stride
+        condition = F.pad(condition, (0, pw, 0, ph), mode="reflect")
+        return self.translator(condition, exemplar)[:, :, :h, :w]
+
+
+def _export_exemplar(translator: nn.Module, channels: int, fmt: str, tmp: Path, example_size: int) -> None:
+    """Write the two-input exemplar translator to ``tmp`` (see :func:`export_run`)."""
+    model = AnySizeExemplarTranslator(translator, translator.stride).eval()
+    cond = torch.rand(2, channels, example_size + 3 * translator.stride + 1, example_size + 3 * translator.stride + 3)
+    exemplar = torch.rand(2, channels, example_size + 5, example_size + 7) * 2 - 1  # batch 2: not specialised
+    if fmt == "onnx":
+        batch = torch.export.Dim("batch")
+        dims = {"condition": {0: batch, 2: torch.export.Dim("height", min=2 * translator.stride),
+                              3: torch.export.Dim("width", min=2 * translator.stride)},
+                "exemplar": {0: batch, 2: torch.export.Dim("eheight", min=8), 3: torch.export.Dim("ewidth", min=8)}}
+        program = torch.onnx.export(model, (cond * 2 - 1, exemplar), input_names=["condition", "exemplar"],
+                                    output_names=["translation"], dynamic_shapes=dims, dynamo=True, verbose=False)
+        program.save(str(tmp))
+    else:  # trace the translator at a multiple of its stride, script the size-dependent padding around it
+        s = translator.stride
+        traced = torch.jit.trace(translator, (torch.rand(2, channels, 4 * s, 5 * s) * 2 - 1, exemplar))
+        torch.jit.script(AnySizeExemplarTranslator(traced, s)).save(str(tmp))
+
+
 def export_run(run_dir: str | Path, output: str | Path | None = None, *, fmt: str = "onnx",
                direction: str = "AtoB", example_size: int = 64, overwrite: bool = False) -> Path:
     """Write the run's generator in ``fmt``; returns the file. Default output:
@@ -52,6 +91,15 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, *, fmt: st
     path = Path(output) if output else run_dir / f"{stem}{FORMATS[fmt]}"
     if path.exists() and not overwrite:
         raise TranslateError(f"{path} already exists; pass --overwrite to replace it")
+    if cfg.mode == "exemplar":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        if fmt == "onnx":
+            _require_onnx()
+        with torch.no_grad():
+            _export_exemplar(generator, cfg.data.channels, fmt, tmp, example_size)
+        tmp.replace(path)
+        return path
     model = AnySizeTranslator(generator, getattr(generator, "stride", 4)).eval()
     # an odd example size, so nothing in the exported graph can assume a multiple of the stride
     example = torch.rand(1, cfg.data.channels, example_size + 1, example_size + 3) * 2 - 1
@@ -59,12 +107,7 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, *, fmt: st
     tmp = path.with_name(f".{path.name}.tmp")
     with torch.no_grad():
         if fmt == "onnx":
-            try:
-                import onnx  # noqa: F401
-                import onnxscript  # noqa: F401
-            except ImportError as err:
-                raise TranslateError(f"ONNX export needs the onnx and onnxscript packages ({err}); "
-                                     "install them with: pip install 'sesim[export]'") from None
+            _require_onnx()
             dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=8),
                     3: torch.export.Dim("width", min=8)}
             program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["translation"],
@@ -75,3 +118,12 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, *, fmt: st
             torch.jit.script(AnySizeTranslator(traced, model.stride)).save(str(tmp))
     tmp.replace(path)
     return path
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise TranslateError(f"ONNX export needs the onnx and onnxscript packages ({err}); "
+                             "install them with: pip install 'sesim[export]'") from None

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import DataConfig, DiscriminatorConfig, GeneratorConfig, NCEConfig, StructureConfig
+from .config import DataConfig, DiscriminatorConfig, ExemplarConfig, GeneratorConfig, NCEConfig, StructureConfig
 from .losses.patchnce import PatchSampleMLP
 from .losses.perceptual import NoContentLoss, PerceptualLoss, PixelL1Loss
 from .losses.spatial import SpatialCorrelativeLoss
+from .nets.exemplar_translator import ExemplarTranslator
 from .nets.multiscale_d import MultiScaleDiscriminator
 from .nets.munit import MultimodalGenerator
 from .nets.patchgan import PatchDiscriminator
@@ -24,9 +25,15 @@ from .nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 __all__ = ["build_generator", "build_discriminator", "build_structure_loss", "build_patch_heads"]
 
 
-def build_generator(mode: str, data: DataConfig, g: GeneratorConfig) -> nn.Module:
-    """The translation network of ``mode``, with fresh (PyTorch default) weights."""
+def build_generator(mode: str, data: DataConfig, g: GeneratorConfig, exemplar: ExemplarConfig | None = None) -> nn.Module:
+    """The translation network of ``mode``, with fresh (PyTorch default) weights (``exemplar``: the
+    exemplar section, for ``mode="exemplar"``)."""
     c = data.channels
+    if mode == "exemplar":  # correspondence + SPADE generator in one module
+        e = exemplar or ExemplarConfig()
+        return ExemplarTranslator(c, c, grid=data.size, correspondence=e.correspondence, channels=e.corr_channels,
+                                  scm=e.scm, scm_dim=e.scm_dim, temperature=e.corr_temperature, ngf=g.ngf,
+                                  n_up=e.n_up, hidden=e.spade_hidden)
     if mode == "single-modal":
         return ResnetGenerator(c, c, ngf=g.ngf, n_blocks=g.n_blocks, norm=g.norm, antialias=g.antialias,
                                upsample=None if g.upsample == "auto" else g.upsample)
@@ -45,6 +52,8 @@ def build_discriminator(mode: str, data: DataConfig, d: DiscriminatorConfig, g: 
         return PatchDiscriminator(c, d.ndf, d.n_layers_d, g.norm, antialias=g.antialias)
     if mode == "multimodal":
         return MultiScaleDiscriminator(c, d.ndf, d.n_layers_d, d.n_scales_d)
+    if mode == "exemplar":  # conditional: sees [condition, photo]
+        return MultiScaleDiscriminator(2 * c, d.ndf, d.n_layers_d, d.n_scales_d)
     if mode == "single-image":
         return StyleGAN2Discriminator(c, size=data.size, ndf=d.ndf)
     raise ValueError(f"unknown mode {mode!r}")

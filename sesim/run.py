@@ -70,7 +70,7 @@ def load_generator(path: str | Path, cfg: TrainConfig | None = None, *, device: 
         if spec:
             generator = build_network(spec)
         elif cfg is not None:
-            generator = build_generator(cfg.mode, cfg.data, cfg.generator)
+            generator = build_generator(cfg.mode, cfg.data, cfg.generator, cfg.exemplar)
         else:
             raise RunError(f"{path} does not say which network it holds (written by an older sesim); pass the run "
                            "folder it came from")

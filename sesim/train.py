@@ -118,6 +118,14 @@ def build_data(cfg: TrainConfig) -> tuple[Any, list[torch.Tensor]]:
         raise TrainingError("--batch-size must be >= 1 and --steps >= 0")
     if cfg.data.size % 4:
         raise TrainingError(f"--size {cfg.data.size} must be a multiple of 4 (the generator's stride)")
+    if cfg.mode == "exemplar":  # paired conditions/photos + exemplars (sesim/data/paired.py)
+        from .data.paired import exemplar_data
+
+        if cfg.run.eval_every > 0:
+            raise TrainingError("--eval-every scores translations without exemplars; exemplar runs are scored by "
+                                "bench/exemplar.py (set --eval-every 0)")
+
+        return exemplar_data(cfg, domain_dirs(cfg.data))
     if cfg.mode == "single-image":  # one image per domain, random zoomed patches
         from .data.single_image import SingleImageError, single_image_dataset, single_image_samples
 
@@ -259,7 +267,8 @@ class Trainer:
         self.method.eval()
         titles, columns = self.method.sample_columns(x)  # one "translation" column; one per style code (multimodal)
         self.method.train()
-        grid = image_grid([[a, *(c[i].cpu() for c in columns)] for i, a in enumerate(x.cpu())],
+        sources = self.method.sample_sources(x).cpu()
+        grid = image_grid([[a, *(c[i].cpu() for c in columns)] for i, a in enumerate(sources)],
                           titles=["input", *titles], scale=max(1, 128 // self.cfg.data.size))
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         path.parent.mkdir(exist_ok=True)

@@ -27,6 +27,7 @@ from .nets.munit import style_codes
 from .run import Run
 from .runtime import resolve_device
 from .tiled import plan_inference, translate_tiled
+from .translate_exemplar import ExemplarRequestError, translate_exemplar_jobs
 
 log = logging.getLogger("sesim")
 
@@ -128,7 +129,7 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
                     weights: str | Path | None = None, progress: bool = True, samples: int = 1, seed: int = 0,
                     style_from: str | Path | None = None, tile: int | str | None = "auto",
                     max_memory: int | None = None, skip_unreadable: bool = False,
-                    precision: str = "fp32") -> list[Path]:
+                    precision: str = "fp32", exemplar: str | Path | None = None) -> list[Path]:
     """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths.
 
     Multimodal runs only: ``samples`` > 1 writes ``<stem>_s<k>.png`` for k = 0..samples-1, sample
@@ -139,6 +140,8 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     (:func:`sesim.tiled.plan_inference`). Inputs are checked before anything is written
     (:func:`sesim.data.images.keep_readable`): an unreadable one stops the command, or is
     skipped with ``skip_unreadable``. ``precision``: ``"fp32"`` or ``"bf16"`` (see :func:`translate_tensor`).
+    ``exemplar``: ``--mode exemplar`` runs only, a photo or a folder of photos paired by name
+    (:mod:`sesim.translate_exemplar`).
     """
     input_path, output_dir = Path(input_path), Path(output_dir)
     jobs = plan_jobs(input_path, output_dir)
@@ -152,6 +155,17 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     jobs = [j for j in jobs if j.source in keep]
     if not jobs:
         raise TranslateError(f"no readable image in {input_path}")
+    if cfg.mode == "exemplar":
+        if samples > 1 or style_from is not None:
+            raise TranslateError("--samples and --style-from are for multimodal runs; an exemplar run takes its "
+                                 "style from --exemplar")
+        try:
+            return translate_exemplar_jobs(generator, cfg, jobs, input_path, exemplar, overwrite=overwrite, device=dev,
+                                           progress=progress, skip_unreadable=skip_unreadable)
+        except ExemplarRequestError as err:
+            raise TranslateError(str(err)) from None
+    if exemplar is not None:
+        raise TranslateError(f"--exemplar needs a --mode exemplar run; this run's mode is {cfg.mode!r}")
     if samples < 1:
         raise TranslateError(f"--samples must be >= 1, got {samples}")
     if samples > 1 and style_from is not None:

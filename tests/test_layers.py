@@ -12,7 +12,7 @@ rank   modules
 3      ``config``: the option sections
 4      components built from options: ``factory``, ``methods``, ``metrics``, ``viz`` (drawing only),
        ``snapshots``, ``layerwise``, ``tiled``, ``distributed``
-5      the loop and the inference path: ``train``, ``translate``, ``run``, ``evaluate``, ``export``
+5      the loop and the inference path: ``train``, ``translate`` (and ``translate_exemplar``), ``run``, ``evaluate``, ``export``
 6      the application: ``cli``, ``demo``, ``sweep``, ``explain``, ``view``
 =====  ==================================================================================
 
@@ -34,7 +34,8 @@ LAYERS: dict[str, int] = {
     "sesim.config": 3,
     "sesim.factory": 4, "sesim.methods": 4, "sesim.metrics": 4, "sesim.viz": 4, "sesim.snapshots": 4,
     "sesim.layerwise": 4, "sesim.tiled": 4, "sesim.distributed": 4,
-    "sesim.train": 5, "sesim.translate": 5, "sesim.run": 5, "sesim.evaluate": 5, "sesim.export": 5,
+    "sesim.train": 5, "sesim.translate": 5, "sesim.translate_exemplar": 5, "sesim.run": 5, "sesim.evaluate": 5,
+    "sesim.export": 5,
     "sesim.cli": 6, "sesim.__main__": 6, "sesim.demo": 6, "sesim.sweep": 6, "sesim.explain": 6, "sesim.view": 6,
 }
 

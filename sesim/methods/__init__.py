@@ -10,6 +10,7 @@ from ..config import TrainConfig
 from .base import Method, NonFiniteLossError
 from .cut import CUTMethod
 from .cyclegan import CycleGANMethod
+from .exemplar import ExemplarMethod
 from .multimodal import MultimodalMethod
 from .sesim import SeSimMethod
 from .single_image import SingleImageSeSimMethod, SinCUTMethod
@@ -24,6 +25,7 @@ RECIPES: dict[tuple[str, str], type[Method]] = {
     ("cut", "single-modal"): CUTMethod,
     ("cut", "single-image"): SinCUTMethod,
     ("cyclegan", "single-modal"): CycleGANMethod,
+    ("sesim", "exemplar"): ExemplarMethod,
 }
 
 
@@ -56,5 +58,5 @@ def build_method(cfg: TrainConfig) -> Method:
     return cls(**sections)
 
 
-__all__ = ["RECIPES", "CUTMethod", "CycleGANMethod", "Method", "MultimodalMethod", "NonFiniteLossError",
+__all__ = ["RECIPES", "CUTMethod", "CycleGANMethod", "ExemplarMethod", "Method", "MultimodalMethod", "NonFiniteLossError",
            "SeSimMethod", "SinCUTMethod", "SingleImageSeSimMethod", "build_method", "recipe"]

@@ -103,7 +103,7 @@ class Method(nn.Module):
         """Translation networks by direction: ``{"AtoB": G}``; two-sided methods add ``"BtoA"``.
 
         Each is saved to the run folder (see :func:`sesim.checkpoint.generator_file`) and rebuilt
-        by ``sesim translate`` with ``build_generator(config)``.
+        by ``sesim translate`` from the arguments stored with its weights (:mod:`sesim.run`).
         """
         raise NotImplementedError
 
@@ -111,6 +111,11 @@ class Method(nn.Module):
     def translate(self, images: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """``(N, C, H, W)`` source images in [-1, 1] -> translations, same shape and range."""
         return self.generators()[direction](images)
+
+    def sample_sources(self, images: torch.Tensor) -> torch.Tensor:
+        """What the sample grids' "input" column shows of the inputs (the exemplar method's inputs
+        carry the exemplar too). Default: the inputs themselves."""
+        return images
 
     @torch.no_grad()
     def sample_columns(self, images: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:

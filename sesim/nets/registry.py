@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from . import multiscale_d, munit, patchgan, resnet_generator, stylegan2  # noqa: F401  (each class registers itself)
+from . import exemplar_translator, multiscale_d, munit, patchgan, resnet_generator, stylegan2  # noqa: F401  (registered)
 from .described import NetworkSpecError, described_class
 
 __all__ = ["build_network"]

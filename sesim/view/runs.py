@@ -128,6 +128,9 @@ class ViewRun:
                 zipfile.BadZipFile) as err:
             raise ViewError(f"run {self.dir} could not be loaded from {CONFIG_FILE} and {STATE_FILE} "
                             f"({type(err).__name__}: {err})") from None
+        if self.cfg.mode == "exemplar":
+            raise ViewError(f"{self.dir} is an exemplar run (--mode exemplar), which sesim view does not show; "
+                            "use `sesim viz correspondence`")
         self.generator = method.generators()["AtoB"].eval()
         self.structure, self.own_loss, self.loss_note = run_structure_loss(method, self.cfg, self.dir)
         self.steps = discover_steps(self.dir)
