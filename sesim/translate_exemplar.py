@@ -20,11 +20,7 @@ from tqdm import tqdm
 from .config import TrainConfig
 from .data.images import IMAGE_EXTENSIONS, ImageError, keep_readable, list_images, load_image, pil_to_tensor, save_image
 
-__all__ = ["match_exemplars", "translate_exemplar_jobs", "exemplar_translate_tensor"]
-
-
-class _Error(RuntimeError):
-    pass
+__all__ = ["ExemplarRequestError", "match_exemplars", "translate_exemplar_jobs", "exemplar_translate_tensor"]
 
 
 class ExemplarRequestError(ValueError):
