@@ -287,7 +287,8 @@ FIELD_RANGES: dict[str, Range] = {
     "pseudo_exemplar": fraction(), "scm_dim": count(1), "corr_channels": count(1), "corr_temperature": positive(),
     "mcl_margin": Range(0.0, 1.5, float), "mcl_temperature": positive(), "spade_hidden": count(1),
     "n_up": count(1, 6), "lambda_cyc": non_negative(float), "lambda_fcst": non_negative(float),
-    "lambda_mcl": non_negative(float), "lambda_perc": non_negative(float), "lambda_cxt": non_negative(float), "lambda_app": non_negative(float),
+    "lambda_mcl": non_negative(float), "lambda_perc": non_negative(float), "lambda_cxt": non_negative(float),
+    "lambda_app": non_negative(float),
     "lambda_pse": non_negative(float), "lr_d": positive(),
 }
 

@@ -25,7 +25,8 @@ from .nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 __all__ = ["build_generator", "build_discriminator", "build_structure_loss", "build_patch_heads"]
 
 
-def build_generator(mode: str, data: DataConfig, g: GeneratorConfig, exemplar: ExemplarConfig | None = None) -> nn.Module:
+def build_generator(mode: str, data: DataConfig, g: GeneratorConfig,
+                    exemplar: ExemplarConfig | None = None) -> nn.Module:
     """The translation network of ``mode``, with fresh (PyTorch default) weights (``exemplar``: the
     exemplar section, for ``mode="exemplar"``)."""
     c = data.channels

@@ -12,7 +12,8 @@ rank   modules
 3      ``config``: the option sections
 4      components built from options: ``factory``, ``methods``, ``metrics``, ``viz`` (drawing only),
        ``snapshots``, ``layerwise``, ``tiled``, ``distributed``
-5      the loop and the inference path: ``train``, ``translate`` (and ``translate_exemplar``), ``run``, ``evaluate``, ``export``
+5      the loop and the inference path: ``train``, ``translate``, ``translate_exemplar``, ``run``,
+       ``evaluate``, ``export``
 6      the application: ``cli``, ``demo``, ``sweep``, ``explain``, ``view``
 =====  ==================================================================================
 

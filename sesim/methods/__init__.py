@@ -58,5 +58,6 @@ def build_method(cfg: TrainConfig) -> Method:
     return cls(**sections)
 
 
-__all__ = ["RECIPES", "CUTMethod", "CycleGANMethod", "ExemplarMethod", "Method", "MultimodalMethod", "NonFiniteLossError",
+__all__ = ["RECIPES", "CUTMethod", "CycleGANMethod", "ExemplarMethod", "Method", "MultimodalMethod",
+           "NonFiniteLossError",
            "SeSimMethod", "SinCUTMethod", "SingleImageSeSimMethod", "build_method", "recipe"]

@@ -107,6 +107,7 @@ class StructureLossMethod(Method):
         super().load_extra_state(state)
         self.head_steps = int(state.get("head_steps", 0))
 
+
 class SeSimMethod(StructureLossMethod):
     """ResNet generator + 70x70 PatchGAN trained with a GAN loss and F/LSeSim."""
 

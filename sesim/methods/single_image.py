@@ -79,8 +79,8 @@ class _SingleImageBase(Method):
         """D's update with the gradient penalty of the single-image section; D is left frozen."""
         si = self.conf.single_image
         mode = si.gradient_penalty
-        logs = discriminator_step(self.D, self.optimizers["D"], self.gan, real_b, fake_b,
-                                  penalty=None if mode == "none" else lambda: gradient_penalty(self.D, real_b, fake_b, mode),
+        penalty = None if mode == "none" else lambda: gradient_penalty(self.D, real_b, fake_b, mode)
+        logs = discriminator_step(self.D, self.optimizers["D"], self.gan, real_b, fake_b, penalty=penalty,
                                   penalty_weight=si.lambda_gp)
         self.D.requires_grad_(False)
         return logs
