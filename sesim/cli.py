@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .config import RESUME_OPTIONS, OptionError, TrainConfig, available_presets, convert, load_preset_text, option_fields
 from .ranges import Choice, count
+from .speedups import PRECISIONS
 
 
 
@@ -93,8 +94,9 @@ def _check_numeric_flags(parser: argparse.ArgumentParser, command: str = "") -> 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for section, f in option_fields():
-        group = groups.get(section) or groups.setdefault(
-            section, parser.add_argument_group(f"{section.replace('_', '-')} options"))
+        if section not in groups:
+            groups[section] = parser.add_argument_group(f"{section.replace('_', '-')} options")
+        group = groups[section]
         flags = ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = ",".join(default) if isinstance(default, tuple) else default
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory limit of the process, e.g. 4G (default: what it uses plus 70%% of the available "
                         "memory); larger images are translated in tiles, with activations in temporary files "
                         "if needed")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: translate under bfloat16 autocast (1.7x the images/s of fp32 at 256 px on a CPU with "
                         "AVX-512 BF16; outputs about one 8-bit level from fp32 on average; exact layer-wise tiles "
                         "stay fp32)")

@@ -19,6 +19,7 @@ from typing import Any
 
 from .ops.selfsim import PAPER_PATCH_SIZE
 from .ranges import Range, count, fraction, non_negative, positive
+from .speedups import PRECISIONS
 
 #: training recipes (``--method``) and translation modes (``--mode``); the pairs that exist are in
 #: :data:`sesim.methods.RECIPES`
@@ -201,7 +202,7 @@ class RunConfig:
     num_samples: int = _f(6, "test images shown in each sample grid", resume=True)
     precision: str = _f("fp32", "fp32, or bf16: the training step under bfloat16 autocast (weights and optimiser "
                                 "states stay fp32; fp32 is the default because reduced precision is known to "
-                                "destabilise GAN training here)", choices=("fp32", "bf16"))
+                                "destabilise GAN training here)", choices=PRECISIONS)
     channels_last: bool = _f(False, "networks and batches in channels-last (NHWC) memory order (helps on CUDA)",
                              resume=True)
     compile: bool = _f(False, "torch.compile the networks in place (slow first steps; checkpoints unchanged)",
@@ -399,18 +400,12 @@ class TrainConfig:
     def update_routed(self, section: str, values: dict[str, Any]) -> None:
         """Like :meth:`update`, but an option found under another section (a file or preset written
         before the sections were split: ``zoom_min`` under ``data``, anything under ``model`` / ``loss``)
-        goes to the section that has it; unknown options are still errors."""
-        own = {} if section in LEGACY_SECTIONS else {f.name for f in dataclasses.fields(SECTIONS[section])}
+        goes to the section that has it (every option name is unique); unknown options are still errors."""
         for key, value in values.items():
             name = ALIASES.get(key, key)
-            if name in own:
-                self.update(section, {key: value})
-            elif name in TOP_LEVEL:
-                self.update_top(**{name: value})
-            elif name in FIELD_SECTION:
-                self.update(FIELD_SECTION[name], {key: value})
-            else:
+            if name not in TOP_LEVEL and name not in FIELD_SECTION:
                 raise ValueError(f"unknown {section} option {key!r}")
+            self.set_flat(key, value)
 
     def update_top(self, **values: Any) -> None:
         """Set ``method`` and/or ``mode``, checked like any option."""
@@ -459,6 +454,8 @@ class TrainConfig:
 
 FIELD_SECTION: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 assert len(FIELD_SECTION) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "field names must be unique"
+
+
 def option_fields() -> list[tuple[str, dataclasses.Field]]:
     """Every option as ``(group, field)``: ``method`` and ``mode`` (group ``recipe``), then each
     section's fields; one command-line flag each."""

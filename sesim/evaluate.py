@@ -389,6 +389,14 @@ def _single_image(out: dict, names: list[str], real: dict, fake: dict, source, i
                                 images=len(vals))
 
 
+def run_backbone_defaults(cfg: Any, options: dict[str, Any]) -> None:
+    """Unless given, score the structure metrics (selfsim, struct) on the backbone a run recorded
+    it was trained with (``cfg``: the run's :class:`~sesim.config.TrainConfig`)."""
+    if cfg.resolved.get("backbone"):
+        options.setdefault("backbone", cfg.structure.backbone)
+        options.setdefault("backbone_weights", cfg.structure.backbone_weights)
+
+
 def evaluate_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False,
                  real: str | os.PathLike | None = None, **kwargs: Any) -> dict:
     """Translate the run's testA into ``out_dir/translations`` and evaluate against testB (or ``real``)."""
@@ -398,9 +406,7 @@ def evaluate_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, over
 
     run_dir = Path(run_dir)
     cfg = Run(run_dir).config
-    if cfg.resolved.get("backbone"):  # selfsim on the features the run was trained with
-        kwargs.setdefault("backbone", cfg.structure.backbone)
-        kwargs.setdefault("backbone_weights", cfg.structure.backbone_weights)
+    run_backbone_defaults(cfg, kwargs)
     try:
         test_a, test_b = domain_dirs(cfg.data, "test")
     except (FileNotFoundError, ValueError) as err:

@@ -61,9 +61,7 @@ def load_generator(path: str | Path, cfg: TrainConfig | None = None, *, device: 
     path = Path(path)
     try:
         state = load_generator_weights(path)
-    except FileNotFoundError as err:
-        raise RunError(str(err)) from None
-    except RunFileError as err:
+    except (FileNotFoundError, RunFileError) as err:
         raise RunError(str(err)) from None
     spec = _stored_metadata(path).get("network")
     try:

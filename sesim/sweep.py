@@ -47,7 +47,8 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import write_text_atomic
 from .config import TrainConfig
-from .evaluate import EvaluateError, FEATURE_METRICS, build_feature_extractor, evaluate_folders, header_lines, parse_metrics
+from .evaluate import (EvaluateError, FEATURE_METRICS, build_feature_extractor, evaluate_folders, header_lines,
+                       parse_metrics, run_backbone_defaults)
 from .metrics.features import Extractor
 from .metrics.protocols import Protocol, get_protocol, prepare_folder
 from .run import Run
@@ -256,9 +257,7 @@ def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, *, snapsho
     out = Path(out_dir) if out_dir is not None else run_dir / "sweep"
     metric_list = parse_metrics(metrics if metrics is not None else (proto.metrics if proto else "fid,kid"))
     opts.setdefault("fid_impl", proto.fid_impl if proto else "legacy")
-    if cfg.resolved.get("backbone"):  # structure metrics on the features the run was trained with
-        opts.setdefault("backbone", cfg.structure.backbone)
-        opts.setdefault("backbone_weights", cfg.structure.backbone_weights)
+    run_backbone_defaults(cfg, opts)
     try:
         chosen = select_snapshots(list_snapshots(run_dir), snapshots)
     except SnapshotError as err:

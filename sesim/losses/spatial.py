@@ -89,6 +89,11 @@ class Features(dict):
         return {name: tuple(f.shape) for name, f in self.items()}
 
 
+def _shape(t: torch.Tensor | Features) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+    """An image batch's shape, or its features' shapes by layer (compared only with their own kind)."""
+    return t.shapes() if isinstance(t, Features) else tuple(t.shape)
+
+
 class StructureHead(nn.Module):
     """LSeSim's learned structure head for one layer: 1x1 conv -> ReLU -> 1x1 conv.
 
@@ -271,19 +276,13 @@ class SpatialCorrelativeLoss(nn.Module):
         """Features of each item: image tensors go through the feature network in one batch
         (traced only with ``grad``), :class:`Features` are taken as they are."""
         images = [t for t in items if not isinstance(t, Features)]
+        parts = iter(())
         if images:
             with torch.set_grad_enabled(grad):
                 batch = self.extractor(torch.cat(images)) if len(images) > 1 else self.extractor(images[0])
             sizes = [t.shape[0] for t in images]
-            parts = [Features(zip(batch, split)) for split in zip(*(f.split(sizes) for f in batch.values()))]
-        out, i = [], 0
-        for t in items:
-            if isinstance(t, Features):
-                out.append(t)
-            else:
-                out.append(parts[i])
-                i += 1
-        return out
+            parts = (Features(zip(batch, split)) for split in zip(*(f.split(sizes) for f in batch.values())))
+        return [t if isinstance(t, Features) else next(parts) for t in items]
 
     def structure_features(self, images: torch.Tensor, *, train_heads: bool = False) -> dict[str, torch.Tensor]:
         """Features the maps are computed from: ``layer -> (N, C', H_l, W_l)``.
@@ -368,7 +367,7 @@ class SpatialCorrelativeLoss(nn.Module):
         """
         if source_features is not None:
             x = Features(source_features)
-        shape_x, shape_y = (t.shapes() if isinstance(t, Features) else tuple(t.shape) for t in (x, y))
+        shape_x, shape_y = _shape(x), _shape(y)
         if type(shape_x) is type(shape_y) and shape_x != shape_y:
             raise ValueError(f"source and translation shapes differ: {shape_x} vs {shape_y}")
         with torch.no_grad():
@@ -433,7 +432,7 @@ class SpatialCorrelativeLoss(nn.Module):
         for t in (x, *positives, *others):
             if t is not None and all(t is not u for u in unique):
                 unique.append(t)
-        shapes = [t.shapes() if isinstance(t, Features) else tuple(t.shape) for t in unique]
+        shapes = [_shape(t) for t in unique]
         if any(type(a) is type(shapes[0]) and a != shapes[0] for a in shapes):
             raise ValueError("x, x_aug and other must have the same shape")
         # a frozen feature network need not be traced; features given are used detached (heads only learn here)
