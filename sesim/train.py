@@ -86,7 +86,7 @@ def sample_inputs(cfg: TrainConfig) -> list[torch.Tensor]:
 
 def record_backbone(cfg: TrainConfig, method: Method, *, resume: bool = False) -> None:
     """Write what the content loss's feature network resolved to into ``cfg`` (saved as config.json):
-    concrete ``backbone`` / ``backbone_weights`` / layers, and ``cfg.resolved["backbone"]`` with the
+    concrete ``backbone`` / ``backbone_weights``, and ``cfg.resolved["backbone"]`` with the
     weight file and its SHA-256. A resumed run must find the same network it was trained with."""
     net = method.feature_backbone()
     if net is None:
@@ -99,9 +99,6 @@ def record_backbone(cfg: TrainConfig, method: Method, *, resume: bool = False) -
     record = backbone_record(net)
     cfg.resolved["backbone"] = record
     cfg.structure.backbone, cfg.structure.backbone_weights = record["backbone"], record["weights"]
-    layers = tuple(getattr(method.structure, "layers", ()))
-    if layers:
-        cfg.update("structure", {"perceptual_layers" if cfg.structure.structure == "perceptual" else "layers": layers})
 
 
 def lr_factor(step: int, total: int, decay_start: float) -> float:
@@ -167,6 +164,8 @@ class Trainer:
         seed_everything(cfg.run.seed)
         self.method: Method = build_method(cfg).to(self.device)
         record_backbone(cfg, self.method, resume=resume)
+        for section, values in self.method.resolved_options().items():
+            cfg.update(section, values)
         if dist.enabled:
             synchronize_batch_norm(self.method, self.device)
         if cfg.run.channels_last:

@@ -11,6 +11,7 @@ from sesim.cli import main
 from sesim.config import TrainConfig
 from sesim.data.demo_scenes import load_layouts, load_rgb_folder
 from lab.exemplar_scenes import apply_style, make_edge_photo_dataset, make_exemplar_scenes
+from sesim.methods import build_method
 from sesim.train import resume, train
 from sesim.translate import TranslateError, load_run_generator, translate_paths
 
@@ -68,6 +69,10 @@ def test_trains_and_resumes_exactly(scenes, tmp_path, preset):
     assert not any(k.startswith("backbone.") for k in a["method"])  # the frozen backbone is not saved
     saved = TrainConfig.load(full / "config.json")
     assert saved.mode == "exemplar" and saved.exemplar.cxt_layers == ("stage2", "stage3", "stage4")
+    # the resolved layers reach config.json through the training loop, the method's section is left as given
+    method = build_method(cfg("unbuilt"))
+    assert method.conf.exemplar.cxt_layers is None
+    assert method.resolved_options()["exemplar"]["cxt_layers"] == ("stage2", "stage3", "stage4")
     assert saved.resolved["backbone"]["backbone"] == "efficientnet-lite0"
     assert (full / "samples" / "step_0000004.png").is_file()
 

@@ -128,6 +128,17 @@ class Method(nn.Module):
         ``None`` for methods without one (CUT, CycleGAN, GAN-only, pixel L1)."""
         return getattr(getattr(self, "structure", None), "extractor", None)
 
+    def resolved_options(self) -> dict[str, dict[str, Any]]:
+        """Options this recipe resolved while it was built (``"auto"`` layers made concrete), by
+        section: ``{"structure": {"layers": (...)}}``. The training loop writes them into the run's
+        configuration, so a resumed or translated run finds what it was trained with; the
+        recipe's own sections are left as given. Default: the content loss's layers, if any."""
+        layers = tuple(getattr(getattr(self, "structure", None), "layers", ()))
+        if not layers:
+            return {}
+        perceptual = getattr(self.conf, "structure", None) and self.conf.structure.structure == "perceptual"
+        return {"structure": {"perceptual_layers" if perceptual else "layers": layers}}
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """``state_dict()`` without the fixed modules listed in :attr:`frozen_prefixes`."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_prefixes)}

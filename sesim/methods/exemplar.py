@@ -76,8 +76,6 @@ class ExemplarMethod(Method):
         self.cxt_layers = parse_layers(choice.name, e.cxt_layers, default=CONTEXTUAL_LAYERS[choice.name])
         self.pse_layers = (parse_layers(choice.name, e.pse_layers, default=PSEUDO_LAYERS[choice.name])
                            if e.pse_layers != ("off",) else ())
-        # the resolved layers are saved with the run's configuration
-        e.perc_layers, e.cxt_layers, e.pse_layers = self.perc_layers, self.cxt_layers, self.pse_layers
         layers = tuple(dict.fromkeys(self.perc_layers + self.cxt_layers + self.pse_layers))
         self.backbone = build_backbone(choice.name, layers, choice.weights).requires_grad_(False).eval()
         self.mcl = MarginalContrastiveLoss(e.mcl_margin, e.mcl_temperature)
@@ -125,6 +123,10 @@ class ExemplarMethod(Method):
         logs = discriminator_step(self.D, self.optimizers["D"], self.gan, torch.cat([x, y], 1),  # 4.
                                   torch.cat([x, fake], 1))
         return {**logs, "G": loss_g.item(), **{f"G_{k}": v.item() for k, v in terms.items()}}
+
+    def resolved_options(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        return {"exemplar": {"perc_layers": self.perc_layers, "cxt_layers": self.cxt_layers,
+                             "pse_layers": self.pse_layers}}
 
     def generators(self) -> dict[str, ExemplarTranslator]:
         return {"AtoB": self.G}
