@@ -207,17 +207,20 @@ class Trainer:
             "last_logs": self.last_logs,
         }
         save_state(self.run_dir / STATE_FILE, state)
-        meta = {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict()}
         for direction, generator in self.method.generators().items():
-            save_generator(self.run_dir / generator_file(direction), generator, {**meta, "direction": direction})
+            save_generator(self.run_dir / generator_file(direction), generator, self._weights_meta(direction))
+
+    def _weights_meta(self, direction: str | None = None) -> dict[str, Any]:
+        """What is saved next to generator weights: step, version, the run's config (and direction)."""
+        meta = {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict()}
+        return meta if direction is None else {**meta, "direction": direction}
 
     def save_snapshot(self) -> None:
         """Keep the generator weights of this step in ``snapshots/`` (main process; see :mod:`sesim.snapshots`)."""
         if self.main:
             from .snapshots import write_snapshot
 
-            write_snapshot(self.run_dir, self.step, self.method.generators(),
-                           {"sesim_version": __version__, "config": self.cfg.to_dict()})
+            write_snapshot(self.run_dir, self.step, self.method.generators(), self._weights_meta())
 
     def _load(self) -> None:
         path = self.run_dir / STATE_FILE
@@ -254,9 +257,7 @@ class Trainer:
                 load_generator_weights(path)
             except (FileNotFoundError, RunFileError) as err:
                 log.warning("%s; rewriting it from %s (step %d)", err.args[0].split(";")[0], STATE_FILE, self.step)
-                meta = {"step": self.step, "sesim_version": __version__, "config": self.cfg.to_dict(),
-                        "direction": direction}
-                save_generator(path, generator, meta)
+                save_generator(path, generator, self._weights_meta(direction))
 
     # -- outputs ---------------------------------------------------------------------------
     def write_samples(self, writer) -> None:
