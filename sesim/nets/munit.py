@@ -259,11 +259,6 @@ class MultimodalGenerator(Described):
             style = x.new_zeros(x.shape[0], self.style_dim)
         return self.decode(self.encode_content(x), style)
 
-    def sample_styles(self, n: int, *, generator: torch.Generator | None = None,
-                      device: torch.device | str | None = None) -> Tensor:
-        """``(n, style_dim)`` codes from N(0, I) (torch's global RNG unless ``generator`` is given)."""
-        return torch.randn(n, self.style_dim, generator=generator, device=device)
-
 
 def style_codes(style_dim: int, n: int, seed: int) -> Tensor:
     """``(n, style_dim)`` reproducible codes from N(0, I): row ``k`` depends only on ``(seed, k)``,
