@@ -132,7 +132,7 @@ class ViewRun:
             raise ViewError(f"{self.dir} is an exemplar run (--mode exemplar), which sesim view does not show; "
                             "use `sesim viz correspondence`")
         self.generator = method.generators()["AtoB"].eval()
-        self.structure, self.own_loss, self.loss_note = run_structure_loss(method, self.cfg, self.dir)
+        self.structure, self.own_loss, self.loss_note = run_structure_loss(method, self.dir)
         self.steps = discover_steps(self.dir)
         own = _weights_step(self.dir / GENERATOR_FILE)
         self.latest = own if own is not None else max((s for s, st in self.steps.items() if st.weights), default=0)

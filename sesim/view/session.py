@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from ..data.images import tensor_to_pil
+from ..viz.errormap import sesim_error
 from ..viz.heatmap import colorize
 from .inputs import ViewImage
-from .maps import error_map, features, local_window, query
+from .maps import features, local_window, query
 from .runs import ViewError, ViewRun
 
 #: blend weight of the heat colours over the image (as in ``sesim viz heatmap``)
@@ -201,8 +202,8 @@ class ViewSession:
         panels = []
         with self._lock:
             for k, (run, variant) in enumerate(zip(self.runs, chosen)):
-                err = self._cache.get(("err", k, i, variant), lambda: error_map(
-                    run.structure, self.images[i].image, self._translation(k, i, variant)))
+                err = self._cache.get(("err", k, i, variant), lambda: sesim_error(
+                    self.images[i].image, self._translation(k, i, variant), run.structure))
                 panels.append({"kind": "translation", "run": k, "h": err.shape[0], "w": err.shape[1],
                                "lo": 0.0, "hi": float(err.max()), "mean": float(err.mean()),
                                "values": _values(err)})
