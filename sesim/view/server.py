@@ -279,5 +279,5 @@ def serve(runs: Sequence[str | Path], input_path: str | Path | None = None, *, h
     return 0
 
 
-def _raise_interrupt(signum, frame) -> None:
+def _raise_interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt

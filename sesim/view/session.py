@@ -53,6 +53,12 @@ def _values(a: np.ndarray) -> list:
     return [None if not math.isfinite(v) else round(float(v), 5) for v in a.ravel()]
 
 
+def _pick(items: list, index: int, what: str):
+    if not 0 <= index < len(items):
+        raise ViewError(f"no {what} {index}; there are {len(items)}")
+    return items[index]
+
+
 def _png(image: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     tensor_to_pil(image).save(buf, format="PNG")
@@ -78,14 +84,10 @@ class ViewSession:
 
     # -- validation --------------------------------------------------------------------------
     def image(self, index: int) -> ViewImage:
-        if not 0 <= index < len(self.images):
-            raise ViewError(f"no image {index}; there are {len(self.images)}")
-        return self.images[index]
+        return _pick(self.images, index, "image")
 
     def run(self, index: int) -> ViewRun:
-        if not 0 <= index < len(self.runs):
-            raise ViewError(f"no run {index}; there are {len(self.runs)}")
-        return self.runs[index]
+        return _pick(self.runs, index, "run")
 
     def default_variant(self, run: ViewRun) -> Variant:
         return run.latest, "ref" if run.reference_style is not None else 0
@@ -93,9 +95,8 @@ class ViewSession:
     def variants(self, given: dict[int, Variant] | None) -> list[Variant]:
         """One variant per run: the given ones (checked), the run's default for the others."""
         given = given or {}
-        unknown = [k for k in given if not 0 <= k < len(self.runs)]
-        if unknown:
-            raise ViewError(f"no run {unknown[0]}; there are {len(self.runs)}")
+        for k in given:
+            self.run(k)
         out = []
         for k, run in enumerate(self.runs):
             step, style = given.get(k, self.default_variant(run))
