@@ -112,7 +112,7 @@ def _without_heads(structure: SpatialCorrelativeLoss) -> SpatialCorrelativeLoss:
     return SpatialCorrelativeLoss(structure.layers, extractor=structure.extractor, **settings).eval()
 
 
-def _describe_run_structure(structure: SpatialCorrelativeLoss, run: Path) -> str:
+def describe_run_structure(structure: SpatialCorrelativeLoss, run: Path) -> str:
     kind = "LSeSim (trained heads)" if structure.learned else "FSeSim"
     return f"{kind} of run {run.name}, {describe_backbone(structure.extractor)}, {structure.norm} features"
 
@@ -143,7 +143,7 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
         if not isinstance(structure, SpatialCorrelativeLoss):
             raise VizError(f"run {run} was trained without the spatially-correlative loss "
                            f"(method {cfg.method!r}, structure {cfg.structure.structure!r}); drop --run to use FSeSim")
-        title = _describe_run_structure(structure, Path(run))
+        title = describe_run_structure(structure, Path(run))
         if structure.learned:  # show what the trained heads change: the same features without them
             structure = {"LSeSim": structure, "FSeSim": _without_heads(structure)}
             title += " (rows: with the trained heads, and FSeSim on the same backbone features)"
@@ -196,7 +196,7 @@ def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weig
     if isinstance(structure, SpatialCorrelativeLoss):
         fsesim = _without_heads(structure)
         lsesim = structure if structure.learned else None
-        notes["FSeSim"] = _describe_run_structure(fsesim, Path(run))
+        notes["FSeSim"] = describe_run_structure(fsesim, Path(run))
         notes["LSeSim"] = (f"trained heads of run {Path(run).name} on the same features" if lsesim is not None
                            else f"skipped: run {Path(run).name} has no trained LSeSim heads")
     else:

@@ -18,7 +18,7 @@ import torch
 from ..losses.spatial import PAPER_SETTINGS, LayerMaps, SpatialCorrelativeLoss
 from ..nets.backbones import describe_backbone
 from ..ops.selfsim import map_distance, self_similarity, window_index
-from ..explain import _describe_run_structure
+from ..explain import describe_run_structure
 from ..viz.heatmap import feature_position, query_map
 
 
@@ -39,7 +39,7 @@ def run_structure_loss(method: torch.nn.Module, run_dir: Path) -> tuple[SpatialC
     (the description of a run's own loss is ``sesim viz``'s, which names its feature network)."""
     structure = getattr(method, "structure", None)
     if isinstance(structure, SpatialCorrelativeLoss):
-        return structure.eval(), True, f"the run's own loss: {_describe_run_structure(structure, run_dir)}"
+        return structure.eval(), True, f"the run's own loss: {describe_run_structure(structure, run_dir)}"
     loss, words = fallback_structure_loss()
     return loss, False, words
 
