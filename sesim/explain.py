@@ -230,7 +230,7 @@ def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weig
 
 def error_maps(a: torch.Tensor, b: torch.Tensor, losses: ContentLosses) -> list[ErrorMap | None]:
     """Error maps of every loss (``None`` for a skipped one), in the figure's column order."""
-    notes = {"L1": "pixels", **losses.notes, "LSeSim": "trained heads"}
+    notes = {"L1": "pixels", **losses.notes, "LSeSim": "trained heads"}  # an error map's short note
     return [ErrorMap(name, error(a, b), notes[name]) if error is not None else None
             for name, error in losses.error.items()]
 
