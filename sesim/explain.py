@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from .config import TrainConfig
 from .data.images import ImageError, load_image, pil_to_tensor
 from .factory import build_generator, build_patch_heads
-from .losses.patchnce import PatchSampleMLP
 from .losses.spatial import PAPER_SETTINGS, SpatialCorrelativeLoss
 from .methods import Method
 from .nets.backbones import (build_backbone, default_perceptual_layers, describe_backbone, record_mismatch,
@@ -89,6 +90,7 @@ def _load(path: str | Path, channels: int = 3) -> torch.Tensor:
 
 def _fsesim(backbone: str, weights: str | None, layers: Sequence[str] | None,
             norm: str) -> tuple[SpatialCorrelativeLoss, str]:
+    torch.manual_seed(0)  # random-init networks are the same on every call
     choice = resolve_backbone(backbone, weights)
     # auto: mean-centre random features. Random-init ReLU features share a large positive component,
     # so with plain L2 every map is nearly flat and distances are ~100x smaller (tests/test_viz_errormap.py)
@@ -99,18 +101,18 @@ def _fsesim(backbone: str, weights: str | None, layers: Sequence[str] | None,
     return loss.eval(), f"FSeSim, {describe_backbone(loss.extractor)}, {norm} features"
 
 
+#: the settings of a structure loss that its FSeSim twin (:func:`_without_heads`) keeps
+_MAP_SETTINGS = ("num_queries", "sampling", "patch_size", "keys", "norm", "distance", "mask_keep", "mask_from",
+                 "smooth_l1", "tanh_scale")
+
+
 def _without_heads(structure: SpatialCorrelativeLoss) -> SpatialCorrelativeLoss:
     """FSeSim with the same features and settings as a (possibly LSeSim) structure loss."""
-    return SpatialCorrelativeLoss(
-        structure.layers, extractor=structure.extractor, num_queries=structure.num_queries,
-        sampling=structure.sampling, patch_size=structure.patch_size, keys=structure.keys, norm=structure.norm,
-        distance=structure.distance, mask_keep=structure.mask_keep, mask_from=structure.mask_from,
-        smooth_l1=structure.smooth_l1,
-        tanh_scale=structure.tanh_scale,
-    ).eval()
+    settings = {name: getattr(structure, name) for name in _MAP_SETTINGS}
+    return SpatialCorrelativeLoss(structure.layers, extractor=structure.extractor, **settings).eval()
 
 
-def _describe_run_structure(structure: SpatialCorrelativeLoss, run: Path) -> str:
+def describe_run_structure(structure: SpatialCorrelativeLoss, run: Path) -> str:
     kind = "LSeSim (trained heads)" if structure.learned else "FSeSim"
     return f"{kind} of run {run.name}, {describe_backbone(structure.extractor)}, {structure.norm} features"
 
@@ -141,7 +143,7 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
         if not isinstance(structure, SpatialCorrelativeLoss):
             raise VizError(f"run {run} was trained without the spatially-correlative loss "
                            f"(method {cfg.method!r}, structure {cfg.structure.structure!r}); drop --run to use FSeSim")
-        title = _describe_run_structure(structure, Path(run))
+        title = describe_run_structure(structure, Path(run))
         if structure.learned:  # show what the trained heads change: the same features without them
             structure = {"LSeSim": structure, "FSeSim": _without_heads(structure)}
             title += " (rows: with the trained heads, and FSeSim on the same backbone features)"
@@ -153,7 +155,6 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
             y = _load(translation, cfg.data.channels)
     else:
         x, y = _load(source), _load(translation)
-        torch.manual_seed(0)  # a random-init backbone is the same on every call
         structure, title = _fsesim(backbone, backbone_weights, layer_list, feature_norm)
     if x.shape != y.shape:
         raise VizError(f"source {tuple(x.shape[-2:])} and translation {tuple(y.shape[-2:])} differ in size")
@@ -173,15 +174,11 @@ def heatmap_command(source: str | Path, output: str | Path, *, translation: str 
 # --------------------------------------------------------------------------------- errormap
 @dataclass
 class ContentLosses:
-    """The losses compared by the error-map figure and a note on each."""
+    """The losses compared by the error-map figure, in its column order: ``error[name](a, b)`` is the
+    ``(H', W')`` error array of two ``(C, H, W)`` images in [-1, 1] (``None``: a skipped loss);
+    ``notes`` says how each is computed."""
 
-    fsesim: SpatialCorrelativeLoss
-    lsesim: SpatialCorrelativeLoss | None
-    perceptual: torch.nn.Module
-    nce_encoder: torch.nn.Module
-    nce_mlp: PatchSampleMLP
-    nce_layers: tuple[str, ...]
-    nce_temperature: float
+    error: dict[str, Callable[[torch.Tensor, torch.Tensor], np.ndarray] | None]
     notes: dict[str, str]
 
 
@@ -199,13 +196,10 @@ def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weig
     if isinstance(structure, SpatialCorrelativeLoss):
         fsesim = _without_heads(structure)
         lsesim = structure if structure.learned else None
-        notes["FSeSim"] = _describe_run_structure(fsesim, Path(run))
-        if lsesim is None:
-            notes["LSeSim"] = f"skipped: run {Path(run).name} has no trained LSeSim heads"
-        else:
-            notes["LSeSim"] = f"trained heads of run {Path(run).name} on the same features"
+        notes["FSeSim"] = describe_run_structure(fsesim, Path(run))
+        notes["LSeSim"] = (f"trained heads of run {Path(run).name} on the same features" if lsesim is not None
+                           else f"skipped: run {Path(run).name} has no trained LSeSim heads")
     else:
-        torch.manual_seed(0)  # random-init networks are the same on every call
         fsesim, notes["FSeSim"] = _fsesim(backbone, backbone_weights, None, feature_norm)
         lsesim = None
         notes["LSeSim"] = "skipped: needs --run of an LSeSim run (trained heads)"
@@ -214,7 +208,7 @@ def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weig
     perceptual = build_backbone(name, default_perceptual_layers(name), getattr(net, "weights_source", "random"))
     notes["perceptual"] = f"{','.join(perceptual.layers)} of {describe_backbone(perceptual)}"
     if method is not None and hasattr(method, "F") and hasattr(method, "nce_layers"):
-        encoder, mlp, layers = method.G, method.F, tuple(method.nce_layers)
+        encoder, mlp, layers = method.G, method.F, method.nce_layers
         temperature = cfg.nce.nce_temperature
         notes["PatchNCE"] = f"trained encoder and heads of CUT run {Path(run).name}"
     else:
@@ -223,25 +217,22 @@ def content_losses(run: str | Path | None, backbone: str = "auto", backbone_weig
         encoder = init_weights(build_generator(base.mode, base.data, base.generator), base.generator.init,
                                base.generator.init_gain).eval()
         layers, mlp = build_patch_heads(encoder, base.nce, base.generator)
-        layers = tuple(layers)
         temperature = base.nce.nce_temperature
         notes["PatchNCE"] = "RANDOM-INIT encoder and heads (no trained CUT run given)"
-    return ContentLosses(fsesim, lsesim, perceptual.eval(), encoder.eval(), mlp.eval(), layers, temperature, notes)
+    error = {"L1": l1_error,
+             "perceptual": partial(perceptual_error, extractor=perceptual.eval(), layers=perceptual.layers),
+             "PatchNCE": partial(patchnce_error, encoder=encoder.eval().encode, mlp=mlp.eval(), layers=layers,
+                                 temperature=temperature),
+             "FSeSim": partial(sesim_error, structure=fsesim),
+             "LSeSim": partial(sesim_error, structure=lsesim) if lsesim is not None else None}
+    return ContentLosses(error, notes)
 
 
 def error_maps(a: torch.Tensor, b: torch.Tensor, losses: ContentLosses) -> list[ErrorMap | None]:
     """Error maps of every loss (``None`` for a skipped one), in the figure's column order."""
-    out: list[ErrorMap | None] = [
-        ErrorMap("L1", l1_error(a, b), "pixels"),
-        ErrorMap("perceptual", perceptual_error(a, b, losses.perceptual, losses.perceptual.layers),
-                 losses.notes["perceptual"]),
-        ErrorMap("PatchNCE", patchnce_error(a, b, losses.nce_encoder.encode, losses.nce_mlp, losses.nce_layers,
-                                            losses.nce_temperature), losses.notes["PatchNCE"]),
-        ErrorMap("FSeSim", sesim_error(a, b, losses.fsesim), losses.notes["FSeSim"]),
-    ]
-    out.append(ErrorMap("LSeSim", sesim_error(a, b, losses.lsesim), "trained heads")
-               if losses.lsesim is not None else None)
-    return out
+    notes = {"L1": "pixels", **losses.notes, "LSeSim": "trained heads"}  # an error map's short note
+    return [ErrorMap(name, error(a, b), notes[name]) if error is not None else None
+            for name, error in losses.error.items()]
 
 
 def errormap_command(a: str | Path, b: Sequence[str | Path], output: str | Path, *, run: str | Path | None = None,
@@ -266,9 +257,10 @@ def errormap_command(a: str | Path, b: Sequence[str | Path], output: str | Path,
                        "(PatchNCE runs the images through a generator's encoder)")
     losses = content_losses(run, backbone, backbone_weights, feature_norm, channels)
     maps = [error_maps(xa, xb, losses) for xb in xbs]
-    names = ["L1", "perceptual", "PatchNCE", "FSeSim", "LSeSim"]
+    names = list(losses.error)
     # one colour scale per loss (column), shared by all rows: 0 .. the column's largest error
-    top = [max((float(row[i].values.max()) for row in maps if row[i] is not None), default=1.0) for i in range(5)]
+    top = [max((float(row[i].values.max()) for row in maps if row[i] is not None), default=1.0)
+           for i in range(len(names))]
     cells, captions = [], []
     for path, xb, row in zip(b, xbs, maps):
         cells.append([panel(xa, side), panel(xb, side)] +
@@ -292,8 +284,7 @@ def correspondence_command(run: str | Path, condition: str | Path, exemplar: str
         raise VizError(f"{run} is a {cfg.mode!r} run; viz correspondence needs a --mode exemplar run")
     out = _check_output(output, overwrite)
     try:
-        x = pil_to_tensor(load_image(condition, cfg.data.channels))[None]
-        z = pil_to_tensor(load_image(exemplar, cfg.data.channels))[None]
+        x, z = _load(condition, cfg.data.channels)[None], _load(exemplar, cfg.data.channels)[None]
     except ImageError as err:
         raise TranslateError(str(err)) from None
     pts = parse_points(points, z.shape[-1], z.shape[-2])

@@ -27,6 +27,13 @@ from .translate import TranslateError, load_run_generator
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 
 
+def _pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Reflection-pad ``(N, C, H, W)`` at the bottom and right to multiples of ``stride``."""
+    ph = (stride - x.shape[-2] % stride) % stride
+    pw = (stride - x.shape[-1] % stride) % stride
+    return F.pad(x, (0, pw, 0, ph), mode="reflect")
+
+
 class AnySizeTranslator(nn.Module):
     """Wraps a generator so that inputs of any size >= 8 px come back at their own size."""
 
@@ -37,10 +44,7 @@ class AnySizeTranslator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        ph = (self.stride - h % self.stride) % self.stride
-        pw = (self.stride - w % self.stride) % self.stride
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-        return self.generator(x)[:, :, :h, :w]
+        return self.generator(_pad_to_stride(x, self.stride))[:, :, :h, :w]
 
 
 class AnySizeExemplarTranslator(nn.Module):
@@ -54,27 +58,41 @@ class AnySizeExemplarTranslator(nn.Module):
 
     def forward(self, condition: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
         h, w = condition.shape[-2], condition.shape[-1]
-        ph = (self.stride - h % self.stride) % self.stride
-        pw = (self.stride - w % self.stride) % self.stride
-        condition = F.pad(condition, (0, pw, 0, ph), mode="reflect")
-        return self.translator(condition, exemplar)[:, :, :h, :w]
+        return self.translator(_pad_to_stride(condition, self.stride), exemplar)[:, :, :h, :w]
+
+
+def _save_onnx(model: nn.Module, args: tuple, input_names: list[str], dims: dict, path: Path) -> None:
+    program = torch.onnx.export(model, args, input_names=input_names, output_names=["translation"],
+                                dynamic_shapes=dims, dynamo=True, verbose=False)
+    program.save(str(path))
+
+
+def _export_generator(generator: nn.Module, channels: int, fmt: str, tmp: Path, example_size: int) -> None:
+    """Write the one-input generator to ``tmp`` (see :func:`export_run`)."""
+    model = AnySizeTranslator(generator, getattr(generator, "stride", 4)).eval()
+    if fmt == "onnx":
+        # an odd example size, so nothing in the exported graph can assume a multiple of the stride
+        example = torch.rand(1, channels, example_size + 1, example_size + 3) * 2 - 1
+        dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=8), 3: torch.export.Dim("width", min=8)}
+        _save_onnx(model, (example,), ["image"], {"x": dims}, tmp)
+    else:  # trace the size-agnostic convolutions, script the size-dependent padding around them
+        traced = torch.jit.trace(generator, torch.rand(1, channels, 64, 64) * 2 - 1)
+        torch.jit.script(AnySizeTranslator(traced, model.stride)).save(str(tmp))
 
 
 def _export_exemplar(translator: nn.Module, channels: int, fmt: str, tmp: Path, example_size: int) -> None:
     """Write the two-input exemplar translator to ``tmp`` (see :func:`export_run`)."""
-    model = AnySizeExemplarTranslator(translator, translator.stride).eval()
-    cond = torch.rand(2, channels, example_size + 3 * translator.stride + 1, example_size + 3 * translator.stride + 3)
+    s = translator.stride
     exemplar = torch.rand(2, channels, example_size + 5, example_size + 7) * 2 - 1  # batch 2: not specialised
     if fmt == "onnx":
+        cond = torch.rand(2, channels, example_size + 3 * s + 1, example_size + 3 * s + 3)
         batch = torch.export.Dim("batch")
-        dims = {"condition": {0: batch, 2: torch.export.Dim("height", min=2 * translator.stride),
-                              3: torch.export.Dim("width", min=2 * translator.stride)},
+        dims = {"condition": {0: batch, 2: torch.export.Dim("height", min=2 * s),
+                              3: torch.export.Dim("width", min=2 * s)},
                 "exemplar": {0: batch, 2: torch.export.Dim("eheight", min=8), 3: torch.export.Dim("ewidth", min=8)}}
-        program = torch.onnx.export(model, (cond * 2 - 1, exemplar), input_names=["condition", "exemplar"],
-                                    output_names=["translation"], dynamic_shapes=dims, dynamo=True, verbose=False)
-        program.save(str(tmp))
+        _save_onnx(AnySizeExemplarTranslator(translator, s).eval(), (cond * 2 - 1, exemplar),
+                   ["condition", "exemplar"], dims, tmp)
     else:  # trace the translator at a multiple of its stride, script the size-dependent padding around it
-        s = translator.stride
         traced = torch.jit.trace(translator, (torch.rand(2, channels, 4 * s, 5 * s) * 2 - 1, exemplar))
         torch.jit.script(AnySizeExemplarTranslator(traced, s)).save(str(tmp))
 
@@ -91,31 +109,13 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, *, fmt: st
     path = Path(output) if output else run_dir / f"{stem}{FORMATS[fmt]}"
     if path.exists() and not overwrite:
         raise TranslateError(f"{path} already exists; pass --overwrite to replace it")
-    if cfg.mode == "exemplar":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        if fmt == "onnx":
-            _require_onnx()
-        with torch.no_grad():
-            _export_exemplar(generator, cfg.data.channels, fmt, tmp, example_size)
-        tmp.replace(path)
-        return path
-    model = AnySizeTranslator(generator, getattr(generator, "stride", 4)).eval()
-    # an odd example size, so nothing in the exported graph can assume a multiple of the stride
-    example = torch.rand(1, cfg.data.channels, example_size + 1, example_size + 3) * 2 - 1
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    if fmt == "onnx":
+        _require_onnx()
+    write = _export_exemplar if cfg.mode == "exemplar" else _export_generator
     with torch.no_grad():
-        if fmt == "onnx":
-            _require_onnx()
-            dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=8),
-                    3: torch.export.Dim("width", min=8)}
-            program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["translation"],
-                                        dynamic_shapes={"x": dims}, dynamo=True, verbose=False)
-            program.save(str(tmp))
-        else:  # trace the size-agnostic convolutions, script the size-dependent padding around them
-            traced = torch.jit.trace(generator, torch.rand(1, cfg.data.channels, 64, 64) * 2 - 1)
-            torch.jit.script(AnySizeTranslator(traced, model.stride)).save(str(tmp))
+        write(generator, cfg.data.channels, fmt, tmp, example_size)
     tmp.replace(path)
     return path
 

@@ -109,7 +109,7 @@ class _LiveBytes(TorchDispatchMode):
         self.current = 0
         self.peak = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(self, func, _types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
             if isinstance(t, Tensor):
@@ -137,8 +137,7 @@ def _probe_peak(generator: nn.Module, channels: int, side: int, kwargs: dict[str
     x = torch.zeros(1, channels, side, side, device=device)
     tracker = _LiveBytes()
     with tracker:
-        y = generator(x, **kwargs)
-        del y
+        generator(x, **kwargs)
     return tracker.peak
 
 

@@ -51,17 +51,17 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 def axis_weights(length: int, starts: list[int], tile: int, margin: int) -> list[Tensor]:
     """Per-tile 1-D blending weights (``(tile,)`` float tensors) along one axis; see the module doc."""
+    def ramp(distance: Tensor, overlap: int) -> Tensor:  # by the distance to a shared edge
+        return ((distance - margin + 1) / max(overlap - 2 * margin, 1)).clamp(0, 1)
+
     out = []
     for k, s in enumerate(starts):
         w = torch.ones(min(tile, length))
         pos = torch.arange(w.numel(), dtype=torch.float32)
         if k > 0:  # shares its left edge with the previous tile
-            ov = starts[k - 1] + tile - s
-            w = torch.minimum(w, ((pos - margin + 1) / max(ov - 2 * margin, 1)).clamp(0, 1))
+            w = torch.minimum(w, ramp(pos, starts[k - 1] + tile - s))
         if k < len(starts) - 1:  # shares its right edge with the next tile
-            ov = s + tile - starts[k + 1]
-            rev = w.numel() - 1 - pos
-            w = torch.minimum(w, ((rev - margin + 1) / max(ov - 2 * margin, 1)).clamp(0, 1))
+            w = torch.minimum(w, ramp(w.numel() - 1 - pos, s + tile - starts[k + 1]))
         out.append(w)
     return out
 

@@ -6,7 +6,7 @@ layer and step by step, with the per-query structure-loss value and the loss's e
 
 - :mod:`.runs`: a run folder opened for viewing (method, generators per step, sample snapshots);
 - :mod:`.inputs`: the images shown in the strip;
-- :mod:`.maps`: which structure loss draws the maps of a run, and the map / error computations;
+- :mod:`.maps`: which structure loss draws the maps of a run, and the map computations;
 - :mod:`.session`: the cached, thread-safe answers the page asks for;
 - :mod:`.server`: the HTTP server (stdlib, 127.0.0.1 by default) and ``static/``, the page.
 

@@ -34,11 +34,20 @@ class ViewImage:
     image: torch.Tensor
 
 
-def _fit(img: Image.Image, size: int) -> Image.Image:
-    if size <= 0 or max(img.size) == size:
-        return img
-    scale = size / max(img.size)
-    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+def _read(path: Path, channels: int, size: int) -> torch.Tensor:
+    """The image file, longer side resized to ``size`` (``0``: as it is), ``(C, H, W)`` in [-1, 1]."""
+    img = load_image(path, channels)
+    if size > 0 and max(img.size) != size:
+        scale = size / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+    return pil_to_tensor(img)
+
+
+def _one_image(path: Path, channels: int, size: int) -> list[ViewImage]:
+    try:
+        return [ViewImage(path.name, _read(path, channels, size))]
+    except ImageError as err:
+        raise ViewError(str(err)) from None
 
 
 def load_inputs(path: str | Path, channels: int, size: int) -> list[ViewImage]:
@@ -53,25 +62,22 @@ def load_inputs(path: str | Path, channels: int, size: int) -> list[ViewImage]:
     if path.is_file():
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise ViewError(f"--input {path} does not have an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        try:
-            return [ViewImage(path.name, pil_to_tensor(_fit(load_image(path, channels), size)))]
-        except ImageError as err:
-            raise ViewError(str(err)) from None
+        return _one_image(path, channels, size)
     try:
         files = list_images(path)
     except (EmptyFolderError, NotADirectoryError) as err:
         raise ViewError(str(err)) from None
     if len(files) > MAX_IMAGES:
         log.warning("--input %s holds %d images; showing the first %d", path, len(files), MAX_IMAGES)
-    images, bad = [], []
-    for file in files[:MAX_IMAGES]:
+    files = files[:MAX_IMAGES]
+    images = []
+    for file in files:
         try:
-            images.append(ViewImage(str(file.relative_to(path)), pil_to_tensor(_fit(load_image(file, channels), size))))
+            images.append(ViewImage(str(file.relative_to(path)), _read(file, channels, size)))
         except ImageError as err:
-            bad.append(file)
             log.warning("skipping %s", err)
     if not images:
-        raise ViewError(f"none of the {len(bad)} image file(s) in {path} could be read")
+        raise ViewError(f"none of the {len(files)} image file(s) in {path} could be read")
     return images
 
 
@@ -83,11 +89,7 @@ def run_images(run: ViewRun) -> list[ViewImage]:
     if cfg.mode == "single-image":
         source = Path(cfg.data.dir_a or "")
         if source.is_file():
-            try:
-                return [ViewImage(source.name, pil_to_tensor(_fit(load_image(source, cfg.data.channels),
-                                                                  SINGLE_IMAGE_SIDE)))]
-            except ImageError as err:
-                raise ViewError(str(err)) from None
+            return _one_image(source, cfg.data.channels, SINGLE_IMAGE_SIDE)
         tensors = []
     else:
         try:

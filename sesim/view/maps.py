@@ -15,35 +15,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TrainConfig
 from ..losses.spatial import PAPER_SETTINGS, LayerMaps, SpatialCorrelativeLoss
 from ..nets.backbones import describe_backbone
 from ..ops.selfsim import map_distance, self_similarity, window_index
-from ..viz.errormap import sesim_error
-from ..explain import _describe_run_structure
+from ..explain import describe_run_structure
 from ..viz.heatmap import feature_position, query_map
 
 
-def fallback_structure_loss(cfg: TrainConfig) -> tuple[SpatialCorrelativeLoss, str]:
+def fallback_structure_loss() -> tuple[SpatialCorrelativeLoss, str]:
     """The structure loss used to draw maps for a run that has none of its own.
 
     Returns the loss (eval mode) and the words the page shows for it: FSeSim on the default
     pretrained backbone (ImageNet VGG16 if its file is found, else ImageNet EfficientNet-Lite0; see
     ``sesim.nets.backbones``) at its default layers, 32 x 32 windows -- an instrument, not the run's loss.
     """
-    del cfg  # the same instrument for every run without a structure loss
     loss = SpatialCorrelativeLoss(patch_size=PAPER_SETTINGS["patch_size"]).eval()
     return loss, (f"FSeSim on {describe_backbone(loss.extractor)} (not the run's: it has no spatially-correlative "
                   f"loss), {loss.norm} features")
 
 
-def run_structure_loss(method: torch.nn.Module, cfg: TrainConfig, run_dir: Path) -> tuple[SpatialCorrelativeLoss, bool, str]:
+def run_structure_loss(method: torch.nn.Module, run_dir: Path) -> tuple[SpatialCorrelativeLoss, bool, str]:
     """``(loss, is_the_runs_own, description)`` for the rebuilt ``method`` of the run in ``run_dir``
     (the description of a run's own loss is ``sesim viz``'s, which names its feature network)."""
     structure = getattr(method, "structure", None)
     if isinstance(structure, SpatialCorrelativeLoss):
-        return structure.eval(), True, f"the run's own loss: {_describe_run_structure(structure, run_dir)}"
-    loss, words = fallback_structure_loss(cfg)
+        return structure.eval(), True, f"the run's own loss: {describe_run_structure(structure, run_dir)}"
+    loss, words = fallback_structure_loss()
     return loss, False, words
 
 
@@ -89,8 +86,3 @@ def query(structure: SpatialCorrelativeLoss, fx: dict[str, torch.Tensor], fy: di
     pictures = [query_map(LayerMaps(m, q, win, h, w), 0) for m in maps]
     return QueryResult(pictures[0], pictures[1], (r, c), None if win is None else window, float(d[0, 0]))
 
-
-def error_map(structure: SpatialCorrelativeLoss, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """The loss's error of every location of translation ``y`` against source ``x`` (paper Fig. 5),
-    ``(h, w)`` at the finest layer, averaged over the loss's layers (see :func:`sesim_error`)."""
-    return sesim_error(x, y, structure)

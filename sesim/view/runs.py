@@ -81,9 +81,10 @@ class SnapshotGrid:
     cells: list[list[np.ndarray]] = field(default_factory=list)
 
     @classmethod
+    @functools.lru_cache(maxsize=16)
     def read(cls, path: Path, size: int) -> "SnapshotGrid | None":
         """Cut ``path`` (square cells of ``size`` px, enlarged by the trainer's integer scale);
-        ``None`` if the picture does not have that layout."""
+        ``None`` if the picture does not have that layout. The last 16 grids read are kept."""
         scale = max(1, 128 // size)
         side = size * scale
         try:
@@ -132,7 +133,7 @@ class ViewRun:
             raise ViewError(f"{self.dir} is an exemplar run (--mode exemplar), which sesim view does not show; "
                             "use `sesim viz correspondence`")
         self.generator = method.generators()["AtoB"].eval()
-        self.structure, self.own_loss, self.loss_note = run_structure_loss(method, self.cfg, self.dir)
+        self.structure, self.own_loss, self.loss_note = run_structure_loss(method, self.dir)
         self.steps = discover_steps(self.dir)
         own = _weights_step(self.dir / GENERATOR_FILE)
         self.latest = own if own is not None else max((s for s, st in self.steps.items() if st.weights), default=0)
@@ -191,7 +192,7 @@ class ViewRun:
 
     def _from_snapshot(self, image: torch.Tensor, source: Step, style: int | str) -> torch.Tensor:
         column = 1 if self.style_dim is None else (1 + style if isinstance(style, int) else None)
-        grid = _read_grid(source.snapshot, self.cfg.data.size)
+        grid = SnapshotGrid.read(source.snapshot, self.cfg.data.size)
         if grid is None:
             raise ViewError(f"{source.snapshot} does not have the layout of a sample grid of this run")
         row = grid.row_of(image)
@@ -205,7 +206,7 @@ class ViewRun:
     def snapshot_inputs(self) -> list[torch.Tensor]:
         """The input column of the newest sample grid (the run's sample images), ``(C, H, W)``."""
         for step in reversed(self.steps.values()):
-            grid = _read_grid(step.snapshot, self.cfg.data.size) if step.snapshot else None
+            grid = SnapshotGrid.read(step.snapshot, self.cfg.data.size) if step.snapshot else None
             if grid is not None:
                 return [pil_to_tensor(Image.fromarray(np.ascontiguousarray(row[0]))) for row in grid.cells]
         return []
@@ -221,8 +222,3 @@ class ViewRun:
             "multimodal": self.style_dim is not None, "reference_style": self.reference_style is not None,
             "snapshot_styles": SAMPLE_STYLES if self.style_dim is not None else 1,
         }
-
-
-@functools.lru_cache(maxsize=16)
-def _read_grid(path: Path, size: int) -> SnapshotGrid | None:
-    return SnapshotGrid.read(path, size)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from .inputs import load_inputs, run_images
+from .inputs import SINGLE_IMAGE_SIDE, load_inputs, run_images
 from .runs import ViewError, ViewRun
 from .session import Variant, ViewSession
 
@@ -74,14 +74,36 @@ def _style(text: str) -> int | str:
 def _variants(query: dict[str, list[str]], session: ViewSession, only: int | None = None) -> dict[int, Variant]:
     """``stepK`` / ``styleK`` parameters (or ``step`` / ``style`` for run ``only``) -> ``{K: (step, style)}``."""
     out = {}
-    for k, run in enumerate(session.runs):
+    for k in range(len(session.runs)) if only is None else [only]:
         suffix = "" if only is not None else str(k)
-        if only is not None and k != only:
-            continue
-        step_default, style_default = session.default_variant(run)
-        style = query.get("style" + suffix)
-        out[k] = (_int(query, "step" + suffix, step_default), _style(style[0]) if style else style_default)
+        step, style = session.default_variant(session.runs[k])
+        step = _int(query, "step" + suffix, step)
+        if query.get("style" + suffix):
+            style = _style(query["style" + suffix][0])
+        out[k] = (step, style)
     return out
+
+
+def _translation(s: ViewSession, query: dict[str, list[str]]) -> bytes:
+    k = _int(query, "run", 0)
+    s.run(k)
+    return s.translation_png(_int(query, "image"), k, _variants(query, s, only=k)[k])
+
+
+def _map(s: ViewSession, query: dict[str, list[str]]) -> dict:
+    layer = (query.get("layer") or [s.runs[0].layers[0]])[0]
+    mode = (query.get("mode") or ["run"])[0]
+    return s.query(_int(query, "image"), (_int(query, "x"), _int(query, "y")), layer, mode, _variants(query, s))
+
+
+#: ``path -> answer(session, query)``: a dict is sent as JSON, bytes as a PNG
+_API = {
+    "/api/info": lambda s, query: s.info(),
+    "/api/image": lambda s, query: s.image_png(_int(query, "image")),
+    "/api/translation": _translation,
+    "/api/map": _map,
+    "/api/error": lambda s, query: s.errors(_int(query, "image"), _variants(query, s)),
+}
 
 
 class ViewHandler(BaseHTTPRequestHandler):
@@ -135,48 +157,25 @@ class ViewHandler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         static: dict[str, tuple[bytes, str]] = self.server.static
         if path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, *static["index.html"])
+            path = "/static/index.html"
+        name = path.removeprefix("/static/")
+        if path.startswith("/static/") and name in static:
+            self._send(HTTPStatus.OK, *static[name])
             return
-        if path.startswith("/static/") and path[len("/static/"):] in static:
-            self._send(HTTPStatus.OK, *static[path[len("/static/"):]])
-            return
-        api = {"/api/info": self._info, "/api/image": self._image, "/api/translation": self._translation,
-               "/api/map": self._map, "/api/error": self._error}
-        if path not in api:
+        if path not in _API:
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
             return
         try:
-            api[path](query)
+            answer = _API[path](self.server.session, query)
+            if isinstance(answer, bytes):
+                self._send(HTTPStatus.OK, answer, "image/png")
+            else:
+                self._json(HTTPStatus.OK, answer)
         except ViewError as err:
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(err)})
         except Exception as err:  # noqa: BLE001 - one bad computation must not stop the server
             log.error("sesim view: %s failed: %s: %s", path, type(err).__name__, err)
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(err).__name__}: {err}"})
-
-    # -- answers -----------------------------------------------------------------------------
-    def _info(self, query) -> None:
-        self._json(HTTPStatus.OK, self.server.session.info())
-
-    def _image(self, query) -> None:
-        self._send(HTTPStatus.OK, self.server.session.image_png(_int(query, "image")), "image/png")
-
-    def _translation(self, query) -> None:
-        s = self.server.session
-        k = _int(query, "run", 0)
-        s.run(k)
-        png = s.translation_png(_int(query, "image"), k, _variants(query, s, only=k)[k])
-        self._send(HTTPStatus.OK, png, "image/png")
-
-    def _map(self, query) -> None:
-        s = self.server.session
-        layer = (query.get("layer") or [s.runs[0].layers[0]])[0]
-        mode = (query.get("mode") or ["run"])[0]
-        answer = s.query(_int(query, "image"), (_int(query, "x"), _int(query, "y")), layer, mode, _variants(query, s))
-        self._json(HTTPStatus.OK, answer)
-
-    def _error(self, query) -> None:
-        s = self.server.session
-        self._json(HTTPStatus.OK, s.errors(_int(query, "image"), _variants(query, s)))
 
 
 class ViewServer(ThreadingHTTPServer):
@@ -227,13 +226,10 @@ def build_session(runs: Sequence[str | Path], input_path: str | Path | None = No
         raise ViewError("--style-from needs a --mode multimodal run; none of the runs is one")
     first = opened[0]
     if input_path is None:
-        images = run_images(first)
-    else:
-        side = first.cfg.data.size if size is None else size
-        if size is None and first.cfg.mode == "single-image":
-            side = 256
-        images = load_inputs(input_path, first.cfg.data.channels, side)
-    return ViewSession(opened, images)
+        return ViewSession(opened, run_images(first))
+    if size is None:
+        size = SINGLE_IMAGE_SIDE if first.cfg.mode == "single-image" else first.cfg.data.size
+    return ViewSession(opened, load_inputs(input_path, first.cfg.data.channels, size))
 
 
 def _can_open_browser() -> bool:
@@ -283,5 +279,5 @@ def serve(runs: Sequence[str | Path], input_path: str | Path | None = None, *, h
     return 0
 
 
-def _raise_interrupt(signum, frame) -> None:
+def _raise_interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt

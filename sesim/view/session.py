@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from ..data.images import tensor_to_pil
+from ..viz.errormap import sesim_error
 from ..viz.heatmap import colorize
 from .inputs import ViewImage
-from .maps import error_map, features, local_window, query
+from .maps import features, local_window, query
 from .runs import ViewError, ViewRun
 
 #: blend weight of the heat colours over the image (as in ``sesim viz heatmap``)
@@ -52,6 +53,12 @@ def _values(a: np.ndarray) -> list:
     return [None if not math.isfinite(v) else round(float(v), 5) for v in a.ravel()]
 
 
+def _pick(items: list, index: int, what: str):
+    if not 0 <= index < len(items):
+        raise ViewError(f"no {what} {index}; there are {len(items)}")
+    return items[index]
+
+
 def _png(image: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     tensor_to_pil(image).save(buf, format="PNG")
@@ -77,14 +84,10 @@ class ViewSession:
 
     # -- validation --------------------------------------------------------------------------
     def image(self, index: int) -> ViewImage:
-        if not 0 <= index < len(self.images):
-            raise ViewError(f"no image {index}; there are {len(self.images)}")
-        return self.images[index]
+        return _pick(self.images, index, "image")
 
     def run(self, index: int) -> ViewRun:
-        if not 0 <= index < len(self.runs):
-            raise ViewError(f"no run {index}; there are {len(self.runs)}")
-        return self.runs[index]
+        return _pick(self.runs, index, "run")
 
     def default_variant(self, run: ViewRun) -> Variant:
         return run.latest, "ref" if run.reference_style is not None else 0
@@ -92,9 +95,8 @@ class ViewSession:
     def variants(self, given: dict[int, Variant] | None) -> list[Variant]:
         """One variant per run: the given ones (checked), the run's default for the others."""
         given = given or {}
-        unknown = [k for k in given if not 0 <= k < len(self.runs)]
-        if unknown:
-            raise ViewError(f"no run {unknown[0]}; there are {len(self.runs)}")
+        for k in given:
+            self.run(k)
         out = []
         for k, run in enumerate(self.runs):
             step, style = given.get(k, self.default_variant(run))
@@ -201,8 +203,8 @@ class ViewSession:
         panels = []
         with self._lock:
             for k, (run, variant) in enumerate(zip(self.runs, chosen)):
-                err = self._cache.get(("err", k, i, variant), lambda: error_map(
-                    run.structure, self.images[i].image, self._translation(k, i, variant)))
+                err = self._cache.get(("err", k, i, variant), lambda: sesim_error(
+                    self.images[i].image, self._translation(k, i, variant), run.structure))
                 panels.append({"kind": "translation", "run": k, "h": err.shape[0], "w": err.shape[1],
                                "lo": 0.0, "hi": float(err.max()), "mean": float(err.mean()),
                                "values": _values(err)})

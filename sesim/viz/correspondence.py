@@ -18,7 +18,7 @@ from ..nets.correspondence import self_correlation
 from .grid import image_grid
 from .heatmap import overlay, panel
 
-__all__ = ["coordinate_colours", "match_positions", "correspondence_figure"]
+__all__ = ["coordinate_colours", "correspondence_figure"]
 
 
 def coordinate_colours(side: int) -> np.ndarray:
@@ -27,14 +27,6 @@ def coordinate_colours(side: int) -> np.ndarray:
     out = np.empty((side, side, 3), np.uint8)
     out[..., 0], out[..., 1], out[..., 2] = t[None, :], t[:, None], 128
     return out
-
-
-@torch.no_grad()
-def match_positions(translator: torch.nn.Module, condition: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
-    """``(N, h, w)`` flat index of the exemplar location each condition location matches best."""
-    corr = translator.correspondence(condition, exemplar)
-    n, _, h, w = corr.warped.shape
-    return corr.similarity.argmax(dim=2).view(n, h, w)
 
 
 @torch.no_grad()

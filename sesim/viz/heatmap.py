@@ -37,13 +37,14 @@ def query_map(layer: LayerMaps, query: int, image_index: int = 0) -> np.ndarray:
     return full.view(layer.height, layer.width).numpy()
 
 
-def panel(image: torch.Tensor, size: int, mark: tuple[int, int] | None = None) -> Image.Image:
-    """``(C, H, W)`` image in [-1, 1] as an RGB picture ``size`` pixels wide (bicubic, like :func:`overlay`);
-    ``mark = (x, y)`` in image pixels draws a white ring with a black outline there."""
-    base = tensor_to_pil(image).convert("RGB")
-    out = base.resize((size, round(size * base.height / base.width)), Image.BICUBIC)
+def panel(image: torch.Tensor, size: int | None, mark: tuple[int, int] | None = None) -> Image.Image:
+    """``(C, H, W)`` image in [-1, 1] as an RGB picture ``size`` pixels wide (bicubic; ``None``: the
+    image's own size); ``mark = (x, y)`` in image pixels draws a white ring with a black outline there."""
+    out = tensor_to_pil(image).convert("RGB")
+    if size:
+        out = out.resize((size, round(size * out.height / out.width)), Image.BICUBIC)
     if mark is not None:
-        s = size / base.width
+        s = out.width / image.shape[-1]
         cx, cy, rad = (mark[0] + 0.5) * s, (mark[1] + 0.5) * s, max(4.0, 3 * s)
         draw = ImageDraw.Draw(out)
         draw.ellipse((cx - rad - 1, cy - rad - 1, cx + rad + 1, cy + rad + 1), outline=(0, 0, 0), width=1)
@@ -61,9 +62,8 @@ def overlay(image: torch.Tensor, heat: np.ndarray, *, alpha: float = 0.6, size: 
         size: output side in pixels (default: the image's).
         mark: ``(row, col)`` of the query in ``heat`` coordinates, drawn as a white ring.
     """
-    base = tensor_to_pil(image).convert("RGB")
-    out_w, out_h = (size, round(size * base.height / base.width)) if size else base.size
-    base = base.resize((out_w, out_h), Image.BICUBIC)
+    base = panel(image, size)
+    out_w, out_h = base.size
     finite = np.isfinite(heat)
     lo = np.nanmin(heat) if vmin is None else vmin
     hi = np.nanmax(heat) if vmax is None else vmax

@@ -66,9 +66,5 @@ def _curves_html(run_dir: Path) -> str:
         return f"<h2>Curves</h2><p>Curves could not be drawn: <code>{_esc(err)}</code></p>"
     if not written:
         return "<h2>Curves</h2><p>No logged steps yet.</p>"
-    html_parts = ["<h2>Curves</h2>"]
-    if "losses" in written:
-        html_parts.append("<h3>Losses</h3><img src='plots/losses.png'>")
-    if "metrics" in written:
-        html_parts.append("<h3>Evaluation metrics</h3><img src='plots/metrics.png'>")
-    return "".join(html_parts)
+    titles = {"losses": "Losses", "metrics": "Evaluation metrics"}
+    return "<h2>Curves</h2>" + "".join(f"<h3>{titles[kind]}</h3><img src='plots/{kind}.png'>" for kind in written)
