@@ -153,14 +153,8 @@ class VGG16Features(nn.Module):
 
     name = "vgg16"
 
-    def __init__(
-        self,
-        layers: Sequence[str] = VGG16_DEFAULT_LAYERS,
-        weights: str | os.PathLike | None = "imagenet",
-        *,
-        requires_grad: bool = False,
-        download: bool = True,
-    ) -> None:
+    def __init__(self, layers: Sequence[str] = VGG16_DEFAULT_LAYERS, weights: str | os.PathLike | None = "imagenet", *,
+                 requires_grad: bool = False, download: bool = True) -> None:
         super().__init__()
         layers = tuple(layers)
         unknown = [name for name in layers if name not in VGG16_LAYERS]
