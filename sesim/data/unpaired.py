@@ -84,11 +84,12 @@ def _describe_subfolders(root: Path) -> str:
 def domain_dirs(data: "DataConfig", phase: str = "train") -> tuple[Path, Path]:
     """The source and target image folders of a run's data options (``--data`` or, for training,
     ``--dir-a``/``--dir-b``), swapped for ``--direction BtoA``. Raises as :func:`resolve_domain_dirs`."""
-    explicit = phase == "train" and (data.dir_a or data.dir_b)
-    if explicit and not (data.dir_a and data.dir_b):
-        raise ValueError("give both --dir-a and --dir-b (or --data DIR holding trainA/ and trainB/)")
-    dir_a, dir_b = resolve_domain_dirs(data.data if not explicit else None, data.dir_a if explicit else None,
-                                       data.dir_b if explicit else None, phase=phase)
+    if phase == "train" and (data.dir_a or data.dir_b):
+        if not (data.dir_a and data.dir_b):
+            raise ValueError("give both --dir-a and --dir-b (or --data DIR holding trainA/ and trainB/)")
+        dir_a, dir_b = resolve_domain_dirs(dir_a=data.dir_a, dir_b=data.dir_b)
+    else:
+        dir_a, dir_b = resolve_domain_dirs(data.data, phase=phase)
     return (dir_b, dir_a) if data.direction == "BtoA" else (dir_a, dir_b)
 
 
