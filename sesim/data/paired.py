@@ -51,9 +51,9 @@ def pair_by_name(files_a: list[Path], root_a: Path, files_b: list[Path], root_b:
 
     Raises :class:`PairingError` when any name is on one side only, or twice on one side
     (``x.png`` and ``x.jpg``)."""
-    keys_a = {}
-    keys_b = {}
-    for files, root, keys, letter in ((files_a, root_a, keys_a, "A"), (files_b, root_b, keys_b, "B")):
+    keys_a: dict[str, Path] = {}
+    keys_b: dict[str, Path] = {}
+    for files, root, keys in ((files_a, root_a, keys_a), (files_b, root_b, keys_b)):
         for p in files:
             k = _key(p, root)
             if k in keys:
