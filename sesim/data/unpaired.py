@@ -156,11 +156,9 @@ def _check_sizes(mode: str, size: int, load_size: int) -> None:
     if mode in _LOAD_SIZE_MODES:
         _check_positive("load_size", load_size)
         if load_size < size:
-            raise ValueError(
-                f"preprocess mode {mode!r} needs load_size >= size (the crop is taken from "
-                f"the image scaled to load_size), got load_size={load_size} < size={size}; "
-                f"raise load_size (CycleGAN uses load_size=286 for size=256) or lower size"
-            )
+            raise ValueError(f"preprocess mode {mode!r} needs load_size >= size (the crop is taken from the image "
+                             f"scaled to load_size), got load_size={load_size} < size={size}; raise load_size "
+                             "(CycleGAN uses load_size=286 for size=256) or lower size")
 
 
 def _random_crop(img: Image.Image, rng: random.Random, size: int) -> Image.Image:
