@@ -172,4 +172,5 @@ def single_image_samples(cfg, *, long_side: int = 256) -> list[torch.Tensor]:
     a, _ = _image_pair(cfg)
     stride = 2 ** cfg.generator.n_downsampling
     t = _resize_long_side(pil_to_tensor(load_image(a, cfg.data.channels)), long_side)
-    return [_resize(t, (max(stride, t.shape[-2] // stride * stride), max(stride, t.shape[-1] // stride * stride)))]
+    h, w = max(stride, t.shape[-2] // stride * stride), max(stride, t.shape[-1] // stride * stride)
+    return [_resize(t, (h, w))]
