@@ -11,13 +11,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 
-def color_jitter(
-    images: torch.Tensor,
-    brightness: float = 0.5,
-    contrast: float = 0.5,
-    saturation: float = 0.5,
-    hue: float = 0.3,
-) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, brightness: float = 0.5, contrast: float = 0.5, saturation: float = 0.5,
+                 hue: float = 0.3) -> torch.Tensor:
     """Random brightness/contrast/saturation/hue per image, in random order (like torchvision's
     ColorJitter with the public code's strengths 0.5, 0.5, 0.5, 0.3).
 

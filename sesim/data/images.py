@@ -34,21 +34,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "ImageError",
-    "EmptyFolderError",
-    "list_images",
-    "load_image",
-    "check_image",
-    "check_images",
-    "format_bad_files",
-    "keep_readable",
-    "warn_small_images",
-    "pil_to_tensor",
-    "tensor_to_pil",
-    "save_image",
-]
+__all__ = ["IMAGE_EXTENSIONS", "ImageError", "EmptyFolderError", "list_images", "load_image", "check_image",
+           "check_images", "format_bad_files", "keep_readable", "warn_small_images", "pil_to_tensor", "tensor_to_pil",
+           "save_image"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -56,20 +44,7 @@ _log = logging.getLogger("sesim")
 
 #: Lower-case file suffixes treated as images (matching is case-insensitive).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".bmp",
-        ".tif",
-        ".tiff",
-        ".webp",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".gif",
-    }
-)
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".gif"})
 
 _EXT_HINT = "(" + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
 
@@ -78,8 +53,6 @@ MAX_PIXELS_ENV = "SESIM_MAX_IMAGE_PIXELS"
 
 # Modes with an alpha channel that we composite over white.
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
-# Colour spaces converted straight to RGB by Pillow.
-_COLOUR_MODES = frozenset({"CMYK", "YCbCr", "LAB", "HSV", "RGBX"})
 # EXIF orientations that swap width and height.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
@@ -95,10 +68,6 @@ class EmptyFolderError(ValueError):
 # --------------------------------------------------------------------------
 # Discovery
 # --------------------------------------------------------------------------
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
@@ -122,75 +91,47 @@ def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
     """
     root = Path(folder)
     if not root.exists():
-        raise FileNotFoundError(
-            f"image folder {root} does not exist (resolved: {root.absolute()}); "
-            "check the path"
-        )
+        raise FileNotFoundError(f"image folder {root} does not exist (resolved: {root.absolute()}); check the path")
     if not root.is_dir():
-        raise NotADirectoryError(
-            f"{root} is a file, not a folder; pass the folder that contains the images"
-        )
+        raise NotADirectoryError(f"{root} is a file, not a folder; pass the folder that contains the images")
 
-    found: list[tuple[tuple[str, ...], Path]] = []
     others: Counter[str] = Counter()  # suffixes of non-image, non-hidden files
     n_hidden = 0
-    n_subdirs = 0
-
+    n_subdirs = 0  # sub-folders not searched (recursive=False)
     # (device, inode) -> candidates: a file reached twice (hard link, symlink) is listed once, under
     # its first real (not symlinked) relative path
     by_file: dict[tuple[int, int], list[tuple[bool, tuple[str, ...], Path]]] = {}
     outside: list[str] = []  # symlinked folders leading out of the root (not followed)
-
-    def add(path: Path, key: tuple[str, ...]) -> None:
-        try:
-            st = path.stat()
-        except OSError:  # a broken symlink
-            others["(broken link)"] += 1
-            return
-        by_file.setdefault((st.st_dev, st.st_ino), []).append((path.is_symlink(), key, path))
-
-    if recursive:
-        root_real = os.path.realpath(root)
-        seen_dirs = {root_real}
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            base = Path(dirpath)
-            keep = []
-            for d in sorted(dirnames, key=lambda d: ((base / d).is_symlink(), d)):  # real folders first
-                if d.startswith("."):
-                    continue
-                real = os.path.realpath(base / d)
-                if real in seen_dirs:  # a loop, or a folder already visited through another link
-                    continue
-                if (base / d).is_symlink() and os.path.commonpath([real, root_real]) != root_real:
-                    outside.append(f"{base / d} -> {real}")
-                    continue
+    root_real = os.path.realpath(root)
+    seen_dirs = {root_real}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        base = Path(dirpath)
+        keep = []
+        for d in sorted(dirnames, key=lambda d: ((base / d).is_symlink(), d)):  # real folders first
+            if d.startswith("."):
+                continue
+            real = os.path.realpath(base / d)
+            if not recursive:
+                n_subdirs += 1
+            elif real in seen_dirs:  # a loop, or a folder already visited through another link
+                continue
+            elif (base / d).is_symlink() and os.path.commonpath([real, root_real]) != root_real:
+                outside.append(f"{base / d} -> {real}")
+            else:
                 seen_dirs.add(real)
                 keep.append(d)
-            dirnames[:] = keep
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    n_hidden += 1
-                    continue
-                path = base / name
-                if _is_image_name(name) and path.is_file():
-                    add(path, path.relative_to(root).parts)
-                else:
-                    others[Path(name).suffix.lower() or "(no extension)"] += 1
-    else:
-        for path in sorted(root.iterdir()):
-            name = path.name
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            path = base / name
             if name.startswith("."):
                 n_hidden += 1
-                continue
-            if path.is_dir():
-                n_subdirs += 1
-                continue
-            if _is_image_name(name) and path.is_file():
-                add(path, (name,))
-            else:
+            elif path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
                 others[path.suffix.lower() or "(no extension)"] += 1
+            else:  # is_file() followed any symlink, so stat() finds the file
+                st = path.stat()
+                by_file.setdefault((st.st_dev, st.st_ino), []).append(
+                    (path.is_symlink(), path.relative_to(root).parts, path))
 
-    found = [min(candidates)[1:] for candidates in by_file.values()]
     n_twice = sum(len(c) - 1 for c in by_file.values())
     if outside:
         _log.warning("%s: not following %d symlinked folder(s) that lead outside it (e.g. %s)", root,
@@ -198,7 +139,7 @@ def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
     if n_twice:
         _log.warning("%s: %d image file(s) reached twice (hard links or symlinks) are listed once", root, n_twice)
 
-    if not found:
+    if not by_file:
         n_other = sum(others.values())
         if n_other == 0:
             what = "is empty"
@@ -206,17 +147,13 @@ def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
                 what += f" (apart from {n_hidden} hidden file(s), which are ignored)"
         else:
             kinds = ", ".join(f"{ext} x{cnt}" for ext, cnt in others.most_common(5))
-            what = (
-                f"holds {n_other} file(s) but none has an image extension {_EXT_HINT}; "
-                f"found: {kinds}"
-            )
+            what = f"holds {n_other} file(s) but none has an image extension {_EXT_HINT}; found: {kinds}"
         hint = "put the training images (e.g. .png/.jpg) in it"
-        if not recursive and n_subdirs:
+        if n_subdirs:
             hint += f", or search its {n_subdirs} sub-folder(s) with recursive=True"
         raise EmptyFolderError(f"image folder {root} {what}; {hint}")
-
-    found.sort(key=lambda item: item[0])
-    return [path for _, path in found]
+    # each file under its first real path (the smallest candidate), in the order of the relative paths
+    return [path for _, path in sorted(min(candidates)[1:] for candidates in by_file.values())]
 
 
 # --------------------------------------------------------------------------
@@ -226,21 +163,18 @@ def list_images(folder: PathLike, *, recursive: bool = True) -> list[Path]:
 
 def _apply_pixel_limit_from_env() -> None:
     """Honour ``SESIM_MAX_IMAGE_PIXELS`` by setting ``PIL.Image.MAX_IMAGE_PIXELS``."""
-    raw = os.environ.get(MAX_PIXELS_ENV)
-    if raw is None or raw.strip() == "":
-        return
+    raw = os.environ.get(MAX_PIXELS_ENV, "")
     value = raw.strip().lower()
+    if not value:
+        return
     if value in {"none", "off", "0", "-1", "unlimited"}:
         Image.MAX_IMAGE_PIXELS = None
         return
     try:
-        limit = int(float(value))
+        Image.MAX_IMAGE_PIXELS = int(float(value))
     except ValueError:
-        raise ValueError(
-            f"environment variable {MAX_PIXELS_ENV}={raw!r} is not a pixel count; "
-            "set it to an integer (e.g. 400000000) or 'none' to disable the limit"
-        ) from None
-    Image.MAX_IMAGE_PIXELS = limit
+        raise ValueError(f"environment variable {MAX_PIXELS_ENV}={raw!r} is not a pixel count; set it to an integer "
+                         "(e.g. 400000000) or 'none' to disable the limit") from None
 
 
 def _minmax_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -263,61 +197,47 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
     arr = np.asarray(img)
     if arr.ndim != 2:  # pragma: no cover - defensive
         raise ValueError(f"unexpected array shape {arr.shape} for mode {img.mode}")
-    mode = img.mode
-    if mode.startswith("I;16") and arr.dtype.kind == "u":
+    if img.mode.startswith("I") and arr.min() >= 0 and arr.max() <= 65535:  # all of 'I;16*', some of 'I'
         out = np.rint(arr.astype(np.float64) / 257.0).astype(np.uint8)
-    elif mode.startswith("I"):
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo >= 0 and hi <= 65535:
-            out = np.rint(arr.astype(np.float64) / 257.0).astype(np.uint8)
-        else:
-            out = _minmax_to_uint8(arr)
-    else:  # 'F' and anything float-like
+    else:  # 'I' outside 0..65535, 'F' and anything float-like
         out = _minmax_to_uint8(arr)
     return Image.fromarray(np.ascontiguousarray(out), mode="L")
 
 
-def _composite_over_white(img: Image.Image) -> Image.Image:
-    rgba = img.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
-
-
 def _to_target_mode(img: Image.Image, channels: int) -> Image.Image:
     """Deliberately convert a decoded image to 'RGB' (channels=3) or 'L' (1)."""
-    target = "RGB" if channels == 3 else "L"
     mode = img.mode
-    has_key = "transparency" in img.info and mode in {"P", "L", "RGB"}
-
-    if mode in _ALPHA_MODES or has_key:
+    if mode in _ALPHA_MODES or ("transparency" in img.info and mode in {"P", "L", "RGB"}):
         if mode == "La":  # premultiplied LA: Pillow only converts it to LA
             img = img.convert("LA")
-        out = _composite_over_white(img)
-    elif mode == "P":
-        out = img.convert("RGB")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
     elif mode == "1":
-        out = img.convert("L")
+        img = img.convert("L")
     elif mode.startswith("I") or mode == "F":
-        out = _high_depth_to_l(img)
-    elif mode in _COLOUR_MODES:
-        out = img.convert("RGB")
-    elif mode in {"L", "RGB"}:
-        out = img
+        img = _high_depth_to_l(img)
+    elif mode not in {"L", "RGB"}:  # palette, CMYK, YCbCr, LAB, HSV, RGBX and anything unusual
+        img = img.convert("RGB")
+    target = "RGB" if channels == 3 else "L"
+    return img if img.mode == target else img.convert(target)  # L -> RGB replicates; RGB -> L is 601 luma
+
+
+def _read_error(path: Path, exc: Exception) -> ImageError:
+    """The :class:`ImageError` for a file Pillow could not open or decode: the file, then the reason."""
+    if isinstance(exc, Image.DecompressionBombError):
+        reason = (f"{exc} It exceeds PIL.Image.MAX_IMAGE_PIXELS (currently {Image.MAX_IMAGE_PIXELS}) by more than "
+                  f"2x. If the file is trusted, raise PIL.Image.MAX_IMAGE_PIXELS or set the environment variable "
+                  f"{MAX_PIXELS_ENV} (e.g. {MAX_PIXELS_ENV}=1000000000, or 'none').")
+    elif isinstance(exc, FileNotFoundError):
+        reason = "file does not exist"
+    elif isinstance(exc, Image.UnidentifiedImageError):
+        reason = "not a recognised image format (the file may be corrupt or not an image despite its extension)"
     else:
-        # Unusual modes (e.g. 'RGB;16' variants): let Pillow try.
-        out = img.convert("RGB")
-
-    if out.mode != target:
-        out = out.convert(target)  # L -> RGB replicates; RGB -> L is 601 luma
-    return out
+        reason = (str(exc) or type(exc).__name__).splitlines()[0]
+    return ImageError(f"cannot read image {path}: {reason}")
 
 
-def load_image(
-    path: PathLike,
-    channels: int = 3,
-    *,
-    draft_size: tuple[int, int] | None = None,
-) -> Image.Image:
+def load_image(path: PathLike, channels: int = 3, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode an image file into a fully loaded PIL image of mode 'RGB' or 'L'.
 
     Args:
@@ -346,7 +266,7 @@ def load_image(
     try:
         with Image.open(path) as img:
             if draft_size is not None and img.format in ("JPEG", "MPO"):
-                w, h = (int(draft_size[0]), int(draft_size[1]))
+                w, h = int(draft_size[0]), int(draft_size[1])
                 try:
                     orientation = img.getexif().get(0x0112, 1)
                 except Exception:  # malformed EXIF: ignore for drafting
@@ -362,25 +282,8 @@ def load_image(
             out = _to_target_mode(img, channels)
             if out is img:  # detach from the (closing) file object
                 out = out.copy()
-    except Image.DecompressionBombError as exc:
-        raise ImageError(
-            f"cannot read image {path}: {exc} It exceeds PIL.Image.MAX_IMAGE_PIXELS "
-            f"(currently {Image.MAX_IMAGE_PIXELS}) by more than 2x. If the file is "
-            f"trusted, raise PIL.Image.MAX_IMAGE_PIXELS or set the environment "
-            f"variable {MAX_PIXELS_ENV} (e.g. {MAX_PIXELS_ENV}=1000000000, or 'none')."
-        ) from exc
-    except ImageError:
-        raise
-    except FileNotFoundError as exc:
-        raise ImageError(f"cannot read image {path}: file does not exist") from exc
-    except Image.UnidentifiedImageError as exc:
-        raise ImageError(
-            f"cannot read image {path}: not a recognised image format "
-            "(the file may be corrupt or not an image despite its extension)"
-        ) from exc
-    except Exception as exc:  # OSError (truncated), SyntaxError, ValueError, ...
-        reason = str(exc) or type(exc).__name__
-        raise ImageError(f"cannot read image {path}: {reason}") from exc
+    except Exception as exc:  # OSError (truncated), DecompressionBombError, SyntaxError, ValueError, ...
+        raise _read_error(path, exc) from exc
     return out
 
 
@@ -412,11 +315,8 @@ def check_image(path: PathLike) -> tuple[int, int]:
                     raise OSError("image file is truncated (no end-of-image marker after the last scan)")
             else:
                 img.load()
-    except Image.UnidentifiedImageError as exc:
-        raise ImageError(f"cannot read image {path}: not a recognised image format") from exc
     except Exception as exc:  # OSError (truncated), DecompressionBombError, SyntaxError, ...
-        reason = (str(exc) or type(exc).__name__).splitlines()[0]
-        raise ImageError(f"cannot read image {path}: {reason}") from exc
+        raise _read_error(path, exc) from exc
     return w, h
 
 
@@ -494,10 +394,8 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
             which converts any file to 'RGB' or 'L').
     """
     if img.mode not in ("RGB", "L"):
-        raise ValueError(
-            f"pil_to_tensor expects an 'RGB' or 'L' image, got mode {img.mode!r}; "
-            "load files with sesim.data.images.load_image or call img.convert('RGB')"
-        )
+        raise ValueError(f"pil_to_tensor expects an 'RGB' or 'L' image, got mode {img.mode!r}; load files with "
+                         "sesim.data.images.load_image or call img.convert('RGB')")
     arr = np.array(img, dtype=np.uint8, copy=True)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -521,9 +419,7 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     if t.dim() == 4 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 3 or t.shape[0] not in (1, 3):
-        raise ValueError(
-            f"tensor_to_pil expects shape (C, H, W) with C = 1 or 3, got {tuple(t.shape)}"
-        )
+        raise ValueError(f"tensor_to_pil expects shape (C, H, W) with C = 1 or 3, got {tuple(t.shape)}")
     x = t.detach()
     c, h, w = x.shape
     arr = np.empty((h, w, c), dtype=np.uint8)
@@ -548,17 +444,12 @@ def save_image(img_or_tensor: Image.Image | torch.Tensor, path: PathLike) -> Pat
     path = Path(path)
     img = tensor_to_pil(img_or_tensor) if isinstance(img_or_tensor, torch.Tensor) else img_or_tensor
     if not isinstance(img, Image.Image):
-        raise TypeError(
-            f"save_image expects a PIL image or a torch.Tensor, got {type(img_or_tensor).__name__}"
-        )
-    ext = path.suffix.lower()
+        raise TypeError(f"save_image expects a PIL image or a torch.Tensor, got {type(img_or_tensor).__name__}")
     Image.init()
-    fmt = Image.EXTENSION.get(ext)
+    fmt = Image.EXTENSION.get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(
-            f"cannot save image {path}: unknown or unwritable file suffix {path.suffix!r}; "
-            "use e.g. .png or .jpg"
-        )
+        raise ValueError(f"cannot save image {path}: unknown or unwritable file suffix {path.suffix!r}; use e.g. "
+                         ".png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
         img = img.convert("RGB")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .images import EmptyFolderError, keep_readable, list_images, pil_to_tensor
-from .unpaired import UnpairedImageDataset, preprocess_image
+from .unpaired import UnpairedImageDataset, load_fixed_images, resolve_domain_dirs
 
 __all__ = ["PairingError", "pair_by_name", "PairedExemplarDataset", "pseudo_exemplars"]
 
@@ -51,9 +51,9 @@ def pair_by_name(files_a: list[Path], root_a: Path, files_b: list[Path], root_b:
 
     Raises :class:`PairingError` when any name is on one side only, or twice on one side
     (``x.png`` and ``x.jpg``)."""
-    keys_a = {}
-    keys_b = {}
-    for files, root, keys, letter in ((files_a, root_a, keys_a, "A"), (files_b, root_b, keys_b, "B")):
+    keys_a: dict[str, Path] = {}
+    keys_b: dict[str, Path] = {}
+    for files, root, keys in ((files_a, root_a, keys_a), (files_b, root_b, keys_b)):
         for p in files:
             k = _key(p, root)
             if k in keys:
@@ -116,18 +116,18 @@ class PairedExemplarDataset(UnpairedImageDataset):
         img_z, path_z = self._load(self.files_z, z_index)
         if img_b.size != img_a.size:
             img_b = img_b.resize(img_a.size, Image.Resampling.BICUBIC)
-        kw = dict(size=self.size, load_size=self.load_size, mode=self.preprocess, flip=self.flip)
         state = rng.getstate()
-        img_a = preprocess_image(img_a, rng, **kw)
+        img_a = self._preprocess(img_a, rng)
         rng.setstate(state)
-        img_b = preprocess_image(img_b, rng, **kw)
-        img_z = preprocess_image(img_z, rng, **kw)
+        img_b = self._preprocess(img_b, rng)
+        img_z = self._preprocess(img_z, rng)
         return {"A": pil_to_tensor(img_a), "B": pil_to_tensor(img_b), "Z": pil_to_tensor(img_z),
                 "pseudo": torch.tensor(pseudo), "A_path": str(path_a), "B_path": str(path_b), "Z_path": str(path_z)}
 
 
 def pseudo_exemplars(photos: torch.Tensor, *, max_rotation: float = 10.0, max_shift: float = 0.15,
-                     scale: tuple[float, float] = (0.9, 1.15), generator: torch.Generator | None = None) -> torch.Tensor:
+                     scale: tuple[float, float] = (0.9, 1.15),
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Geometrically distorted copies of ``photos`` ``(N, C, H, W)`` in [-1, 1] (same shape): a random
     horizontal flip, rotation (degrees), zoom and shift per image, border pixels reflected.
     Randomness from ``generator`` (default: torch's global RNG, saved with every checkpoint)."""
@@ -154,8 +154,6 @@ def exemplar_data(cfg, train_dirs: tuple[Path, Path]) -> tuple[PairedExemplarDat
     Sample conditions are ``testA`` (else ``trainA``); their exemplars ``<data>/exemplars`` paired by
     name when that folder exists, else the photos of the same split shifted by one (so each
     condition is shown with another image's photo)."""
-    from .unpaired import load_fixed_images, resolve_domain_dirs
-
     d = cfg.data
     dataset = PairedExemplarDataset(
         *train_dirs, exemplar_dir=cfg.exemplar.exemplars, pseudo_exemplar=cfg.exemplar.pseudo_exemplar,

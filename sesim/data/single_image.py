@@ -80,12 +80,16 @@ def sample_box(height: int, width: int, size: int, zoom: float, rng: random.Rand
     return PatchBox(top, left, side)
 
 
+def _resize(t: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
+    """``(C, H, W)`` in [-1, 1] -> ``(C, *size)`` in [-1, 1], bilinear."""
+    return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False, antialias=antialias)[0].clamp(-1, 1)
+
+
 def _resize_long_side(t: torch.Tensor, long_side: int | None) -> torch.Tensor:
     if long_side is None or max(t.shape[-2:]) <= long_side:
         return t
     scale = long_side / max(t.shape[-2:])
-    new = (max(1, round(t.shape[-2] * scale)), max(1, round(t.shape[-1] * scale)))
-    return F.interpolate(t[None], size=new, mode="bilinear", align_corners=False, antialias=True)[0].clamp(-1, 1)
+    return _resize(t, (max(1, round(t.shape[-2] * scale)), max(1, round(t.shape[-1] * scale))), antialias=True)
 
 
 class SingleImagePairDataset(Dataset):
@@ -134,8 +138,7 @@ class SingleImagePairDataset(Dataset):
         box = sample_box(img.shape[-2], img.shape[-1], self.size, self.zoom(position, domain), rng)
         crop = img[:, box.top:box.top + box.side, box.left:box.left + box.side]
         if box.side != self.size:
-            crop = F.interpolate(crop[None], size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                 antialias=box.side > self.size)[0].clamp(-1, 1)
+            crop = _resize(crop, (self.size, self.size), antialias=box.side > self.size)
         if self.flip and rng.random() < 0.5:
             crop = crop.flip(-1)
         return crop.contiguous(), box
@@ -169,6 +172,5 @@ def single_image_samples(cfg, *, long_side: int = 256) -> list[torch.Tensor]:
     a, _ = _image_pair(cfg)
     stride = 2 ** cfg.generator.n_downsampling
     t = _resize_long_side(pil_to_tensor(load_image(a, cfg.data.channels)), long_side)
-    h, w = (max(stride, t.shape[-2] // stride * stride), max(stride, t.shape[-1] // stride * stride))
-    t = F.interpolate(t[None], size=(h, w), mode="bilinear", align_corners=False)[0].clamp(-1, 1)
-    return [t]
+    h, w = max(stride, t.shape[-2] // stride * stride), max(stride, t.shape[-1] // stride * stride)
+    return [_resize(t, (h, w))]

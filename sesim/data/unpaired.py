@@ -30,33 +30,21 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .images import EmptyFolderError, ImageError, keep_readable, list_images, load_image, pil_to_tensor, warn_small_images
+from .images import (EmptyFolderError, ImageError, keep_readable, list_images, load_image, pil_to_tensor,
+                     warn_small_images)
 
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-__all__ = [
-    "PREPROCESS_MODES",
-    "resolve_domain_dirs",
-    "preprocess_image",
-    "UnpairedImageDataset",
-    "load_fixed_images",
-    "StreamSampler",
-    "make_loader",
-    "domain_dirs",
-]
+__all__ = ["PREPROCESS_MODES", "resolve_domain_dirs", "preprocess_image", "UnpairedImageDataset", "load_fixed_images",
+           "StreamSampler", "make_loader", "domain_dirs"]
 
 PathLike = Union[str, os.PathLike]
 
 logger = logging.getLogger("sesim")
 
 #: Preprocessing modes accepted by :func:`preprocess_image`.
-PREPROCESS_MODES: tuple[str, ...] = (
-    "resize_and_crop",
-    "scale_shortside_and_crop",
-    "crop",
-    "resize",
-)
+PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "scale_shortside_and_crop", "crop", "resize")
 # Modes whose first step scales to ``load_size`` (so load_size >= size is required).
 _LOAD_SIZE_MODES = frozenset({"resize_and_crop", "scale_shortside_and_crop"})
 
@@ -96,21 +84,17 @@ def _describe_subfolders(root: Path) -> str:
 def domain_dirs(data: "DataConfig", phase: str = "train") -> tuple[Path, Path]:
     """The source and target image folders of a run's data options (``--data`` or, for training,
     ``--dir-a``/``--dir-b``), swapped for ``--direction BtoA``. Raises as :func:`resolve_domain_dirs`."""
-    explicit = phase == "train" and (data.dir_a or data.dir_b)
-    if explicit and not (data.dir_a and data.dir_b):
-        raise ValueError("give both --dir-a and --dir-b (or --data DIR holding trainA/ and trainB/)")
-    dir_a, dir_b = resolve_domain_dirs(data.data if not explicit else None, data.dir_a if explicit else None,
-                                       data.dir_b if explicit else None, phase=phase)
+    if phase == "train" and (data.dir_a or data.dir_b):
+        if not (data.dir_a and data.dir_b):
+            raise ValueError("give both --dir-a and --dir-b (or --data DIR holding trainA/ and trainB/)")
+        dir_a, dir_b = resolve_domain_dirs(dir_a=data.dir_a, dir_b=data.dir_b)
+    else:
+        dir_a, dir_b = resolve_domain_dirs(data.data, phase=phase)
     return (dir_b, dir_a) if data.direction == "BtoA" else (dir_a, dir_b)
 
 
-def resolve_domain_dirs(
-    data: PathLike | None = None,
-    dir_a: PathLike | None = None,
-    dir_b: PathLike | None = None,
-    *,
-    phase: str = "train",
-) -> tuple[Path, Path]:
+def resolve_domain_dirs(data: PathLike | None = None, dir_a: PathLike | None = None, dir_b: PathLike | None = None, *,
+                        phase: str = "train") -> tuple[Path, Path]:
     """Return the image folders of domains A and B.
 
     Explicit ``dir_a`` / ``dir_b`` win; a missing one is taken from the
@@ -123,53 +107,34 @@ def resolve_domain_dirs(
             message lists the sub-folders the root does contain.
         NotADirectoryError: a path exists but is a file.
     """
-    if data is None and (dir_a is None or dir_b is None):
-        missing = " and ".join(
-            n for n, v in (("dir_a (--dir-a)", dir_a), ("dir_b (--dir-b)", dir_b)) if v is None
-        )
-        raise ValueError(
-            f"no data location given for {missing}: pass a data root (--data) containing "
-            f"{phase}A/ and {phase}B/, or both domain folders explicitly (--dir-a, --dir-b)"
-        )
-    layout = (
-        f"expected layout: <data>/{phase}A/ and <data>/{phase}B/ "
-        "(CycleGAN/CUT style: trainA/, trainB/, testA/, testB/), "
-        "or pass the folders explicitly with --dir-a/--dir-b"
-    )
-
-    root: Path | None = None
-    if data is not None:
+    if dir_a is None or dir_b is None:  # the missing folder(s) come from the data root
+        if data is None:
+            missing = " and ".join(n for n, v in (("dir_a (--dir-a)", dir_a), ("dir_b (--dir-b)", dir_b)) if v is None)
+            raise ValueError(f"no data location given for {missing}: pass a data root (--data) containing "
+                             f"{phase}A/ and {phase}B/, or both domain folders explicitly (--dir-a, --dir-b)")
         root = Path(data)
-        needs_root = dir_a is None or dir_b is None
-        if needs_root and not root.exists():
-            raise FileNotFoundError(
-                f"data root {root} does not exist (resolved: {root.absolute()}); {layout}"
-            )
-        if needs_root and not root.is_dir():
+        layout = (f"expected layout: <data>/{phase}A/ and <data>/{phase}B/ (CycleGAN/CUT style: trainA/, trainB/, "
+                  "testA/, testB/), or pass the folders explicitly with --dir-a/--dir-b")
+        if not root.exists():
+            raise FileNotFoundError(f"data root {root} does not exist (resolved: {root.absolute()}); {layout}")
+        if not root.is_dir():
             raise NotADirectoryError(f"data root {root} is a file, not a folder; {layout}")
 
     resolved: list[Path] = []
     for letter, explicit in (("A", dir_a), ("B", dir_b)):
-        if explicit is not None:
-            path = Path(explicit)
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"domain {letter} folder {path} does not exist "
-                    f"(resolved: {path.absolute()}); check --dir-{letter.lower()}"
-                )
-            if not path.is_dir():
-                raise NotADirectoryError(
-                    f"domain {letter} folder {path} is a file, not a folder of images"
-                )
-        else:
-            assert root is not None
+        if explicit is None:
             path = root / f"{phase}{letter}"
             if not path.is_dir():
                 what = "is a file, not a folder" if path.exists() else "is missing"
-                raise FileNotFoundError(
-                    f"domain {letter} folder {path} {what}: data root {root} has no "
-                    f"{phase}{letter}/ folder ({_describe_subfolders(root)}); {layout}"
-                )
+                raise FileNotFoundError(f"domain {letter} folder {path} {what}: data root {root} has no "
+                                        f"{phase}{letter}/ folder ({_describe_subfolders(root)}); {layout}")
+        else:
+            path = Path(explicit)
+            if not path.exists():
+                raise FileNotFoundError(f"domain {letter} folder {path} does not exist (resolved: {path.absolute()}); "
+                                        f"check --dir-{letter.lower()}")
+            if not path.is_dir():
+                raise NotADirectoryError(f"domain {letter} folder {path} is a file, not a folder of images")
         resolved.append(path)
     return resolved[0], resolved[1]
 
@@ -179,22 +144,21 @@ def resolve_domain_dirs(
 # --------------------------------------------------------------------------
 
 
+def _check_positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _check_sizes(mode: str, size: int, load_size: int) -> None:
     if mode not in PREPROCESS_MODES:
-        raise ValueError(
-            f"unknown preprocess mode {mode!r}; choose one of: {', '.join(PREPROCESS_MODES)}"
-        )
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+        raise ValueError(f"unknown preprocess mode {mode!r}; choose one of: {', '.join(PREPROCESS_MODES)}")
+    _check_positive("size", size)
     if mode in _LOAD_SIZE_MODES:
-        if not isinstance(load_size, int) or isinstance(load_size, bool) or load_size < 1:
-            raise ValueError(f"load_size must be a positive integer, got {load_size!r}")
+        _check_positive("load_size", load_size)
         if load_size < size:
-            raise ValueError(
-                f"preprocess mode {mode!r} needs load_size >= size (the crop is taken from "
-                f"the image scaled to load_size), got load_size={load_size} < size={size}; "
-                f"raise load_size (CycleGAN uses load_size=286 for size=256) or lower size"
-            )
+            raise ValueError(f"preprocess mode {mode!r} needs load_size >= size (the crop is taken from the image "
+                             f"scaled to load_size), got load_size={load_size} < size={size}; raise load_size "
+                             "(CycleGAN uses load_size=286 for size=256) or lower size")
 
 
 def _random_crop(img: Image.Image, rng: random.Random, size: int) -> Image.Image:
@@ -202,6 +166,11 @@ def _random_crop(img: Image.Image, rng: random.Random, size: int) -> Image.Image
     x = rng.randint(0, w - size)
     y = rng.randint(0, h - size)
     return img.crop((x, y, x + size, y + size))
+
+
+def _resize_square(img: Image.Image, side: int) -> Image.Image:
+    """Resize (bicubic) to ``side`` x ``side``, aspect not kept."""
+    return img if img.size == (side, side) else img.resize((side, side), Image.Resampling.BICUBIC)
 
 
 def _scale_short_side(img: Image.Image, target: int) -> Image.Image:
@@ -230,15 +199,8 @@ def draft_size_for(mode: str, size: int, load_size: int) -> tuple[int, int] | No
     return None
 
 
-def preprocess_image(
-    img: Image.Image,
-    rng: random.Random,
-    *,
-    size: int,
-    load_size: int,
-    mode: str = "resize_and_crop",
-    flip: bool = True,
-) -> Image.Image:
+def preprocess_image(img: Image.Image, rng: random.Random, *, size: int, load_size: int, mode: str = "resize_and_crop",
+                     flip: bool = True) -> Image.Image:
     """Resize / crop / flip a PIL image to ``size`` x ``size``.
 
     Modes:
@@ -263,20 +225,14 @@ def preprocess_image(
             crops from a ``load_size`` image.
     """
     _check_sizes(mode, size, load_size)
-    if mode == "resize_and_crop":
-        if img.size != (load_size, load_size):
-            img = img.resize((load_size, load_size), Image.Resampling.BICUBIC)
-        img = _random_crop(img, rng, size)
+    if mode == "resize":
+        img = _resize_square(img, size)
+    elif mode == "resize_and_crop":
+        img = _random_crop(_resize_square(img, load_size), rng, size)
     elif mode == "scale_shortside_and_crop":
-        img = _scale_short_side(img, load_size)
-        img = _random_crop(img, rng, size)
-    elif mode == "crop":
-        if min(img.size) < size:
-            img = _scale_short_side(img, size)
-        img = _random_crop(img, rng, size)
-    else:  # "resize"
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BICUBIC)
+        img = _random_crop(_scale_short_side(img, load_size), rng, size)
+    else:  # "crop"
+        img = _random_crop(img if min(img.size) >= size else _scale_short_side(img, size), rng, size)
     if flip and rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return img
@@ -327,32 +283,15 @@ class UnpairedImageDataset(Dataset):
         ValueError: invalid sizes / mode / channels.
     """
 
-    def __init__(
-        self,
-        dir_a: PathLike,
-        dir_b: PathLike,
-        *,
-        size: int = 256,
-        load_size: int = 286,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        channels: int = 3,
-        seed: int = 0,
-        skip_unreadable: bool = False,
-        check: bool = True,
-    ) -> None:
+    def __init__(self, dir_a: PathLike, dir_b: PathLike, *, size: int = 256, load_size: int = 286,
+                 preprocess: str = "resize_and_crop", flip: bool = True, channels: int = 3, seed: int = 0,
+                 skip_unreadable: bool = False, check: bool = True) -> None:
         _check_sizes(preprocess, size, load_size)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}")
-        self.dir_a = Path(dir_a)
-        self.dir_b = Path(dir_b)
-        self.size = size
-        self.load_size = load_size
-        self.preprocess = preprocess
-        self.flip = bool(flip)
-        self.channels = channels
-        self.seed = operator.index(seed)
-        self.skip_unreadable = bool(skip_unreadable)
+        self.dir_a, self.dir_b = Path(dir_a), Path(dir_b)
+        self.size, self.load_size, self.preprocess, self.flip = size, load_size, preprocess, bool(flip)
+        self.channels, self.seed, self.skip_unreadable = channels, operator.index(seed), bool(skip_unreadable)
         self._draft_size = draft_size_for(preprocess, size, load_size)
         self._known_bad: set[Path] = set()
 
@@ -364,10 +303,8 @@ class UnpairedImageDataset(Dataset):
             files_b = [p for p in files_b if p in sizes]
             for folder, files in ((self.dir_a, files_a), (self.dir_b, files_b)):
                 if not files:
-                    raise EmptyFolderError(
-                        f"image folder {folder} has no readable images left after skipping "
-                        "unreadable files; check the files listed in the warning above"
-                    )
+                    raise EmptyFolderError(f"image folder {folder} has no readable images left after skipping "
+                                           "unreadable files; check the files listed in the warning above")
                 warn_small_images(folder, {p: sizes[p] for p in files}, size)
         self.files_a: list[Path] = files_a
         self.files_b: list[Path] = files_b
@@ -376,12 +313,10 @@ class UnpairedImageDataset(Dataset):
         return max(len(self.files_a), len(self.files_b))
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(dir_a={str(self.dir_a)!r} [{len(self.files_a)} images], "
-            f"dir_b={str(self.dir_b)!r} [{len(self.files_b)} images], size={self.size}, "
-            f"load_size={self.load_size}, preprocess={self.preprocess!r}, flip={self.flip}, "
-            f"channels={self.channels}, seed={self.seed})"
-        )
+        return (f"{type(self).__name__}(dir_a={str(self.dir_a)!r} [{len(self.files_a)} images], "
+                f"dir_b={str(self.dir_b)!r} [{len(self.files_b)} images], size={self.size}, "
+                f"load_size={self.load_size}, preprocess={self.preprocess!r}, flip={self.flip}, "
+                f"channels={self.channels}, seed={self.seed})")
 
     def sample_rng(self, position: int) -> random.Random:
         """The ``random.Random`` holding all randomness of stream position ``position``."""
@@ -416,16 +351,17 @@ class UnpairedImageDataset(Dataset):
                 return load_image(path, self.channels, draft_size=self._draft_size), path
             except ImageError as exc:
                 if not self.skip_unreadable:
-                    raise ImageError(
-                        f"{exc}\nRemove or fix the file, or pass skip_unreadable=True "
-                        "(CLI flag --skip-unreadable) to skip unreadable files."
-                    ) from exc
+                    raise ImageError(f"{exc}\nRemove or fix the file, or pass skip_unreadable=True "
+                                     "(CLI flag --skip-unreadable) to skip unreadable files.") from exc
                 self._known_bad.add(path)
                 logger.warning("skipping unreadable image: %s", exc)
-        raise ImageError(
-            f"no readable image left among the {n} file(s) of "
-            f"{files[0].parent if n else '?'}; every file failed to decode"
-        )
+        raise ImageError(f"no readable image left among the {n} file(s) of {files[0].parent if n else '?'}; "
+                         "every file failed to decode")
+
+    def _preprocess(self, img: Image.Image, rng: random.Random) -> Image.Image:
+        """:func:`preprocess_image` with this dataset's sizes, mode and flips."""
+        return preprocess_image(img, rng, size=self.size, load_size=self.load_size, mode=self.preprocess,
+                                flip=self.flip)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         position, index = self._parse_key(key)
@@ -434,15 +370,8 @@ class UnpairedImageDataset(Dataset):
         b_index = rng.randrange(len(self.files_b))
         img_a, path_a = self._load(self.files_a, index % len(self.files_a))
         img_b, path_b = self._load(self.files_b, b_index)
-        kw = dict(size=self.size, load_size=self.load_size, mode=self.preprocess, flip=self.flip)
-        img_a = preprocess_image(img_a, rng, **kw)
-        img_b = preprocess_image(img_b, rng, **kw)
-        return {
-            "A": pil_to_tensor(img_a),
-            "B": pil_to_tensor(img_b),
-            "A_path": str(path_a),
-            "B_path": str(path_b),
-        }
+        return {"A": pil_to_tensor(self._preprocess(img_a, rng)), "B": pil_to_tensor(self._preprocess(img_b, rng)),
+                "A_path": str(path_a), "B_path": str(path_b)}
 
 
 def load_fixed_images(folder: PathLike, *, size: int, channels: int = 3, limit: int | None = None,
@@ -454,8 +383,8 @@ def load_fixed_images(folder: PathLike, *, size: int, channels: int = 3, limit: 
     :class:`ImageError` naming the file, or with ``skip_unreadable`` are skipped (with a warning)
     and the next readable file is taken.
     """
+    _check_positive("size", size)
     out: list[torch.Tensor] = []
-    rng = random.Random(0)
     for path in list_images(folder):
         if limit is not None and len(out) >= limit:
             break
@@ -467,8 +396,7 @@ def load_fixed_images(folder: PathLike, *, size: int, channels: int = 3, limit: 
                                  "files") from None
             logger.warning("skipping unreadable image: %s", exc)
             continue
-        img = preprocess_image(img, rng, size=size, load_size=size, mode="resize", flip=False)
-        out.append(pil_to_tensor(img))
+        out.append(pil_to_tensor(_resize_square(img, size)))
     return out
 
 
@@ -524,17 +452,8 @@ class StreamSampler(Sampler):
             epoch += 1
 
 
-def make_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    seed: int,
-    start_step: int = 0,
-    workers: int = 0,
-    pin_memory: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-) -> DataLoader:
+def make_loader(dataset: Dataset, *, batch_size: int, seed: int, start_step: int = 0, workers: int = 0,
+                pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
     """An infinite DataLoader over ``dataset`` that resumes exactly at ``start_step``.
 
     Uses ``StreamSampler(len(dataset), seed, start=start_step * batch_size)``
@@ -557,13 +476,8 @@ def make_loader(
     sampler = StreamSampler(n, seed, start=start_step * batch_size * world_size, rank=rank,
                             world_size=world_size, batch_size=batch_size)
     return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=pin_memory,
-        persistent_workers=workers > 0,
-        drop_last=False,
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+        persistent_workers=workers > 0, drop_last=False,
         # its own generator: creating an iterator must not draw from torch's global RNG, or a
         # resumed run (which restores that RNG first) would diverge from an uninterrupted one
         generator=torch.Generator().manual_seed(seed),

@@ -65,12 +65,15 @@ class _Spec:
     default_layers: tuple[str, ...]    # the structure loss's default (strides 4 and 8, as the paper's)
     perceptual_layers: tuple[str, ...]  # the perceptual ablation's default
     title: str
+    layer_help: str                    # the layer names, in words for an error message
 
 
 _SPECS = {
-    "vgg16": _Spec(VGG16_LAYERS, VGG16_DEFAULT_LAYERS, ("relu3_3",), "VGG16"),
+    "vgg16": _Spec(VGG16_LAYERS, VGG16_DEFAULT_LAYERS, ("relu3_3",), "VGG16",
+                   "relu1_1 ... relu5_3 (also conv*_*, pool1..5)"),
     "efficientnet-lite0": _Spec(EFFICIENTNET_LITE0_LAYERS, EFFICIENTNET_LITE0_DEFAULT_LAYERS, ("stage2",),
-                                "EfficientNet-Lite0"),
+                                "EfficientNet-Lite0", "stem, stage1..stage7, block0..block15, block0_dw..block15_dw, "
+                                "head (see sesim/nets/efficientnet.py)"),
 }
 
 #: Logged whenever random features are built on request; numbers from ``python bench/backbones.py``.
@@ -166,14 +169,8 @@ def parse_layers(backbone: str, layers: str | Iterable[str] | None, *,
         hint = (f"; {', '.join(bad)} {'is a' if len(bad) == 1 else 'are'} {_SPECS[other[0]].title} layer name"
                 f"{'' if len(bad) == 1 else 's'} (--backbone {other[0]})" if other else "")
         raise ValueError(f"unknown {spec.title} layer(s) {bad or '(none given)'}{hint}; {spec.title} layers: "
-                         f"{_layer_help(backbone)} (default {','.join(spec.default_layers)})")
+                         f"{spec.layer_help} (default {','.join(spec.default_layers)})")
     return layers
-
-
-def _layer_help(backbone: str) -> str:
-    if backbone == "vgg16":
-        return "relu1_1 ... relu5_3 (also conv*_*, pool1..5)"
-    return "stem, stage1..stage7, block0..block15, block0_dw..block15_dw, head (see sesim/nets/efficientnet.py)"
 
 
 def build_backbone(backbone: str = "auto", layers: str | Iterable[str] | None = None,

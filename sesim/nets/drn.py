@@ -77,7 +77,8 @@ class _BasicBlock(nn.Module):
 def _residual_stage(cin: int, cout: int, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """Two BasicBlocks, every conv with ``dilation`` (fyu/drn's ``_make_layer`` with ``new_level=False``);
     the first block strided and projected when the shape changes."""
-    return nn.Sequential(_BasicBlock(cin, cout, stride, dilation, dilation), _BasicBlock(cout, cout, 1, dilation, dilation))
+    return nn.Sequential(_BasicBlock(cin, cout, stride, dilation, dilation),
+                         _BasicBlock(cout, cout, 1, dilation, dilation))
 
 
 def _bilinear_up(classes: int) -> nn.ConvTranspose2d:

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weightfiles import WeightsNotFoundError, load_weights_file
+from .weightfiles import WeightsNotFoundError, find_weights_file, load_weights_file, rgb_input, uint8_input
 
 __all__ = ["EfficientNetLite0Features", "EfficientNetLite0Trunk", "efficientnet_lite0_available",
            "efficientnet_lite0_weights_file", "EFFICIENTNET_LITE0_LAYERS", "EFFICIENTNET_LITE0_FILE",
@@ -130,9 +130,7 @@ def _build_network(weights: str | os.PathLike | None) -> tuple[nn.Module, str, P
     if weights in ("auto", "imagenet"):
         path, source = efficientnet_lite0_weights_file(), "imagenet"
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsNotFoundError(f"EfficientNet-Lite0 weights file {path} does not exist.")
+        path = find_weights_file(EFFICIENTNET_LITE0_FILE, path=weights, what="EfficientNet-Lite0")
         source = str(path)
     net.load_state_dict(load_weights_file(path, "EfficientNet-Lite0"))
     return net, source, path
@@ -160,8 +158,8 @@ class EfficientNetLite0Trunk(nn.Module):
 
     name = "efficientnet-lite0"
 
-    def __init__(self, layers: Sequence[str] = EFFICIENTNET_LITE0_DEFAULT_LAYERS, weights: str | os.PathLike | None = "imagenet",
-                 *, requires_grad: bool = False) -> None:
+    def __init__(self, layers: Sequence[str] = EFFICIENTNET_LITE0_DEFAULT_LAYERS,
+                 weights: str | os.PathLike | None = "imagenet", *, requires_grad: bool = False) -> None:
         super().__init__()
         layers = tuple(layers)
         unknown = [n for n in layers if n not in _POSITION]
@@ -192,11 +190,7 @@ class EfficientNetLite0Trunk(nn.Module):
 
     def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
         """[-1, 1] images (1 or 3 channels) -> the network's 3-channel input range."""
-        if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {tuple(x.shape)}")
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return _to_net_range((x + 1) * 127.5)
+        return _to_net_range((rgb_input(x) + 1) * 127.5)
 
     @staticmethod
     def _block(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,12 +245,8 @@ class EfficientNetLite0Features(nn.Module):
 
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected (N, 3, H, W) images, got {tuple(images.shape)}")
-        if images.dtype != torch.uint8:
-            images = (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
-        x = F.interpolate(images.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(uint8_input(images).float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+                          align_corners=False, antialias=True)
         return _to_net_range(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception as tv_inception
 
-from .weightfiles import load_weights_file, require_weights_file
+from .weightfiles import load_weights_file, require_weights_file, uint8_input
 
 __all__ = ["FID_INCEPTION_FILE", "FID_INCEPTION_ENV", "FIDInceptionV3", "build_fid_inception_trunk",
            "find_fid_inception_weights"]
@@ -186,11 +186,7 @@ class FIDInceptionV3(nn.Module):
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
         """uint8 (or [0, 1] float, quantised) ``(N, 3, H, W)`` -> ``(N, 3, 299, 299)`` float in [-1, 1]."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected (N, 3, H, W) images, got {tuple(images.shape)}")
-        if images.dtype != torch.uint8:
-            images = (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
-        x = images.float() / 255.0
+        x = uint8_input(images).float() / 255.0
         x = F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear", align_corners=False)
         return 2.0 * x - 1.0
 

@@ -31,7 +31,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .vgg import VGG16Features, find_imagenet_weights as find_vgg16_weights
+from .vgg import VGG16_ENV, VGG16_IMAGENET_FILE, VGG16Features, rename_torchvision_keys, run_to_taps
 from .weightfiles import load_weights_file, require_weights_file
 
 __all__ = ["LPIPS", "AlexNetTrunk", "VGG16Trunk", "build_lpips", "LPIPS_CHANNELS", "ALEXNET_FILE"]
@@ -79,22 +79,11 @@ class AlexNetTrunk(nn.Module):
                 path=None if weights == "auto" else weights, flag="--lpips-backbone-weights",
                 source_hint="It is torchvision's AlexNet_Weights.IMAGENET1K_V1 file.")
             state = load_weights_file(path, "AlexNet")
-            names = [n for n, _, _ in _ALEX_PLAN]
-            renamed = {}
-            for key, value in state.items():
-                parts = key.split(".")
-                if parts[0] == "features" and len(parts) == 3 and int(parts[1]) < len(names):
-                    renamed[f"{names[int(parts[1])]}.{parts[2]}"] = value
-            self.body.load_state_dict(renamed)
+            self.body.load_state_dict(rename_torchvision_keys(state, [n for n, _, _ in _ALEX_PLAN]))
             self.weights_source = str(path)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for name, layer in self.body.named_children():
-            x = layer(x)
-            if name in _ALEX_TAPS:
-                out.append(x)
-        return out
+        return list(run_to_taps(self.body, x, _ALEX_TAPS).values())
 
 
 class VGG16Trunk(nn.Module):
@@ -106,23 +95,13 @@ class VGG16Trunk(nn.Module):
     def __init__(self, weights: str | os.PathLike | None = "auto") -> None:
         super().__init__()
         if weights == "auto":
-            found = find_vgg16_weights()
-            if found is None:
-                require_weights_file("vgg16-397923af.pth", "VGG16 (ImageNet, torchvision) for LPIPS",
-                                     env="SESIM_VGG16_WEIGHTS", flag="--lpips-backbone-weights")
-            weights = found
+            weights = require_weights_file(VGG16_IMAGENET_FILE, "VGG16 (ImageNet, torchvision) for LPIPS",
+                                           env=VGG16_ENV, flag="--lpips-backbone-weights")
         self.vgg = VGG16Features(layers=_VGG_TAPS, weights=weights, download=False)
         self.weights_source = self.vgg.weights_source
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for name, layer in self.vgg.body.named_children():
-            x = layer(x)
-            if name in _VGG_TAPS:
-                out.append(x)
-                if len(out) == len(_VGG_TAPS):
-                    break
-        return out
+        return list(run_to_taps(self.vgg.body, x, _VGG_TAPS).values())
 
 
 def _lpips_package_file(net: str) -> Path | None:

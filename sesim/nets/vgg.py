@@ -34,7 +34,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .weightfiles import WeightsNotFoundError, find_weights_file, hub_checkpoint_path, load_weights_file
+from .weightfiles import WeightsNotFoundError, find_weights_file, hub_checkpoint_path, load_weights_file, rgb_input
 
 log = logging.getLogger("sesim")
 
@@ -65,20 +65,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG16_ENV = "SESIM_VGG16_WEIGHTS"
 
 
-def _hub_cache_file() -> Path:
-    return hub_checkpoint_path(VGG16_IMAGENET_FILE)
-
-
 def vgg16_search_places() -> list[str]:
     """Where :func:`find_imagenet_weights` looks, in order, as words for an error message."""
     env = os.environ.get(VGG16_ENV)
-    return [f"${VGG16_ENV} ({env if env else 'not set'})", str(_hub_cache_file())]
-
-
-def _imagenet_url() -> str:
-    from torchvision.models import VGG16_Weights
-
-    return VGG16_Weights.IMAGENET1K_V1.url
+    return [f"${VGG16_ENV} ({env if env else 'not set'})", str(hub_checkpoint_path(VGG16_IMAGENET_FILE))]
 
 
 def find_imagenet_weights() -> Path | None:
@@ -95,8 +85,11 @@ def _load_imagenet_state(download: bool) -> tuple[dict[str, torch.Tensor], Path]
     reason = "downloads are disabled (SESIM_OFFLINE is set)" if offline else "download was not attempted"
     if download and not offline:
         try:
-            state = torch.hub.load_state_dict_from_url(_imagenet_url(), map_location="cpu", progress=True)
-            return state, _hub_cache_file()
+            from torchvision.models import VGG16_Weights
+
+            state = torch.hub.load_state_dict_from_url(VGG16_Weights.IMAGENET1K_V1.url, map_location="cpu",
+                                                       progress=True)
+            return state, hub_checkpoint_path(VGG16_IMAGENET_FILE)
         except Exception as exc:  # no network, proxy, hash mismatch...
             reason = f"the download failed ({type(exc).__name__}: {exc})"
     places = "\n".join(f"  - {p}" for p in vgg16_search_places())
@@ -110,16 +103,30 @@ def _load_imagenet_state(download: bool) -> tuple[dict[str, torch.Tensor], Path]
     )
 
 
-def _rename_torchvision_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map ``features.<i>.<param>`` keys of torchvision's VGG16 to sesim layer names."""
+def rename_torchvision_keys(state: Mapping[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Map the ``features.<i>.<param>`` keys of a torchvision VGG/AlexNet state dict to ``<names[i]>.<param>``.
+
+    Keys already in that form are kept; ``classifier.*`` and anything else is dropped."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         parts = key.split(".")
-        if parts[0] == "features" and len(parts) == 3 and parts[1].isdigit():
-            out[f"{VGG16_LAYERS[int(parts[1])]}.{parts[2]}"] = value
-        elif parts[0] in VGG16_LAYERS:
+        if parts[0] == "features" and len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(names):
+            out[f"{names[int(parts[1])]}.{parts[2]}"] = value
+        elif parts[0] in names:
             out[key] = value
-        # classifier.* and anything else is ignored
+    return out
+
+
+def run_to_taps(body: nn.Sequential, x: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Run ``body``'s named layers on ``x`` until each layer named in ``taps`` has given its output;
+    returns ``{layer: output}`` in network order."""
+    out: dict[str, torch.Tensor] = {}
+    for name, layer in body.named_children():
+        x = layer(x)
+        if name in taps:
+            out[name] = x
+            if len(out) == len(taps):
+                break
     return out
 
 
@@ -146,14 +153,8 @@ class VGG16Features(nn.Module):
 
     name = "vgg16"
 
-    def __init__(
-        self,
-        layers: Sequence[str] = VGG16_DEFAULT_LAYERS,
-        weights: str | os.PathLike | None = "imagenet",
-        *,
-        requires_grad: bool = False,
-        download: bool = True,
-    ) -> None:
+    def __init__(self, layers: Sequence[str] = VGG16_DEFAULT_LAYERS, weights: str | os.PathLike | None = "imagenet", *,
+                 requires_grad: bool = False, download: bool = True) -> None:
         super().__init__()
         layers = tuple(layers)
         unknown = [name for name in layers if name not in VGG16_LAYERS]
@@ -192,14 +193,12 @@ class VGG16Features(nn.Module):
             state, path = _load_imagenet_state(download and weights != "auto")
             source = "imagenet"
         else:
-            path = Path(weights)
-            if not path.is_file():
-                raise WeightsNotFoundError(f"VGG16 weights file {path} does not exist.")
+            path = find_weights_file(VGG16_IMAGENET_FILE, path=weights, what="VGG16")
             state = load_weights_file(path, "VGG16")
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
             source = str(path)
-        state = _rename_torchvision_keys(state)
+        state = rename_torchvision_keys(state, VGG16_LAYERS)
         own = self.body.state_dict()
         missing = [k for k in own if k not in state]
         if missing:
@@ -218,19 +217,7 @@ class VGG16Features(nn.Module):
     # -- forward ---------------------------------------------------------------------------
     def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
         """[-1, 1] images (1 or 3 channels) -> ImageNet-normalised 3-channel input."""
-        if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {tuple(x.shape)}")
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return ((x + 1) * 0.5 - self.mean) / self.std
+        return ((rgb_input(x) + 1) * 0.5 - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.normalize_input(x)
-        out: dict[str, torch.Tensor] = {}
-        for name, module in self.body.named_children():
-            h = module(h)
-            if name in self.out_channels:
-                out[name] = h
-                if len(out) == len(self.layers):
-                    break
-        return out
+        return run_to_taps(self.body, self.normalize_input(x), self.layers)

@@ -13,6 +13,9 @@ for, in order, at
 
 When none exists, :class:`WeightsNotFoundError` names the file, every place looked and how to fix
 it. Nothing is ever substituted silently.
+
+Also here, as every pretrained network takes them: the checks and conversions of input images
+(:func:`rgb_input` for the structure backbones, :func:`uint8_input` for the metric networks).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Iterable
 
 import torch
 
-__all__ = ["WeightsNotFoundError", "hub_checkpoint_path", "find_weights_file", "require_weights_file"]
+__all__ = ["WeightsNotFoundError", "hub_checkpoint_path", "find_weights_file", "require_weights_file",
+           "load_weights_file", "rgb_input", "uint8_input"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -36,17 +40,17 @@ def hub_checkpoint_path(file_name: str) -> Path:
 
 
 def find_weights_file(file_name: str, *, path: str | os.PathLike | None = None, env: str | None = None,
-                      extra: Iterable[Path] = ()) -> Path | None:
+                      extra: Iterable[Path] = (), what: str = "pretrained") -> Path | None:
     """Return the first existing candidate (explicit path, ``$env``, hub cache, ``extra``) or ``None``.
 
     An explicit ``path`` or a set environment variable that does not point to a file is an error
-    (:class:`WeightsNotFoundError`), not a reason to fall through to other places: the user asked
-    for that file.
+    (:class:`WeightsNotFoundError`, naming the network ``what``), not a reason to fall through to
+    other places: the user asked for that file.
     """
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise WeightsNotFoundError(f"weights file {p} does not exist (expected {file_name}).")
+            raise WeightsNotFoundError(f"{what} weights file {p} does not exist (expected {file_name}).")
         return p
     if env and os.environ.get(env):
         p = Path(os.environ[env])
@@ -69,7 +73,7 @@ def require_weights_file(file_name: str, what: str, *, path: str | os.PathLike |
     """Like :func:`find_weights_file` but raise a :class:`WeightsNotFoundError` explaining where to put
     the file when it is absent. ``what`` names the network (e.g. "FID Inception-v3 (pytorch-fid)")."""
     extra = [Path(p) for p in extra if p is not None]
-    found = find_weights_file(file_name, path=path, env=env, extra=extra)
+    found = find_weights_file(file_name, path=path, env=env, extra=extra, what=what)
     if found is not None:
         return found
     places = []
@@ -100,3 +104,20 @@ def load_weights_file(path: str | os.PathLike, what: str) -> dict:
     except UnreadableFileError as err:
         raise UnreadableFileError(f"{err}; replace it with a fresh copy of the {what} weights",
                                   unsafe=err.unsafe) from None
+
+
+def rgb_input(x: torch.Tensor) -> torch.Tensor:
+    """A structure backbone's input ``(N, 1 or 3, H, W)`` -> ``(N, 3, H, W)`` (greyscale repeated); values untouched."""
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {tuple(x.shape)}")
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def uint8_input(images: torch.Tensor) -> torch.Tensor:
+    """A metric network's input ``(N, 3, H, W)``, uint8 or float in [0, 1] -> uint8 (floats quantised:
+    ``round(x * 255)``), as the reference pipelines see images."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected (N, 3, H, W) images, got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        images = (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return images
