@@ -48,7 +48,7 @@ import torch
 
 from . import __version__
 from .config import _f
-from .metrics.features import EXTRACTORS, Extractor, get_extractor, load_folder
+from .metrics.features import EXTRACTORS, Extractor, get_extractor, image_tensor, load_folder
 from .metrics.fid_impl import FID_IMPLEMENTATIONS
 from .metrics.frechet import KID_SCALE, frechet_distance, kernel_inception_distance
 from .metrics.prdc import DEFAULT_K, prdc
@@ -345,7 +345,7 @@ def build_structure_metrics(opts: EvaluateOptions) -> EvaluateOptions:
 
 def _lpips_diversity(opts: EvaluateOptions) -> dict:
     """Mean pairwise LPIPS over the K samples per input in ``opts.samples_dir``."""
-    from .data.images import list_images
+    from .data.images import list_images, load_image
     from .metrics.diversity import group_samples, lpips_diversity
 
     if opts.samples_dir is None:
@@ -358,7 +358,7 @@ def _lpips_diversity(opts: EvaluateOptions) -> dict:
                             linear_weights=opts.lpips_weights or "auto")
     sdir = Path(opts.samples_dir)
     groups = group_samples(list_images(sdir), sdir)
-    loaded = {stem: [load_folder_file(p) for p in paths] for stem, paths in groups.items()}
+    loaded = {stem: [image_tensor(load_image(p, 3)) for p in paths] for stem, paths in groups.items()}
     res = lpips_diversity(model, loaded)
     backbone = getattr(model.backbone, "weights_source", "given")
     desc = (f"LPIPS v0.1 {getattr(model, 'net_name', type(model.backbone).__name__)}; backbone "
@@ -410,8 +410,7 @@ def _resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     if tuple(image.shape[-2:]) == tuple(size):
         return image
-    pil = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((size[1], size[0]), Image.BILINEAR)
-    return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).contiguous()
+    return image_tensor(Image.fromarray(image.permute(1, 2, 0).numpy()).resize((size[1], size[0]), Image.BILINEAR))
 
 
 def _source_pairs(fake: dict, source, metric: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -423,13 +422,6 @@ def _source_pairs(fake: dict, source, metric: str) -> list[tuple[torch.Tensor, t
     if not pairs:
         raise EvaluateError(f"no translation in the fake folder has a source image of the same name in {source}")
     return pairs
-
-
-def load_folder_file(path: Path) -> torch.Tensor:
-    """One image file as RGB ``(3, H, W)`` uint8."""
-    from .data.images import load_image
-
-    return torch.from_numpy(np.asarray(load_image(path, 3)).copy()).permute(2, 0, 1).contiguous()
 
 
 def _as_unit(img: torch.Tensor) -> torch.Tensor:
@@ -541,7 +533,7 @@ def markdown_summary(report: dict) -> str:
     lines += [f"- sesim {report['sesim_version']}, {report['created']}", "",
               "| metric | value | model | version |", "| --- | --- | --- | --- |"]
     models: list[str] = []
-    rows = [(name, e) for name, e in report["metrics"].items()]
+    rows = list(report["metrics"].items())
     for ref, entries in (report.get("reference") or {}).items():
         rows += [(f"{name} ({ref}, upper bound)", e) for name, e in entries.items()]
     for name, e in rows:
