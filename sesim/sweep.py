@@ -201,8 +201,7 @@ def _settings(opts: EvaluateOptions, folds: list[_Fold], extractor: Extractor | 
     keep = ("fid_impl", "kid_subsets", "kid_subset_size", "k", "seed", "num_classes", "backbone", "backbone_weights",
             "dino_weights", "segmenter", "segmentation_size")
     return {"run": str(run_dir), "metrics": opts.metrics, "protocol": opts.protocol.name if opts.protocol else None,
-            "folds": fold_info,
-            "select_by": select_by,
+            "folds": fold_info, "select_by": select_by,
             "extractor": None if extractor is None else {"description": extractor.description,
                                                           "weights_file": extractor.weights_file},
             **{k: _setting(getattr(opts, k)) for k in keep}}
