@@ -271,7 +271,7 @@ def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, options: E
             from .nets.drn import DRNSegmenter
 
             opts.segmenter = DRNSegmenter(opts.drn_weights or "auto", classes=opts.num_classes)
-    order = _metric_order(opts.metrics, folds[0], ext)
+    order = _metric_order(opts, folds[0], ext)
     select_by = select_by or order[0]
     settings = _settings(opts, folds, ext, select_by, run_dir)
     path = out / SWEEP_FILE
@@ -344,12 +344,9 @@ def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, options: E
 
 
 def _resolve_order(order: list[str], history: list[dict]) -> list[str]:
-    """The metric names actually scored, in ``order`` (``struct`` -> its ``struct_<tag>`` name), then any other."""
+    """The metric names actually scored, in ``order``, then any other."""
     scored = list(dict.fromkeys(k for h in history for k in h.get("test", {})))
-    names: list[str] = []
-    for m in order:
-        names += [k for k in scored if k.startswith("struct_")] if m == "struct" else [m] if m in scored else []
-    return list(dict.fromkeys(names + scored))
+    return list(dict.fromkeys([m for m in order if m in scored] + scored))
 
 
 def _needs_scoring(record: dict | None, snap: Snapshot, folds: list[str]) -> bool:
@@ -361,24 +358,23 @@ def _needs_scoring(record: dict | None, snap: Snapshot, folds: list[str]) -> boo
     return False
 
 
-def _metric_order(metrics: list[str], fold: _Fold, ext: Extractor | None) -> list[str]:
-    """Output names in report order (KID before FID under 2048 images), for the table and --select-by."""
+def _metric_order(opts: EvaluateOptions, fold: _Fold, ext: Extractor | None) -> list[str]:
+    """Output names in report order (KID before FID under 2048 images; mIoU first of the
+    segmentation scores), for the table and --select-by."""
     from .data.images import list_images
 
     names: list[str] = []
     if ext is not None:
         few = min(len(list_images(fold.source)), len(list_images(fold.real))) < FID_MIN_SAMPLES
-        names += feature_names(metrics, ext, few)
-    for m in metrics:
-        if m in ("fid", "kid"):
-            continue
+        names += feature_names(opts.metrics, ext, few)
+    for m in opts.metrics:
         if m == "segmentation":
             names += ["seg_mean_iou", "seg_pixel_accuracy", "seg_mean_class_accuracy"]
-        elif m == "prdc" and ext is not None:
+        elif m == "prdc":
             names += [f"{x}_{ext.tag}" for x in ("precision", "recall", "density", "coverage")]
         elif m == "struct":
-            names.append("struct")  # replaced by struct_<tag> below once scored
-        else:
+            names.append(opts.struct_metric.name)  # struct_<backbone tag>
+        elif m not in ("fid", "kid"):
             names.append(m)
     return names
 
