@@ -192,6 +192,7 @@ def test_a_struct_sweep_selects_by_the_metric_output_name(snap_run, tmp_path):
     from sesim.metrics.dino_struct import SelfSimilarityMSE
 
     metric = SelfSimilarityMSE("struct_tiny", "test-only pooled colours", lambda x: F.avg_pool2d(x, 28)[0].flatten(1).T)
-    data = sweep_run(snap_run, tmp_path / "st", snapshots="last", metrics="struct", struct_metric=metric, progress=False)
+    data = sweep_run(snap_run, tmp_path / "st", snapshots="last", metrics="struct", struct_metric=metric,
+                     progress=False)
     assert data["metric_order"] == ["struct_tiny"] and data["settings"]["select_by"] == "struct_tiny"
     assert data["best_step"] == data["last_step"] == 3
