@@ -509,8 +509,8 @@ def header_lines(report: dict) -> list[str]:
         lines.append(f"- protocol: **{proto.name}**, {proto.title}; {proto.size[0]}x{proto.size[1]} px "
                      "(docs/protocols.md)")
     lines.append(f"- FID implementation: {h.get('fid_implementation') or 'not computed (no FID/KID metric)'}")
-    lines.append(f"- KID scale: x{h.get('kid_scale', KID_SCALE)} (every KID/KD value is {h.get('kid_scale', KID_SCALE)} "
-                 "x the unbiased MMD^2)")
+    scale = h.get("kid_scale", KID_SCALE)
+    lines.append(f"- KID scale: x{scale} (every KID/KD value is {scale} x the unbiased MMD^2)")
     counts = h.get("counts", {})
     lines.append("- samples: " + ", ".join(f"{n} {what}" for what, n in (("translations", counts.get("fake")),
                                                                            ("real images", counts.get("real")))
