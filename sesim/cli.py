@@ -63,13 +63,11 @@ class _MemorySize:
 
 
 #: allowed values of the numeric flags that are not config fields (those are checked by
-#: ``FIELD_RANGES`` in config.py), by command; tests/test_cli_validation.py fails for a numeric
-#: flag missing here
+#: ``FIELD_RANGES`` in config.py) or evaluate options (by the range of their field), by command;
+#: tests/test_cli_validation.py fails for a numeric flag missing here
 FLAG_RANGES: dict[str, dict[str, object]] = {
     "translate": {"--batch-size": count(1), "--samples": count(1), "--seed": count(0)},
     "demo": {"--steps": count(1), "--seed": count(0)},
-    "evaluate": {"--kid-subsets": count(1), "--kid-subset-size": count(2), "--k": count(1),
-                 "--num-classes": count(1), "--seed": count(0)},
     "viz heatmap": {"--side": count(16, 4096)},
     "viz errormap": {"--side": count(16, 4096)},
     "viz correspondence": {"--side": count(16, 4096)},
@@ -325,6 +323,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate_parser(sub) -> None:
+    from .evaluate import EvaluateOptions
+
     p = sub.add_parser("evaluate", help="score translations (FID/KID, density/coverage, LPIPS diversity, "
                        "segmentation accuracy, structure distances), or every snapshot of a run (--snapshots); "
                        "writes metrics.json and metrics.md (sweep.json/.md/.png)")
@@ -344,90 +344,34 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--select-by", default=None, metavar="METRIC",
                    help="the metric that picks the best snapshot, an output name such as kid, fid, seg_mean_iou "
                    "(default: the first one listed: KID below 2048 images)")
-    p.add_argument("--protocol", default=None, choices=("horse2zebra", "cat2dog", "cityscapes"),
-                   help="a published evaluation protocol: image sets, size, metrics (docs/protocols.md)")
     p.add_argument("--keep-translations", action="store_true", help="--snapshots: keep each snapshot's translations")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics/translations in --out")
-    p.add_argument("--metrics", default=None, help="comma-separated: fid, kid, prdc, lpips_diversity, "
-                   "segmentation, sifid, selfsim, dino_struct, struct (default: the protocol's, else fid,kid)")
-    p.add_argument("--extractor", default="inception", choices=("inception", "efficientnet-lite0"),
-                   help="features for fid/kid/prdc: inception (standard FID weights, named fid/kid) or "
-                   "efficientnet-lite0 (pip-installed ImageNet weights, named fd_effnet/kd_effnet, not comparable "
-                   "to published FID)")
-    p.add_argument("--inception-weights", default=None, help="path to pt_inception-2015-12-05-6726825d.pth "
-                   "(else $SESIM_INCEPTION_WEIGHTS, else the torch hub cache)")
-    p.add_argument("--fid-impl", default=None, choices=("legacy", "clean"),
-                   help="FID implementation: legacy (pytorch-fid's bilinear resize and weights, what CUT-lineage "
-                   "papers report; default) or clean (clean-fid's antialiased resize and TorchScript Inception, run "
-                   "through the clean-fid package)")
-    p.add_argument("--clean-inception-weights", default=None, help="--fid-impl clean: path to clean-fid's "
-                   "inception-2015-12-05.pt (else $SESIM_CLEAN_INCEPTION_WEIGHTS, /tmp, the torch hub cache)")
-    p.add_argument("--dino-weights", default=None, help="dino_struct: path to DINO's dino_vitbase8_pretrain.pth "
-                   "(else $SESIM_DINO_WEIGHTS, else the torch hub cache)")
-    p.add_argument("--drn-weights", default=None, help="segmentation with --protocol cityscapes: DRN-D-22 Cityscapes "
-                   "checkpoint drn_d_22_cityscapes.pth (else $SESIM_DRN_WEIGHTS, else the torch hub cache)")
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
-    p.add_argument("--samples-dir", default=None, help="lpips_diversity: files <stem>_s<k>.png, K per input")
-    p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"))
-    p.add_argument("--lpips-weights", default=None, help="LPIPS v0.1 linear layers file (else $SESIM_LPIPS_WEIGHTS, "
-                   "hub cache, or the installed lpips package)")
-    p.add_argument("--lpips-backbone-weights", default=None, help="alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
-    p.add_argument("--segmenter", default=None, help="segmentation: TorchScript file or module:function")
-    p.add_argument("--labels", default=None, help="segmentation: label maps (class ids, 255 ignored)")
-    p.add_argument("--num-classes", type=int, default=19)
-    p.add_argument("--source", default=None, help="selfsim: the inputs the translations were made from")
-    p.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default=None,
-                   help="selfsim: feature network (default: the run's with --run, else auto: ImageNet VGG16 if its "
-                   "file is found, else ImageNet EfficientNet-Lite0)")
-    p.add_argument("--backbone-weights", default=None, help="selfsim: auto | imagenet | random | path")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    for f in EvaluateOptions.flag_fields():  # --protocol, --metrics, ...: how to score
+        p.add_argument("--" + f.name.replace("_", "-"), default=f.default, choices=f.metadata.get("choices"),
+                       type=f.metadata.get("range"), help=f.metadata["help"] or None)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_folders, evaluate_run, header_lines, write_report
-    from .metrics.protocols import get_protocol
+    from .evaluate import EvaluateOptions, evaluate_folders, evaluate_run, header_lines, write_report
 
-    protocol = get_protocol(args.protocol)
-    metrics = args.metrics or (",".join(protocol.metrics) if protocol else "fid,kid")
-    opts = dict(metrics=metrics, extractor=args.extractor, inception_weights=args.inception_weights,
-                kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, k=args.k, seed=args.seed,
-                samples_dir=args.samples_dir, lpips_net=args.lpips_net, lpips_weights=args.lpips_weights,
-                lpips_backbone_weights=args.lpips_backbone_weights, segmenter=args.segmenter, labels=args.labels,
-                num_classes=args.num_classes, source=args.source, device=args.device,
-                fid_impl=args.fid_impl or (protocol.fid_impl if protocol else "legacy"),
-                clean_inception_weights=args.clean_inception_weights, dino_weights=args.dino_weights)
-    opts.update({k: getattr(args, k) for k in ("backbone", "backbone_weights") if getattr(args, k) is not None})
+    options = EvaluateOptions(**{f.name: getattr(args, f.name) for f in EvaluateOptions.flag_fields()})
     if args.run and (args.snapshots or args.protocol or args.select_on):
-        return _evaluate_sweep(args, opts, protocol)
+        return _evaluate_sweep(args, options)
     if args.snapshots or args.select_on:
         raise SystemExit("sesim evaluate: --snapshots and --select-on need --run RUN")
-    if protocol is not None:  # folders scored under a protocol: its segmentation size and upper-bound row
-        opts["protocol"] = protocol
-        if protocol.segmentation_size and "seg" in metrics:
-            opts.update(segmentation_size=protocol.segmentation_size, segment_real=True)
-            if opts["segmenter"] is None:
-                from .nets.drn import DRNSegmenter
-
-                opts["segmenter"] = DRNSegmenter(args.drn_weights or "auto", classes=args.num_classes)
+    if args.run and args.fake:
+        raise SystemExit("sesim evaluate: give either --run or --fake, not both")
+    fake = args.fake or args.samples_dir  # lpips_diversity alone needs only the samples
+    if not (args.run or fake):
+        raise SystemExit("sesim evaluate: give --fake DIR (and --real DIR), or --run RUN")
+    out = Path(args.out or (Path(args.run) / "eval" if args.run else "sesim-eval"))
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise FileExistsError(f"{out / 'metrics.json'} exists; pass --overwrite or choose another --out")
     if args.run:
-        if args.fake:
-            raise SystemExit("sesim evaluate: give either --run or --fake, not both")
-        out = Path(args.out or Path(args.run) / "eval")
-        if (out / "metrics.json").exists() and not args.overwrite:
-            raise FileExistsError(f"{out / 'metrics.json'} exists; pass --overwrite or choose another --out")
-        report = evaluate_run(args.run, out, overwrite=args.overwrite, real=args.real, **opts)
+        report = evaluate_run(args.run, out, options, overwrite=args.overwrite, real=args.real)
     else:
-        fake = args.fake or args.samples_dir  # lpips_diversity alone needs only the samples
-        if not fake:
-            raise SystemExit("sesim evaluate: give --fake DIR (and --real DIR), or --run RUN")
-        out = Path(args.out or "sesim-eval")
-        if (out / "metrics.json").exists() and not args.overwrite:
-            raise FileExistsError(f"{out / 'metrics.json'} exists; pass --overwrite or choose another --out")
-        report = evaluate_folders(args.real, fake, **opts)
+        report = evaluate_folders(args.real, fake, options)
     json_path, md_path = write_report(report, out, overwrite=args.overwrite)
     print("\n".join(header_lines(report)))
     for name, entry in report["metrics"].items():
@@ -440,7 +384,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_sweep(args: argparse.Namespace, opts: dict, protocol) -> int:
+def _evaluate_sweep(args: argparse.Namespace, options) -> int:
     """``sesim evaluate --run RUN --snapshots ...``: score the run's history (sesim.sweep)."""
     from .evaluate import header_lines
     from .sweep import sweep_run
@@ -448,14 +392,11 @@ def _evaluate_sweep(args: argparse.Namespace, opts: dict, protocol) -> int:
     if args.fake or args.samples_dir or args.source:
         raise SystemExit("sesim evaluate --snapshots: the run's own test set is translated; --fake, --samples-dir "
                          "and --source do not apply")
-    for key in ("samples_dir", "source", "metrics", "labels"):
-        opts.pop(key, None)
     out = Path(args.out) if args.out else Path(args.run) / "sweep"
-    data = sweep_run(args.run, out, snapshots=args.snapshots or "last", metrics=args.metrics, protocol=protocol,
-                     select_on=args.select_on, select_on_labels=args.select_on_labels, select_by=args.select_by,
-                     real=args.real, labels=args.labels, drn_weights=args.drn_weights,
+    data = sweep_run(args.run, out, options, snapshots=args.snapshots or "last", select_on=args.select_on,
+                     select_on_labels=args.select_on_labels, select_by=args.select_by, real=args.real,
                      keep_translations=args.keep_translations, overwrite=args.overwrite,
-                     progress=not args.no_progress, **opts)
+                     progress=not args.no_progress)
     print("\n".join(header_lines({"header": data.get("header", {})})))
     cols = data["metric_order"]
     print("step      " + " ".join(f"{c:>14s}" for c in cols))

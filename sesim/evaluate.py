@@ -18,8 +18,7 @@ Metrics (``--metrics``, comma-separated):
 * ``sifid`` -- single-image FID (SinGAN: FID Inception through maxpool1, needs the pytorch-fid
   weights) of each translation against the one real image in ``--real`` (or the real image of the
   same name), averaged; ``selfsim`` -- FSeSim self-similarity distance between each translation
-  and its source in ``--source`` (same name), averaged. Both from :mod:`sesim.metrics.single_image`
-  (registered in :data:`SINGLE_IMAGE_METRICS`).
+  and its source in ``--source`` (same name), averaged. Both from :mod:`sesim.metrics.single_image`.
 * ``dino_struct`` -- DINO-Struct (CycleGAN-Turbo's structure distance: MSE of the self-similarity of
   DINO ViT-B/8 last-block keys; ``--dino-weights``), and ``struct`` -- the same measurement on the
   offline structure backbone, named ``struct_<backbone>`` (:mod:`sesim.metrics.dino_struct`); both
@@ -36,9 +35,11 @@ file and where to put it; nothing is substituted.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,12 +47,17 @@ import numpy as np
 import torch
 
 from . import __version__
-from .metrics.features import Extractor, get_extractor, load_folder
+from .config import _f
+from .metrics.features import EXTRACTORS, Extractor, get_extractor, image_tensor, load_folder
+from .metrics.fid_impl import FID_IMPLEMENTATIONS
 from .metrics.frechet import KID_SCALE, frechet_distance, kernel_inception_distance
 from .metrics.prdc import DEFAULT_K, prdc
+from .metrics.protocols import PROTOCOLS, Protocol, count_deviations, get_protocol
+from .nets.backbones import BACKBONES
+from .ranges import count
 
-__all__ = ["ALL_METRICS", "parse_metrics", "evaluate_folders", "evaluate_run", "write_report", "EvaluateError",
-           "SINGLE_IMAGE_METRICS", "header_lines", "FID_MIN_SAMPLES"]
+__all__ = ["ALL_METRICS", "EvaluateOptions", "parse_metrics", "evaluate_folders", "evaluate_run", "write_report",
+           "EvaluateError", "header_lines", "FID_MIN_SAMPLES"]
 
 FEATURE_METRICS = ("fid", "kid", "prdc")
 STRUCTURE_METRICS = ("selfsim", "dino_struct", "struct")
@@ -70,24 +76,6 @@ VERSIONS = {
 
 class EvaluateError(ValueError):
     """Bad request for evaluate (message says what to do)."""
-
-
-def _single_image_metrics() -> dict[str, Callable]:
-    """``sifid`` / ``selfsim`` from :mod:`sesim.metrics.single_image` if it exists (another module's work)."""
-    try:
-        from .metrics import single_image
-    except ImportError:
-        return {}
-    found = {}
-    if hasattr(single_image, "sifid"):
-        found["sifid"] = single_image.sifid
-    if hasattr(single_image, "self_similarity_distance"):
-        found["selfsim"] = single_image.self_similarity_distance
-    return found
-
-
-#: name -> function; filled lazily by :func:`_single_image_metrics`.
-SINGLE_IMAGE_METRICS: dict[str, Callable] = {}
 
 
 def parse_metrics(text: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -111,38 +99,112 @@ def _entry(value: Any, model: str, version: str, **details: Any) -> dict:
     return {"value": value, "model": model, "version": version, **({"details": details} if details else {})}
 
 
-def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *, metrics: list[str] | str = "fid,kid",
-                     extractor: Extractor | str | None = "inception", inception_weights: str | None = None,
-                     fid_impl: str = "legacy", clean_inception_weights: str | None = None,
-                     kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = DEFAULT_K, seed: int = 0,
-                     samples_dir: str | os.PathLike | None = None, lpips_model: torch.nn.Module | None = None,
-                     lpips_net: str = "alex", lpips_weights: str | None = None,
-                     lpips_backbone_weights: str | None = None, segmenter: str | Callable | None = None,
-                     labels: str | os.PathLike | None = None, num_classes: int = 19,
-                     segmentation_size: tuple[int, int] | None = None, segment_real: bool = False,
-                     source: str | os.PathLike | None = None, sifid_extractor: Callable | None = None,
-                     selfsim_loss: torch.nn.Module | None = None, backbone: str = "auto",
-                     backbone_weights: str | None = "auto", dino_weights: str | None = None,
-                     dino_metric: Any = None, struct_metric: Any = None, protocol: Any = None,
-                     device: str = "cpu") -> dict:
-    """Compute ``metrics`` and return the report dict (see module doc); nothing is written.
+@dataclass
+class EvaluateOptions:
+    """How to score. The fields with a help text are the scoring flags of ``sesim evaluate`` (the
+    CLI generates them: ``kid_subsets`` -> ``--kid-subsets``); the others are for Python callers
+    (networks given built) or filled in by :meth:`resolve`, which also fills the ``None`` defaults.
 
-    ``extractor``: an :class:`~sesim.metrics.features.Extractor` (any network, e.g. a random one in
-    tests) or a name for :func:`~sesim.metrics.features.get_extractor`; ``"inception"`` is built by
-    :func:`~sesim.metrics.fid_impl.fid_extractor` for ``fid_impl``. ``source``: the inputs the
-    translations were made from (for ``selfsim``, ``dino_struct``, ``struct``), matched by relative
-    path. ``backbone`` / ``backbone_weights``: the feature network of ``selfsim`` and ``struct``
-    (:mod:`sesim.nets.backbones`) unless ``selfsim_loss`` / ``struct_metric`` is given;
-    ``dino_metric``: a built :class:`~sesim.metrics.dino_struct.SelfSimilarityMSE` (else built from
-    ``dino_weights``). ``segmentation_size``: ``(H, W)`` the translations are resized to (PIL
-    bilinear) before segmentation; ``segment_real``: also segment the ``real`` images (same names
-    as the labels), the upper-bound row in ``report["reference"]``. ``protocol``: a name or
-    :class:`~sesim.metrics.protocols.Protocol`, stated in the header with any count deviation.
+    ``extractor``: a name, or an :class:`~sesim.metrics.features.Extractor` (any network, e.g. a
+    random one in tests); ``"inception"`` is built by :func:`~sesim.metrics.fid_impl.fid_extractor`
+    for ``fid_impl``. ``source``: the inputs the translations were made from (for ``selfsim``,
+    ``dino_struct``, ``struct``), matched by relative path. ``backbone`` / ``backbone_weights``: the
+    feature network of ``selfsim`` and ``struct`` (:mod:`sesim.nets.backbones`, ``None``: auto)
+    unless ``selfsim_loss`` / ``struct_metric`` is given; ``dino_metric``: a built
+    :class:`~sesim.metrics.dino_struct.SelfSimilarityMSE` (else built from ``dino_weights``).
+    ``segmenter``: a TorchScript file, ``module:function`` or a callable. ``segmentation_size``:
+    ``(H, W)`` the translations are resized to (PIL bilinear) before segmentation; ``segment_real``:
+    also segment the ``real`` images (same names as the labels), the upper-bound row in
+    ``report["reference"]``. ``protocol``: a name or :class:`~sesim.metrics.protocols.Protocol`,
+    stated in the header with any count deviation.
     """
-    from .metrics.protocols import count_deviations, get_protocol
 
-    metrics = parse_metrics(metrics)
-    proto = get_protocol(protocol)
+    protocol: str | Protocol | None = _f(None, "a published evaluation protocol: image sets, size, metrics "
+                                               "(docs/protocols.md)", choices=tuple(PROTOCOLS))
+    metrics: str | list[str] | None = _f(None, "comma-separated: fid, kid, prdc, lpips_diversity, segmentation, "
+                                               "sifid, selfsim, dino_struct, struct (default: the protocol's, else "
+                                               "fid,kid)")
+    extractor: str | Extractor = _f("inception", "features for fid/kid/prdc: inception (standard FID weights, named "
+                                                 "fid/kid) or efficientnet-lite0 (pip-installed ImageNet weights, "
+                                                 "named fd_effnet/kd_effnet, not comparable to published FID)",
+                                    choices=EXTRACTORS)
+    inception_weights: str | None = _f(None, "path to pt_inception-2015-12-05-6726825d.pth (else "
+                                             "$SESIM_INCEPTION_WEIGHTS, else the torch hub cache)")
+    fid_impl: str | None = _f(None, "FID implementation: legacy (pytorch-fid's bilinear resize and weights, what "
+                                    "CUT-lineage papers report; default) or clean (clean-fid's antialiased resize and "
+                                    "TorchScript Inception, run through the clean-fid package)",
+                              choices=FID_IMPLEMENTATIONS)
+    clean_inception_weights: str | None = _f(None, "--fid-impl clean: path to clean-fid's inception-2015-12-05.pt "
+                                                   "(else $SESIM_CLEAN_INCEPTION_WEIGHTS, /tmp, the torch hub cache)")
+    dino_weights: str | None = _f(None, "dino_struct: path to DINO's dino_vitbase8_pretrain.pth (else "
+                                        "$SESIM_DINO_WEIGHTS, else the torch hub cache)")
+    drn_weights: str | None = _f(None, "segmentation with --protocol cityscapes: DRN-D-22 Cityscapes checkpoint "
+                                       "drn_d_22_cityscapes.pth (else $SESIM_DRN_WEIGHTS, else the torch hub cache)")
+    kid_subsets: int = _f(100, "", range=count(1))
+    kid_subset_size: int = _f(1000, "", range=count(2))
+    k: int = _f(DEFAULT_K, "neighbours for precision/recall/density/coverage", range=count(1))
+    samples_dir: str | os.PathLike | None = _f(None, "lpips_diversity: files <stem>_s<k>.png, K per input")
+    lpips_net: str = _f("alex", "", choices=("alex", "vgg"))
+    lpips_weights: str | None = _f(None, "LPIPS v0.1 linear layers file (else $SESIM_LPIPS_WEIGHTS, hub cache, or "
+                                         "the installed lpips package)")
+    lpips_backbone_weights: str | None = _f(None, "alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
+    segmenter: str | Callable | None = _f(None, "segmentation: TorchScript file or module:function")
+    labels: str | os.PathLike | None = _f(None, "segmentation: label maps (class ids, 255 ignored)")
+    num_classes: int | None = _f(None, "", range=count(1))  # None: the protocol's, else 19
+    source: str | os.PathLike | None = _f(None, "selfsim: the inputs the translations were made from")
+    backbone: str | None = _f(None, "selfsim: feature network (default: the run's with --run, else auto: ImageNet "
+                                    "VGG16 if its file is found, else ImageNet EfficientNet-Lite0)",
+                              choices=("auto", *BACKBONES))
+    backbone_weights: str | None = _f(None, "selfsim: auto | imagenet | random | path")
+    seed: int = _f(0, "", range=count(0))
+    device: str = _f("cpu", "")
+    # Python only: networks given built, and what resolve() fills in for a protocol
+    lpips_model: torch.nn.Module | None = None
+    sifid_extractor: Callable | None = None
+    selfsim_loss: torch.nn.Module | None = None
+    dino_metric: Any = None
+    struct_metric: Any = None
+    segmentation_size: tuple[int, int] | None = None
+    segment_real: bool | None = None
+
+    @staticmethod
+    def flag_fields() -> list[dataclasses.Field]:
+        """The fields that are ``sesim evaluate`` flags (those with a help text, maybe empty), in order."""
+        return [f for f in dataclasses.fields(EvaluateOptions) if "help" in f.metadata]
+
+    def resolve(self, run_config: Any = None) -> EvaluateOptions:
+        """A copy with the defaults left open filled in: the protocol's metrics, FID implementation
+        and class count, and when it scores segmentation, its size, the upper-bound row of the real
+        photos and its DRN-D-22 (unless a segmenter is given); the structure metrics (selfsim,
+        struct) on the backbone a run recorded it was trained with, unless one is given
+        (``run_config``: the run's :class:`~sesim.config.TrainConfig`). Resolving again changes nothing."""
+        proto = get_protocol(self.protocol)
+        metrics = parse_metrics(self.metrics if self.metrics is not None else proto.metrics if proto else "fid,kid")
+        new = dataclasses.replace(self, protocol=proto, metrics=metrics,
+                                  fid_impl=self.fid_impl or (proto.fid_impl if proto else "legacy"),
+                                  num_classes=self.num_classes or (proto.num_classes if proto else 19))
+        protocol_segments = bool(proto and proto.segmentation_size and "segmentation" in metrics)
+        if new.segment_real is None:
+            new.segment_real = protocol_segments
+        if protocol_segments:
+            new.segmentation_size = new.segmentation_size or proto.segmentation_size
+            if new.segmenter is None:
+                from .nets.drn import DRNSegmenter
+
+                new.segmenter = DRNSegmenter(new.drn_weights or "auto", classes=new.num_classes)
+        if run_config is not None and run_config.resolved.get("backbone"):
+            new.backbone = new.backbone or run_config.structure.backbone
+            new.backbone_weights = new.backbone_weights or run_config.structure.backbone_weights
+        return new
+
+
+def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, options: EvaluateOptions | None = None,
+                     **changes: Any) -> dict:
+    """Score the translations in ``fake`` (against the images in ``real``) with ``options``, changed
+    by ``changes`` (:class:`EvaluateOptions` fields by name, e.g. ``metrics="fid,kid"``); returns the
+    report dict (see module doc), nothing is written."""
+    opts = dataclasses.replace(options or EvaluateOptions(), **changes).resolve()
+    metrics, proto = opts.metrics, opts.protocol
     fake_images = load_folder(fake)
     if not fake_images:
         raise EvaluateError(f"no images in {fake}")
@@ -154,7 +216,8 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
                               "kid_scale": KID_SCALE, "counts": {"fake": len(fake_images)}, "extractor": None,
                               "structure": {}, "warnings": []}
     out = report["metrics"]
-    need_real = [m for m in metrics if m in FEATURE_METRICS or m == "sifid"] + (["segment_real"] if segment_real else [])
+    need_real = ([m for m in metrics if m in FEATURE_METRICS or m == "sifid"]
+                 + (["segment_real"] if opts.segment_real else []))
     real_images = {}
     if need_real:
         if real is None:
@@ -165,7 +228,7 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
         report["n_real"] = header["counts"]["real"] = len(real_images)
 
     if any(m in FEATURE_METRICS for m in metrics):
-        ext = build_feature_extractor(extractor, fid_impl, inception_weights, clean_inception_weights, device)
+        ext = build_feature_extractor(opts)
         fr = ext.features(list(real_images.values()))
         ff = ext.features(list(fake_images.values()))
         report["extractor"] = {"tag": ext.tag, "description": ext.description, "feature_dim": int(fr.shape[1])}
@@ -184,78 +247,43 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
                 entries[ext.fd_name]["warning"] = warning
                 header["warnings"].append(warning)
         if "kid" in metrics:
-            m = min(kid_subset_size, len(fr), len(ff))
-            mean, std = kernel_inception_distance(fr, ff, subsets=kid_subsets, subset_size=m, seed=seed)
+            m = min(opts.kid_subset_size, len(fr), len(ff))
+            mean, std = kernel_inception_distance(fr, ff, subsets=opts.kid_subsets, subset_size=m, seed=opts.seed)
             entries[ext.kd_name] = _entry(KID_SCALE * mean, ext.description, VERSIONS["kd"], scale=KID_SCALE,
-                                          std=KID_SCALE * std, raw=mean, subsets=kid_subsets, subset_size=m)
-        order = sorted(entries, key=lambda name: (name != ext.kd_name) if few else (name != ext.fd_name))
-        out.update({name: entries[name] for name in order})
+                                          std=KID_SCALE * std, raw=mean, subsets=opts.kid_subsets, subset_size=m)
+        out.update({name: entries[name] for name in feature_names(metrics, ext, few)})
         if "prdc" in metrics:
-            kk = min(k, len(fr) - 1, len(ff) - 1)
+            kk = min(opts.k, len(fr) - 1, len(ff) - 1)
             if kk < 1:
                 raise EvaluateError("prdc needs at least 2 real and 2 fake images")
             for name, value in prdc(fr, ff, k=kk).items():
                 out[f"{name}_{ext.tag}"] = _entry(value, ext.description, VERSIONS["prdc"], k=kk)
 
     if "lpips_diversity" in metrics:
-        from .metrics.diversity import group_samples, lpips_diversity
-
-        if samples_dir is None:
-            raise EvaluateError("lpips_diversity needs --samples-dir DIR with files <stem>_s<k>.png")
-        if lpips_model is None:
-            from .nets.lpips import build_lpips
-
-            lpips_model = build_lpips(lpips_net, backbone_weights=lpips_backbone_weights or "auto",
-                                      linear_weights=lpips_weights or "auto")
-        sdir = Path(samples_dir)
-        from .data.images import list_images
-
-        groups = group_samples(list_images(sdir), sdir)
-        loaded = {stem: [load_folder_file(p) for p in paths] for stem, paths in groups.items()}
-        res = lpips_diversity(lpips_model, loaded)
-        backbone = getattr(lpips_model.backbone, "weights_source", "given")
-        desc = (f"LPIPS v0.1 {getattr(lpips_model, 'net_name', type(lpips_model.backbone).__name__)}; backbone "
-                f"{backbone}; linear {getattr(lpips_model, 'linear_source', '?')}; images at their own size")
-        out["lpips_diversity"] = _entry(res["mean"], desc, VERSIONS["lpips"],
-                                        **{k2: v for k2, v in res.items() if k2 != "mean"})
+        out["lpips_diversity"] = _lpips_diversity(opts)
 
     if "segmentation" in metrics:
-        if segmenter is None or labels is None:
+        if opts.segmenter is None or opts.labels is None:
             raise EvaluateError("segmentation needs --segmenter (TorchScript file or module:function, or --drn-weights "
                                 "with --protocol cityscapes) and --labels DIR (label maps named like the translations)")
-        seg = _segmentation(out, segmenter, fake_images, labels, num_classes, segmentation_size)
+        seg = _segmentation(out, opts.segmenter, fake_images, opts)
         header["structure"]["segmentation"] = _weights_record(out["seg_mean_iou"]["model"],
                                                               getattr(seg, "weights_file", None))
-        if segment_real:
+        if opts.segment_real:
             report["reference"] = {"real photos": {}}
-            _segmentation(report["reference"]["real photos"], seg, real_images, labels, num_classes, segmentation_size)
+            _segmentation(report["reference"]["real photos"], seg, real_images, opts)
 
-    single = [m for m in metrics if m in ("sifid", "selfsim")]
-    if single:
-        SINGLE_IMAGE_METRICS.update(_single_image_metrics())
-        missing = [m for m in single if m not in SINGLE_IMAGE_METRICS]
-        if missing:
-            raise EvaluateError(f"{', '.join(missing)}: sesim.metrics.single_image is not available in this install")
-        if selfsim_loss is None and "selfsim" in single:
-            from .metrics.single_image import selfsim_metric_loss
-
-            selfsim_loss = selfsim_metric_loss(backbone, backbone_weights)
-        _single_image(out, single, real_images, fake_images, source, inception_weights, sifid_extractor,
-                      selfsim_loss)
-        if "selfsim" in single:
-            header["structure"]["selfsim"] = _weights_record(out["selfsim"]["model"],
-                                                             getattr(selfsim_loss.extractor, "weights_file", None))
-
-    for name in ("dino_struct", "struct"):
+    opts = build_structure_metrics(opts)
+    if "sifid" in metrics:
+        out["sifid"] = _sifid(real_images, fake_images, opts)
+    if "selfsim" in metrics:
+        out["selfsim"] = _selfsim(fake_images, opts)
+        header["structure"]["selfsim"] = _weights_record(out["selfsim"]["model"],
+                                                         getattr(opts.selfsim_loss.extractor, "weights_file", None))
+    for name, metric in (("dino_struct", opts.dino_metric), ("struct", opts.struct_metric)):
         if name not in metrics:
             continue
-        from .metrics import dino_struct
-
-        if name == "dino_struct":
-            metric = dino_metric or dino_struct.dino_struct_metric(dino_weights or "auto", device=device)
-        else:
-            metric = struct_metric or dino_struct.backbone_struct_metric(backbone, backbone_weights, device=device)
-        pairs = _source_pairs(fake_images, source, metric.name)
+        pairs = _source_pairs(fake_images, opts.source, metric.name)
         vals = [metric.distance(s, f) for s, f in pairs]
         out[metric.name] = _entry(float(np.mean(vals)), metric.description, VERSIONS["struct"], images=len(vals))
         header["structure"][metric.name] = _weights_record(metric.description, metric.weights_file)
@@ -270,20 +298,72 @@ def evaluate_folders(real: str | os.PathLike | None, fake: str | os.PathLike, *,
     return report
 
 
-def build_feature_extractor(extractor, fid_impl: str, inception_weights, clean_inception_weights, device) -> Extractor:
-    from .metrics.fid_impl import FID_IMPLEMENTATIONS, fid_extractor
+def feature_names(metrics: list[str], ext: Extractor, few: bool) -> list[str]:
+    """The output names of the ``fid`` / ``kid`` in ``metrics`` in report order: KID first when
+    ``few`` (fewer than :data:`FID_MIN_SAMPLES` real or fake images)."""
+    names = [name for metric, name in (("fid", ext.fd_name), ("kid", ext.kd_name)) if metric in metrics]
+    return names[::-1] if few else names
 
-    if fid_impl not in FID_IMPLEMENTATIONS:
-        raise EvaluateError(f"--fid-impl {fid_impl!r}: choose from {', '.join(FID_IMPLEMENTATIONS)}")
-    if isinstance(extractor, Extractor):
-        return extractor
-    name = extractor or "inception"
+
+def build_feature_extractor(opts: EvaluateOptions) -> Extractor:
+    """The feature network of fid/kid/prdc: ``opts.extractor`` if built, else by name (the FID
+    Inception of ``opts.fid_impl``)."""
+    from .metrics.fid_impl import fid_extractor
+
+    if opts.fid_impl not in FID_IMPLEMENTATIONS:
+        raise EvaluateError(f"--fid-impl {opts.fid_impl!r}: choose from {', '.join(FID_IMPLEMENTATIONS)}")
+    if isinstance(opts.extractor, Extractor):
+        return opts.extractor
+    name = opts.extractor or "inception"
     if name == "inception":
-        return fid_extractor(fid_impl, inception_weights=inception_weights,
-                             clean_inception_weights=clean_inception_weights, device=device)
-    if fid_impl != "legacy":
-        raise EvaluateError(f"--fid-impl {fid_impl} applies to the FID Inception, not to --extractor {name}")
-    return get_extractor(name, device=device)
+        return fid_extractor(opts.fid_impl, inception_weights=opts.inception_weights,
+                             clean_inception_weights=opts.clean_inception_weights, device=opts.device)
+    if opts.fid_impl != "legacy":
+        raise EvaluateError(f"--fid-impl {opts.fid_impl} applies to the FID Inception, not to --extractor {name}")
+    return get_extractor(name, device=opts.device)
+
+
+def build_structure_metrics(opts: EvaluateOptions) -> EvaluateOptions:
+    """A copy of (resolved) ``opts`` with the networks of its structure metrics built where not given:
+    the selfsim loss and the DINO-Struct / struct measurements."""
+    backbone, weights = opts.backbone or "auto", opts.backbone_weights or "auto"
+    new = dataclasses.replace(opts)
+    if "selfsim" in opts.metrics and opts.selfsim_loss is None:
+        from .metrics.single_image import selfsim_metric_loss
+
+        new.selfsim_loss = selfsim_metric_loss(backbone, weights)
+    if "dino_struct" in opts.metrics and opts.dino_metric is None:
+        from .metrics.dino_struct import dino_struct_metric
+
+        new.dino_metric = dino_struct_metric(opts.dino_weights or "auto", device=opts.device)
+    if "struct" in opts.metrics and opts.struct_metric is None:
+        from .metrics.dino_struct import backbone_struct_metric
+
+        new.struct_metric = backbone_struct_metric(backbone, weights, device=opts.device)
+    return new
+
+
+def _lpips_diversity(opts: EvaluateOptions) -> dict:
+    """Mean pairwise LPIPS over the K samples per input in ``opts.samples_dir``."""
+    from .data.images import list_images, load_image
+    from .metrics.diversity import group_samples, lpips_diversity
+
+    if opts.samples_dir is None:
+        raise EvaluateError("lpips_diversity needs --samples-dir DIR with files <stem>_s<k>.png")
+    model = opts.lpips_model
+    if model is None:
+        from .nets.lpips import build_lpips
+
+        model = build_lpips(opts.lpips_net, backbone_weights=opts.lpips_backbone_weights or "auto",
+                            linear_weights=opts.lpips_weights or "auto")
+    sdir = Path(opts.samples_dir)
+    groups = group_samples(list_images(sdir), sdir)
+    loaded = {stem: [image_tensor(load_image(p, 3)) for p in paths] for stem, paths in groups.items()}
+    res = lpips_diversity(model, loaded)
+    backbone = getattr(model.backbone, "weights_source", "given")
+    desc = (f"LPIPS v0.1 {getattr(model, 'net_name', type(model.backbone).__name__)}; backbone "
+            f"{backbone}; linear {getattr(model, 'linear_source', '?')}; images at their own size")
+    return _entry(res["mean"], desc, VERSIONS["lpips"], **{k: v for k, v in res.items() if k != "mean"})
 
 
 def _implementation_text(ext: Extractor) -> str:
@@ -304,14 +384,15 @@ def _weights_record(description: str, weights_file: str | os.PathLike | None) ->
             "sha256": file_sha256(path) if ok else None}
 
 
-def _segmentation(out: dict, segmenter, images: dict, labels, num_classes: int, size) -> Callable:
+def _segmentation(out: dict, segmenter, images: dict, opts: EvaluateOptions) -> Callable:
     """Pixel accuracy, mean class accuracy and mIoU entries of ``segmenter`` on ``images`` into ``out``."""
     from .metrics.segmentation import IGNORE_INDEX, load_segmenter, segmentation_accuracy
 
     seg = load_segmenter(segmenter) if isinstance(segmenter, str) else segmenter
+    size, num_classes = opts.segmentation_size, opts.num_classes
     if size is not None:
         images = {key: _resize_uint8(img, size) for key, img in images.items()}
-    res = segmentation_accuracy(seg, images, labels, num_classes=num_classes)
+    res = segmentation_accuracy(seg, images, opts.labels, num_classes=num_classes)
     name = segmenter if isinstance(segmenter, str) else getattr(segmenter, "__name__", "given")
     resized = f"resized to {size[0]}x{size[1]} (PIL bilinear)" if size is not None else "at image size"
     desc = (f"segmenter {name}; weights {getattr(seg, 'weights_source', 'given')}; input RGB [0,1] {resized}; output "
@@ -329,8 +410,7 @@ def _resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     if tuple(image.shape[-2:]) == tuple(size):
         return image
-    pil = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((size[1], size[0]), Image.BILINEAR)
-    return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).contiguous()
+    return image_tensor(Image.fromarray(image.permute(1, 2, 0).numpy()).resize((size[1], size[0]), Image.BILINEAR))
 
 
 def _source_pairs(fake: dict, source, metric: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -344,82 +424,71 @@ def _source_pairs(fake: dict, source, metric: str) -> list[tuple[torch.Tensor, t
     return pairs
 
 
-def load_folder_file(path: Path) -> torch.Tensor:
-    """One image file as RGB ``(3, H, W)`` uint8."""
-    from .data.images import load_image
-
-    return torch.from_numpy(np.asarray(load_image(path, 3)).copy()).permute(2, 0, 1).contiguous()
+def _as_unit(img: torch.Tensor) -> torch.Tensor:
+    """``(3, H, W)`` uint8 -> ``(1, 3, H, W)`` float in [-1, 1], what the single-image metrics take."""
+    return img[None].float() / 127.5 - 1.0
 
 
-def _single_image(out: dict, names: list[str], real: dict, fake: dict, source, inception_weights=None,
-                  sifid_extractor=None, selfsim_loss=None) -> None:
-    """Per-image SIFID (translation vs the single real target image) and self-similarity distance
-    (translation vs its source), averaged over images. The functions take ``(1, 3, H, W)`` tensors in [-1, 1]."""
-    def t(img):
-        return img[None].float() / 127.5 - 1.0
+def _sifid(real: dict, fake: dict, opts: EvaluateOptions) -> dict:
+    """SIFID of each translation against the single real target image (or the real one of the same
+    name), averaged over images."""
+    from .metrics.single_image import sifid, sifid_inception_extractor
 
-    if "sifid" in names:
-        from .metrics.single_image import sifid_inception_extractor
-
-        fn = SINGLE_IMAGE_METRICS["sifid"]
-        extractor = sifid_extractor or sifid_inception_extractor(inception_weights or "auto")
-        if len(real) != 1 and len(real) != len(fake):
-            raise EvaluateError("sifid compares each translation with one real image: give --real with a single "
-                                "image, or with one image per translation (same names)")
-        refs = {k: (real[k] if len(real) > 1 else next(iter(real.values()))) for k in fake}
-        if len(real) > 1 and any(k not in real for k in fake):
-            raise EvaluateError("sifid: real and fake folders must hold images with the same names")
-        vals = [float(fn(t(refs[k]), t(img), extractor)) for k, img in fake.items()]
-        desc = (f"{getattr(extractor, 'description', 'FID Inception-v3 through maxpool1 (64 ch), no resizing')}"
-                f"; weights {getattr(extractor, 'weights_source', 'given')}")
-        out["sifid"] = _entry(float(np.mean(vals)), desc, "sesim.metrics.single_image.sifid (SinGAN)",
-                              images=len(vals))
-    if "selfsim" in names:
-        pairs = _source_pairs(fake, source, "selfsim")
-        fn = SINGLE_IMAGE_METRICS["selfsim"]
-        loss = selfsim_loss
-        vals = [float(fn(t(s), t(f), loss)) for s, f in pairs]
-        from .nets.backbones import describe_backbone
-
-        desc = (f"FSeSim distance (1 - cos of self-similarity maps), {describe_backbone(loss.extractor)} "
-                f"{'+'.join(loss.layers)}, {loss.num_queries} {loss.sampling} queries, "
-                f"{loss.patch_size or 'global'}-position windows; images at their own size; only comparable "
-                "with the same backbone")
-        out["selfsim"] = _entry(float(np.mean(vals)), desc, "sesim.metrics.single_image.self_similarity_distance",
-                                images=len(vals))
+    extractor = opts.sifid_extractor or sifid_inception_extractor(opts.inception_weights or "auto")
+    if len(real) != 1 and len(real) != len(fake):
+        raise EvaluateError("sifid compares each translation with one real image: give --real with a single "
+                            "image, or with one image per translation (same names)")
+    refs = {k: (real[k] if len(real) > 1 else next(iter(real.values()))) for k in fake}
+    if len(real) > 1 and any(k not in real for k in fake):
+        raise EvaluateError("sifid: real and fake folders must hold images with the same names")
+    vals = [float(sifid(_as_unit(refs[k]), _as_unit(img), extractor)) for k, img in fake.items()]
+    desc = (f"{getattr(extractor, 'description', 'FID Inception-v3 through maxpool1 (64 ch), no resizing')}"
+            f"; weights {getattr(extractor, 'weights_source', 'given')}")
+    return _entry(float(np.mean(vals)), desc, "sesim.metrics.single_image.sifid (SinGAN)", images=len(vals))
 
 
-def run_backbone_defaults(cfg: Any, options: dict[str, Any]) -> None:
-    """Unless given, score the structure metrics (selfsim, struct) on the backbone a run recorded
-    it was trained with (``cfg``: the run's :class:`~sesim.config.TrainConfig`)."""
-    if cfg.resolved.get("backbone"):
-        options.setdefault("backbone", cfg.structure.backbone)
-        options.setdefault("backbone_weights", cfg.structure.backbone_weights)
+def _selfsim(fake: dict, opts: EvaluateOptions) -> dict:
+    """FSeSim self-similarity distance of each translation from its source, averaged over images."""
+    from .metrics.single_image import self_similarity_distance
+    from .nets.backbones import describe_backbone
+
+    pairs = _source_pairs(fake, opts.source, "selfsim")
+    loss = opts.selfsim_loss
+    vals = [float(self_similarity_distance(_as_unit(s), _as_unit(f), loss)) for s, f in pairs]
+    desc = (f"FSeSim distance (1 - cos of self-similarity maps), {describe_backbone(loss.extractor)} "
+            f"{'+'.join(loss.layers)}, {loss.num_queries} {loss.sampling} queries, "
+            f"{loss.patch_size or 'global'}-position windows; images at their own size; only comparable "
+            "with the same backbone")
+    return _entry(float(np.mean(vals)), desc, "sesim.metrics.single_image.self_similarity_distance",
+                  images=len(vals))
 
 
-def evaluate_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False,
-                 real: str | os.PathLike | None = None, **kwargs: Any) -> dict:
-    """Translate the run's testA into ``out_dir/translations`` and evaluate against testB (or ``real``)."""
+def evaluate_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, options: EvaluateOptions | None = None, *,
+                 overwrite: bool = False, real: str | os.PathLike | None = None, **changes: Any) -> dict:
+    """Translate the run's testA into ``out_dir/translations`` and evaluate against testB (or ``real``)
+    with ``options`` and ``changes`` as :func:`evaluate_folders`; the structure metrics default to
+    the run's backbone."""
     from .data.unpaired import domain_dirs
     from .run import Run
     from .translate import translate_paths
 
     run_dir = Path(run_dir)
     cfg = Run(run_dir).config
-    run_backbone_defaults(cfg, kwargs)
+    opts = dataclasses.replace(options or EvaluateOptions(), **changes).resolve(cfg)
     try:
         test_a, test_b = domain_dirs(cfg.data, "test")
     except (FileNotFoundError, ValueError) as err:
         raise EvaluateError(f"the run's data has no test set ({err}); use --real/--fake folders instead") from err
     fake = Path(out_dir) / "translations"
-    translate_paths(run_dir, test_a, fake, overwrite=overwrite, progress=False, device=kwargs.get("device", "cpu"))
-    report = evaluate_folders(real or test_b, fake, source=kwargs.pop("source", None) or test_a, **kwargs)
+    translate_paths(run_dir, test_a, fake, overwrite=overwrite, progress=False, device=opts.device)
+    report = evaluate_folders(real or test_b, fake, opts, source=opts.source or test_a)
     report["run"] = str(run_dir)
     report["source"] = str(test_a)
     return report
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A metric value in a table: floats to 4 significant digits."""
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
@@ -436,14 +505,12 @@ def header_lines(report: dict) -> list[str]:
     h = report.get("header") or {}
     lines = []
     if h.get("protocol"):
-        from .metrics.protocols import get_protocol
-
         proto = get_protocol(h["protocol"])
         lines.append(f"- protocol: **{proto.name}**, {proto.title}; {proto.size[0]}x{proto.size[1]} px "
                      "(docs/protocols.md)")
     lines.append(f"- FID implementation: {h.get('fid_implementation') or 'not computed (no FID/KID metric)'}")
-    lines.append(f"- KID scale: x{h.get('kid_scale', KID_SCALE)} (every KID/KD value is {h.get('kid_scale', KID_SCALE)} "
-                 "x the unbiased MMD^2)")
+    scale = h.get("kid_scale", KID_SCALE)
+    lines.append(f"- KID scale: x{scale} (every KID/KD value is {scale} x the unbiased MMD^2)")
     counts = h.get("counts", {})
     lines.append("- samples: " + ", ".join(f"{n} {what}" for what, n in (("translations", counts.get("fake")),
                                                                            ("real images", counts.get("real")))
@@ -466,12 +533,12 @@ def markdown_summary(report: dict) -> str:
     lines += [f"- sesim {report['sesim_version']}, {report['created']}", "",
               "| metric | value | model | version |", "| --- | --- | --- | --- |"]
     models: list[str] = []
-    rows = [(name, e) for name, e in report["metrics"].items()]
+    rows = list(report["metrics"].items())
     for ref, entries in (report.get("reference") or {}).items():
         rows += [(f"{name} ({ref}, upper bound)", e) for name, e in entries.items()]
     for name, e in rows:
         extra = e.get("details", {})
-        val = _fmt(e["value"]) + (f" +- {_fmt(extra['std'])}" if "std" in extra else "")
+        val = format_value(e["value"]) + (f" +- {format_value(extra['std'])}" if "std" in extra else "")
         if "scale" in extra:
             name = f"{name} (x{extra['scale']})"
         if e["model"] not in models:

@@ -30,6 +30,7 @@ the SHA-256 of its file). Other settings need ``--overwrite`` or another ``--out
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -47,10 +48,11 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import write_text_atomic
 from .config import TrainConfig
-from .evaluate import (EvaluateError, FEATURE_METRICS, build_feature_extractor, evaluate_folders, header_lines,
-                       parse_metrics, run_backbone_defaults)
+from .evaluate import (FEATURE_METRICS, FID_MIN_SAMPLES, EvaluateError, EvaluateOptions, build_feature_extractor,
+                       build_structure_metrics, evaluate_folders, feature_names, format_value, header_lines)
 from .metrics.features import Extractor
-from .metrics.protocols import Protocol, get_protocol, prepare_folder
+from .metrics.protocols import Protocol, prepare_folder
+from .nets.backbones import file_sha256
 from .run import Run
 from .snapshots import Snapshot, SnapshotError, list_snapshots, select_snapshots
 
@@ -144,12 +146,6 @@ class _Fold:
     labels: Path | None = None
 
 
-def _file_sha256(path: Path) -> str:
-    from .nets.backbones import file_sha256
-
-    return file_sha256(path)
-
-
 def _val_dirs(select_on: Path, cfg: TrainConfig) -> tuple[Path, Path]:
     from .data.unpaired import resolve_domain_dirs
 
@@ -196,19 +192,19 @@ def _folds(run_dir: Path, cfg: TrainConfig, out: Path, proto: Protocol | None, *
     return prepared
 
 
-def _settings(metrics: list[str], proto: Protocol | None, folds: list[_Fold], opts: dict, extractor: Extractor | None,
-              select_by: str, run_dir: Path) -> dict:
+def _settings(opts: EvaluateOptions, folds: list[_Fold], extractor: Extractor | None, select_by: str,
+              run_dir: Path) -> dict:
     from .data.images import list_images
 
     fold_info = {f.name: {"source": str(f.source), "real": str(f.real), "labels": str(f.labels) if f.labels else None,
                           "n_source": len(list_images(f.source)), "n_real": len(list_images(f.real))} for f in folds}
     keep = ("fid_impl", "kid_subsets", "kid_subset_size", "k", "seed", "num_classes", "backbone", "backbone_weights",
             "dino_weights", "segmenter", "segmentation_size")
-    return {"run": str(run_dir), "metrics": metrics, "protocol": proto.name if proto else None, "folds": fold_info,
-            "select_by": select_by,
+    return {"run": str(run_dir), "metrics": opts.metrics, "protocol": opts.protocol.name if opts.protocol else None,
+            "folds": fold_info, "select_by": select_by,
             "extractor": None if extractor is None else {"description": extractor.description,
                                                           "weights_file": extractor.weights_file},
-            **{k: _setting(opts.get(k)) for k in keep}}
+            **{k: _setting(getattr(opts, k)) for k in keep}}
 
 
 def _setting(value: Any) -> Any:
@@ -238,64 +234,46 @@ def _values(report: dict) -> dict[str, float]:
     return {name: e["value"] for name, e in report["metrics"].items() if isinstance(e.get("value"), (int, float))}
 
 
-def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, *, snapshots: str | Iterable[int] = "all",
-              metrics: str | list[str] | None = None, protocol: str | Protocol | None = None,
-              select_on: str | Path | None = None, select_on_labels: str | Path | None = None,
-              select_by: str | None = None, real: str | Path | None = None, labels: str | Path | None = None,
-              drn_weights: str | None = None, keep_translations: bool = False, overwrite: bool = False,
-              progress: bool = True, device: str = "cpu", extractor: Extractor | str | None = "inception",
-              evaluate: Callable[..., dict] = evaluate_folders, **opts: Any) -> dict:
+def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, options: EvaluateOptions | None = None, *,
+              snapshots: str | Iterable[int] = "all", select_on: str | Path | None = None,
+              select_on_labels: str | Path | None = None, select_by: str | None = None, real: str | Path | None = None,
+              keep_translations: bool = False, overwrite: bool = False, progress: bool = True,
+              evaluate: Callable[..., dict] = evaluate_folders, **changes: Any) -> dict:
     """Score the selected snapshots of ``run_dir`` (module doc); returns the sweep dict written to
-    ``out_dir/sweep.json``. ``opts`` go to :func:`~sesim.evaluate.evaluate_folders` (``fid_impl``,
-    ``inception_weights``, ``kid_subsets``, ``backbone``, ``dino_weights``, ``segmenter``, ...);
-    ``extractor`` may be a built :class:`Extractor` (tests pass a small random one)."""
+    ``out_dir/sweep.json``. ``options`` with ``changes`` (:class:`~sesim.evaluate.EvaluateOptions`
+    fields by name: ``metrics``, ``protocol``, ``labels`` of the test inputs, ``fid_impl``,
+    ``kid_subsets``, ``backbone``, ``segmenter``, ``device``, ...) say how each snapshot is scored
+    by ``evaluate``; ``extractor`` may be a built :class:`Extractor` (tests pass a small random one)."""
     from .translate import translate_paths
 
     run_dir = Path(run_dir)
     cfg = Run(run_dir).config
-    proto = get_protocol(protocol)
+    opts = dataclasses.replace(options or EvaluateOptions(), **changes).resolve(cfg)
+    proto = opts.protocol
     out = Path(out_dir) if out_dir is not None else run_dir / "sweep"
-    metric_list = parse_metrics(metrics if metrics is not None else (proto.metrics if proto else "fid,kid"))
-    opts.setdefault("fid_impl", proto.fid_impl if proto else "legacy")
-    run_backbone_defaults(cfg, opts)
     try:
         chosen = select_snapshots(list_snapshots(run_dir), snapshots)
     except SnapshotError as err:
         raise EvaluateError(f"{run_dir}: {err}") from None
-    folds = _folds(run_dir, cfg, out, proto, real=real, labels=labels, select_on=select_on,
+    folds = _folds(run_dir, cfg, out, proto, real=real, labels=opts.labels, select_on=select_on,
                    select_on_labels=select_on_labels)
 
-    # networks, built once
+    # networks, built once (the real images' features are cached)
     ext = None
-    if any(m in FEATURE_METRICS for m in metric_list):
-        ext = _CachedExtractor(build_feature_extractor(extractor, opts["fid_impl"], opts.pop("inception_weights", None),
-                                                       opts.pop("clean_inception_weights", None), device))
-    if "selfsim" in metric_list and opts.get("selfsim_loss") is None:
-        from .metrics.single_image import selfsim_metric_loss
-
-        opts["selfsim_loss"] = selfsim_metric_loss(opts.get("backbone", "auto"), opts.get("backbone_weights", "auto"))
-    if "dino_struct" in metric_list and opts.get("dino_metric") is None:
-        from .metrics.dino_struct import dino_struct_metric
-
-        opts["dino_metric"] = dino_struct_metric(opts.get("dino_weights") or "auto", device=device)
-    if "struct" in metric_list and opts.get("struct_metric") is None:
-        from .metrics.dino_struct import backbone_struct_metric
-
-        opts["struct_metric"] = backbone_struct_metric(opts.get("backbone", "auto"), opts.get("backbone_weights", "auto"),
-                                                       device=device)
-    if "segmentation" in metric_list:
+    if any(m in FEATURE_METRICS for m in opts.metrics):
+        ext = _CachedExtractor(build_feature_extractor(opts))
+        opts.extractor = ext
+    opts = build_structure_metrics(opts)
+    if "segmentation" in opts.metrics:
         if folds[0].labels is None:
             raise EvaluateError("segmentation needs --labels DIR (class-id maps named like the test inputs)")
-        if opts.get("segmenter") is None:
+        if opts.segmenter is None:
             from .nets.drn import DRNSegmenter
 
-            opts["segmenter"] = DRNSegmenter(drn_weights or "auto", classes=opts.get("num_classes", 19))
-        if proto is not None and proto.segmentation_size is not None:
-            opts.setdefault("segmentation_size", proto.segmentation_size)
-            opts.setdefault("num_classes", proto.num_classes)
-    order = _metric_order(metric_list, folds[0], ext)
+            opts.segmenter = DRNSegmenter(opts.drn_weights or "auto", classes=opts.num_classes)
+    order = _metric_order(opts, folds[0], ext)
     select_by = select_by or order[0]
-    settings = _settings(metric_list, proto, folds, opts, ext, select_by, run_dir)
+    settings = _settings(opts, folds, ext, select_by, run_dir)
     path = out / SWEEP_FILE
     data = _load_existing(path, settings, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -307,37 +285,33 @@ def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, *, snapsho
         data["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
         write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
-    given = {k: v for k, v in opts.items() if v is not None}
-
-    def score(fold: _Fold, fake: Path) -> dict:
-        return evaluate(fold.real, fake, metrics=metric_list, extractor=ext, source=fold.source, labels=fold.labels,
-                        protocol=proto, device=device, **given)
-
-    if "segmentation" in metric_list and "reference" not in data and proto is not None and proto.segmentation_size:
-        ref = evaluate(None, folds[0].real, metrics=["segmentation"], labels=folds[0].labels, device=device,
-                       **{k: v for k, v in given.items() if k in ("segmenter", "segmentation_size", "num_classes")})
-        data["reference"] = {"real photos": _values(ref)}
+    if "segmentation" in opts.metrics and "reference" not in data and proto is not None and proto.segmentation_size:
+        reference = EvaluateOptions(metrics=["segmentation"], labels=folds[0].labels, device=opts.device,
+                                    segmenter=opts.segmenter, segmentation_size=opts.segmentation_size,
+                                    num_classes=opts.num_classes)
+        data["reference"] = {"real photos": _values(evaluate(None, folds[0].real, reference))}
 
     pending = [s for s in chosen if _needs_scoring(data["snapshots"].get(str(s.step)), s, [f.name for f in folds])]
     bar = tqdm(total=len(chosen), initial=len(chosen) - len(pending), disable=not progress, unit="snapshot",
                desc="scoring snapshots", dynamic_ncols=True)
     try:
         for snap in pending:
-            record = {"file": str(snap.path), "sha256": _file_sha256(snap.path), "latest": snap.latest}
+            record = {"file": str(snap.path), "sha256": file_sha256(snap.path), "latest": snap.latest}
+            step_dir = out / "translations" / f"step_{snap.step:07d}"
             for fold in folds:
-                fake = out / "translations" / f"step_{snap.step:07d}" / fold.name
+                fake = step_dir / fold.name
                 translate_paths(run_dir, fold.source, fake, weights=snap.path, overwrite=True, progress=False,
-                                device=device)
-                report = score(fold, fake)
+                                device=opts.device)
+                # the real photos' upper bound is segmented once, above
+                report = evaluate(fold.real, fake, dataclasses.replace(opts, source=fold.source, labels=fold.labels,
+                                                                       segment_real=False))
                 record[fold.name] = _values(report)
                 if fold.name == "test":
                     data["header"] = report["header"]
                     data["entries"] = {k: {kk: vv for kk, vv in e.items() if kk != "value"}
                                        for k, e in report["metrics"].items()}
-                if not keep_translations:
-                    shutil.rmtree(fake)
-            if not keep_translations and (out / "translations" / f"step_{snap.step:07d}").is_dir():
-                shutil.rmtree(out / "translations" / f"step_{snap.step:07d}")
+            if not keep_translations:
+                shutil.rmtree(step_dir)
             data["snapshots"][str(snap.step)] = record
             save()
             bar.update(1)
@@ -370,61 +344,49 @@ def sweep_run(run_dir: str | Path, out_dir: str | Path | None = None, *, snapsho
 
 
 def _resolve_order(order: list[str], history: list[dict]) -> list[str]:
-    """The metric names actually scored, in ``order`` (``struct`` -> its ``struct_<tag>`` name), then any other."""
+    """The metric names actually scored, in ``order``, then any other."""
     scored = list(dict.fromkeys(k for h in history for k in h.get("test", {})))
-    names: list[str] = []
-    for m in order:
-        names += [k for k in scored if k.startswith("struct_")] if m == "struct" else [m] if m in scored else []
-    return list(dict.fromkeys(names + scored))
+    return list(dict.fromkeys([m for m in order if m in scored] + scored))
 
 
 def _needs_scoring(record: dict | None, snap: Snapshot, folds: list[str]) -> bool:
     if not record or any(f not in record for f in folds):
         return True
-    if record.get("sha256") != _file_sha256(snap.path):
+    if record.get("sha256") != file_sha256(snap.path):
         log.info("snapshot of step %d changed since it was scored (%s); scoring it again", snap.step, snap.path)
         return True
     return False
 
 
-def _metric_order(metrics: list[str], fold: _Fold, ext: Extractor | None) -> list[str]:
-    """Output names in report order (KID before FID under 2048 images), for the table and --select-by."""
+def _metric_order(opts: EvaluateOptions, fold: _Fold, ext: Extractor | None) -> list[str]:
+    """Output names in report order (KID before FID under 2048 images; mIoU first of the
+    segmentation scores), for the table and --select-by."""
     from .data.images import list_images
-    from .evaluate import FID_MIN_SAMPLES
 
     names: list[str] = []
     if ext is not None:
         few = min(len(list_images(fold.source)), len(list_images(fold.real))) < FID_MIN_SAMPLES
-        pair = [ext.kd_name, ext.fd_name] if few else [ext.fd_name, ext.kd_name]
-        names += [n for n in pair if (n == ext.fd_name and "fid" in metrics) or (n == ext.kd_name and "kid" in metrics)]
-    for m in metrics:
-        if m in ("fid", "kid"):
-            continue
+        names += feature_names(opts.metrics, ext, few)
+    for m in opts.metrics:
         if m == "segmentation":
             names += ["seg_mean_iou", "seg_pixel_accuracy", "seg_mean_class_accuracy"]
-        elif m == "prdc" and ext is not None:
+        elif m == "prdc":
             names += [f"{x}_{ext.tag}" for x in ("precision", "recall", "density", "coverage")]
         elif m == "struct":
-            names.append("struct")  # replaced by struct_<tag> below once scored
-        else:
+            names.append(opts.struct_metric.name)  # struct_<backbone tag>
+        elif m not in ("fid", "kid"):
             names.append(m)
     return names
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return str(value)
+    """numpy numbers as numbers; anything else JSON does not know (paths, ...) as its text."""
+    return value.item() if isinstance(value, (np.floating, np.integer)) else str(value)
 
 
 def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A table cell: a missing value (None or NaN) as a dash."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format_value(value)
 
 
 def _rows(data: dict) -> list[tuple[int, dict]]:

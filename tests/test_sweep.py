@@ -183,3 +183,16 @@ def test_cli_sweep_prints_the_header_and_best_and_last(snap_run, tmp_path, monke
     assert (out / "sweep.json").is_file() and (out / "sweep.png").is_file()
     assert main(["evaluate", "--run", str(snap_run), "--snapshots", "7", "--out", str(tmp_path / "x")]) == 1
     assert "no snapshot at step(s) [7]; this run has 1, 2, 3" in capsys.readouterr().err
+
+
+def test_a_struct_sweep_selects_by_the_metric_output_name(snap_run, tmp_path):
+    """``struct`` is reported as ``struct_<tag>`` (its network's name): a sweep of it alone picks by that name."""
+    import torch.nn.functional as F
+
+    from sesim.metrics.dino_struct import SelfSimilarityMSE
+
+    metric = SelfSimilarityMSE("struct_tiny", "test-only pooled colours", lambda x: F.avg_pool2d(x, 28)[0].flatten(1).T)
+    data = sweep_run(snap_run, tmp_path / "st", snapshots="last", metrics="struct", struct_metric=metric,
+                     progress=False)
+    assert data["metric_order"] == ["struct_tiny"] and data["settings"]["select_by"] == "struct_tiny"
+    assert data["best_step"] == data["last_step"] == 3

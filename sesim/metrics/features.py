@@ -29,7 +29,7 @@ import torch
 
 from ..data.images import list_images, load_image
 
-__all__ = ["Extractor", "load_folder", "get_extractor", "EXTRACTORS", "auto_extractor"]
+__all__ = ["Extractor", "load_folder", "image_tensor", "get_extractor", "EXTRACTORS", "auto_extractor"]
 
 EXTRACTORS = ("inception", "efficientnet-lite0")
 
@@ -82,17 +82,18 @@ class Extractor:
         return np.concatenate(out)
 
 
+def image_tensor(image) -> torch.Tensor:
+    """An RGB PIL image (or ``(H, W, 3)`` uint8 array) -> a ``(3, H, W)`` uint8 tensor of its own."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+
+
 def load_folder(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All images under ``folder`` (recursive) as RGB ``(3, H, W)`` uint8 tensors, keyed by relative
     path without extension (sorted)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
-    out = {}
-    for p in list_images(folder):
-        arr = np.asarray(load_image(p, 3))
-        out[str(p.relative_to(folder).with_suffix(""))] = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-    return out
+    return {str(p.relative_to(folder).with_suffix("")): image_tensor(load_image(p, 3)) for p in list_images(folder)}
 
 
 def get_extractor(name: str, *, inception_weights: str | os.PathLike | None = None,

@@ -34,11 +34,16 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- features
+def _batch(images, ndim: int = 4) -> np.ndarray:
+    """``images`` as an array with ``ndim`` axes, the first the batch: a single image (one axis
+    fewer, e.g. (H, W, 3)) becomes a batch of one."""
+    arr = np.asarray(images)
+    return arr[None] if arr.ndim == ndim - 1 else arr
+
+
 def _to_tensor(images) -> torch.Tensor:
     """(N, H, W, 3) uint8 (or a single (H, W, 3)) -> (N, 3, H, W) float32 in [0, 1]."""
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[None]
+    arr = _batch(images)
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"expected images of shape (N, H, W, 3), got {arr.shape}")
     t = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32) / 255.0
@@ -50,9 +55,6 @@ def _box(x: torch.Tensor, k: int) -> torch.Tensor:
     p = k // 2
     x = F.avg_pool2d(F.pad(x, (p, p, 0, 0), mode="replicate"), (1, k), stride=1)
     return F.avg_pool2d(F.pad(x, (0, 0, p, p), mode="replicate"), (k, 1), stride=1)
-
-
-NUM_FEATURES = 12
 
 
 @torch.no_grad()
@@ -166,9 +168,7 @@ class PixelClassifier:
     @torch.no_grad()
     def _logits(self, images, batch: int = 32):
         self._check()
-        arr = np.asarray(images)
-        if arr.ndim == 3:
-            arr = arr[None]
+        arr = _batch(images)
         for i in range(0, arr.shape[0], batch):  # batched: the expanded features are large
             feats = pixel_features(arr[i : i + batch])
             yield _expand((feats - self.mean) / self.std) @ self.weight + self.bias
@@ -287,9 +287,7 @@ def mean_iou(pred, true, num_classes: int) -> float:
 
 
 def _pixels(images, n: int, rng: np.random.Generator) -> np.ndarray:
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[None]
+    arr = _batch(images)
     if arr.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) images, got {arr.shape}")
     px = arr.reshape(-1, 3)
@@ -335,12 +333,7 @@ def structure_appearance_report(translations, input_layouts, classifier: PixelCl
     last is :func:`appearance_distance` between ``translations`` and real domain-B images
     ``real_b`` -- lower means the appearance moved closer to real photos.
     """
-    trans = np.asarray(translations)
-    lay = np.asarray(input_layouts)
-    if trans.ndim == 3:
-        trans = trans[None]
-    if lay.ndim == 2:
-        lay = lay[None]
+    trans, lay = _batch(translations), _batch(input_layouts, ndim=3)
     if trans.shape[:3] != lay.shape:
         raise ValueError(f"translations {trans.shape} do not match layouts {lay.shape}")
     pred = classifier.predict(trans)
