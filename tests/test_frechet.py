@@ -138,7 +138,7 @@ def test_kid_is_zero_in_expectation_for_one_distribution_and_positive_for_shifte
 def test_realism_features_are_deterministic_and_trained_on_real_images_only():
     import torch
     from lab.tasks import realism_scores
-    from sesim.metrics.realism import RealismFeatures
+    from lab.realism import RealismFeatures
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 120, size=(8, 16, 16, 3), dtype=np.uint8)

@@ -10,7 +10,7 @@
 
 Realism, on every task (:func:`realism_scores`): Frechet distance and KID between translations and
 held-out real domain-B images in the features of a small CNN trained only on real images
-(``sesim.metrics.realism.RealismFeatures``). Not comparable to published FID/KID numbers.
+(``lab.realism.RealismFeatures``). Not comparable to published FID/KID numbers.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def load_folder(folder: Path, size: int | None = None, limit: int | None = None)
 def realism_scores(extractor: Any, images, reference, *, kid_subsets: int = 10, kid_subset_size: int = 100,
                    seed: int = 0, reference_features: np.ndarray | None = None) -> dict:
     """``{"fd", "kid", "kid_std"}`` of ``images`` against real ``reference`` images in the space of a
-    fitted ``sesim.metrics.realism.RealismFeatures``."""
+    fitted ``lab.realism.RealismFeatures``."""
     from sesim.metrics.frechet import frechet_distance, kernel_inception_distance
 
     fx = extractor.features(images)
@@ -83,7 +83,7 @@ class Task:
     fit_seconds: float = 0.0
 
     def fit(self, *, size: int, feature_steps: int, device: str = "cpu") -> "Task":
-        from sesim.metrics.realism import RealismFeatures
+        from lab.realism import RealismFeatures
 
         t0 = time.perf_counter()
         if self.make_structure is not None:

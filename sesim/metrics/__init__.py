@@ -1,6 +1,5 @@
-"""Scores computed by code in this repository: layout/appearance scores for the built-in tasks,
-Frechet distance and KID on given features, and a small realism feature extractor trained only on
-real images."""
+"""Scores computed by code in this repository: layout/appearance scores for the built-in demo,
+Frechet distance and KID on given features, and the metrics of ``sesim evaluate``."""
 
 from .frechet import frechet_distance, kernel_inception_distance
 

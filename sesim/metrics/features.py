@@ -10,7 +10,6 @@ computed with it carries into the output. The metric names follow the tag:
 ========================  ==========================  =============================================
 ``inception``             ``fid``, ``kid``             pytorch-fid's TF-2015 Inception (local file)
 ``efficientnet-lite0``    ``fd_effnet``, ``kd_effnet``  ImageNet, shipped by a pip package
-``realism`` (training)    ``fd_realism``, ``kd_realism``  sesim's CNN trained on the run's real images
 ========================  ==========================  =============================================
 
 Only ``inception`` produces numbers named FID/KID; the others are labelled as not comparable to
@@ -119,8 +118,8 @@ def get_extractor(name: str, *, inception_weights: str | os.PathLike | None = No
 def auto_extractor(*, inception_weights: str | os.PathLike | None = None,
                    device: str | torch.device = "cpu") -> Extractor | None:
     """The best extractor available offline: the FID Inception if its weights are found, else
-    EfficientNet-Lite0 if installed, else ``None`` (the caller falls back to a self-trained one and
-    names it so)."""
+    EfficientNet-Lite0 if installed (a dependency of sesim), else ``None`` (the caller says what is
+    missing)."""
     from ..nets.efficientnet import efficientnet_lite0_available
     from ..nets.inception import FID_INCEPTION_ENV, FID_INCEPTION_FILE
     from ..nets.weightfiles import find_weights_file

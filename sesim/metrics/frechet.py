@@ -30,7 +30,7 @@ accepts) and work in float64 with numpy only (no scipy).
 
 Neither number is comparable to published FID/KID values unless the features are the same
 (Inception-v3 pool3 on 299 px images, 50k samples); sesim's benchmark uses its own small
-feature extractor (:mod:`sesim.metrics.realism`).
+feature extractor (``bench/lab/realism.py``).
 """
 
 from __future__ import annotations

