@@ -38,6 +38,7 @@ from torch import nn
 
 from ..nets.backbones import build_backbone
 from ..nets.vgg import VGG16_DEFAULT_LAYERS
+from ..ops import check_choice
 from ..ops.infonce import patch_infonce
 from ..ops.selfsim import (
     DISTANCES,
@@ -208,11 +209,11 @@ class SpatialCorrelativeLoss(nn.Module):
         train_backbone: bool = False,
     ) -> None:
         super().__init__()
-        for value, allowed, what in ((sampling, SAMPLINGS, "sampling"), (norm, NORMS, "norm"),
-                                     (distance, DISTANCES, "distance"), (mask_from, ("source", "target"), "mask_from"),
-                                     (keys, ("window", "sampled"), "keys")):
-            if value not in allowed:
-                raise ValueError(f"unknown {what} {value!r}; choose from {allowed}")
+        check_choice("sampling", sampling, SAMPLINGS)
+        check_choice("norm", norm, NORMS)
+        check_choice("distance", distance, DISTANCES)
+        check_choice("mask_from", mask_from, ("source", "target"))
+        check_choice("keys", keys, ("window", "sampled"))
         if patch_size is not None and patch_size < 1:
             raise ValueError("patch_size must be >= 1 (or None for global maps)")
         if mask_keep is not None and not 0 < mask_keep <= 1:

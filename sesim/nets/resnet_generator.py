@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..ops import check_choice
 from .blur import BlurDownsample, BlurUpsample
 from .described import Described
 from .norm import InstanceNorm2d
@@ -68,14 +69,12 @@ def _padded_conv(
     in_channels: int, out_channels: int, kernel_size: int, padding: str, bias: bool
 ) -> list[tuple[str, nn.Module]]:
     """A 'same'-size stride-1 conv as named layers: ``pad`` + ``conv`` (reflect/replicate) or a zero-padded ``conv``."""
+    check_choice("padding", padding, PADDINGS)
     p = kernel_size // 2
-    if padding == "reflect":
-        return [("pad", nn.ReflectionPad2d(p)), ("conv", nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))]
-    if padding == "replicate":
-        return [("pad", nn.ReplicationPad2d(p)), ("conv", nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))]
     if padding == "zero":
         return [("conv", nn.Conv2d(in_channels, out_channels, kernel_size, padding=p, bias=bias))]
-    raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+    pad = nn.ReflectionPad2d(p) if padding == "reflect" else nn.ReplicationPad2d(p)
+    return [("pad", pad), ("conv", nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))]
 
 
 class ResnetBlock(nn.Module):
@@ -147,22 +146,16 @@ class ResnetGenerator(Described):
     ) -> None:
         super().__init__()
         upsample = upsample or ("blur" if antialias else "transposed")
-        if upsample not in UPSAMPLINGS:
-            raise ValueError(f"unknown upsample {upsample!r}; expected one of {UPSAMPLINGS}")
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
-        if padding not in PADDINGS:
-            raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+        check_choice("upsample", upsample, UPSAMPLINGS)
+        check_choice("norm", norm, NORMS)
+        check_choice("padding", padding, PADDINGS)
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.ngf = ngf
         self.n_blocks = n_blocks
-        self.norm = norm
         self.padding = padding
-        self.antialias = antialias
-        self.upsample = upsample
         bias = _uses_bias(norm)
 
         # Stem: 7x7 conv at full resolution.
@@ -189,12 +182,10 @@ class ResnetGenerator(Described):
 
     @staticmethod
     def _down(cin: int, cout: int, norm: str, bias: bool, antialias: bool = False) -> nn.Sequential:
-        if antialias:
-            layers = [("conv", nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=bias)), ("norm", make_norm(norm, cout)),
-                      ("relu", nn.ReLU(inplace=True)), ("blur", BlurDownsample(cout))]
-        else:
-            layers = [("conv", nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=bias)), ("norm", make_norm(norm, cout)),
-                      ("relu", nn.ReLU(inplace=True))]
+        layers = [("conv", nn.Conv2d(cin, cout, 3, stride=1 if antialias else 2, padding=1, bias=bias)),
+                  ("norm", make_norm(norm, cout)), ("relu", nn.ReLU(inplace=True))]
+        if antialias:  # the conv keeps the size; the blur-pool halves it
+            layers.append(("blur", BlurDownsample(cout)))
         return nn.Sequential(OrderedDict(layers))
 
     @staticmethod
@@ -217,10 +208,7 @@ class ResnetGenerator(Described):
         ``f"block{n_blocks}"``, ``"up1"``, ``"up2"``, ``"output"`` (after tanh). Each name
         denotes the output of that stage (after its norm and ReLU).
         """
-        return ["input", *self._stages_names(), "output"]
-
-    def _stages_names(self) -> list[str]:
-        return ["stem", "down1", "down2", *(f"block{i}" for i in range(1, self.n_blocks + 1)), "up1", "up2"]
+        return ["input", *(name for name, _ in self._stages()), "output"]
 
     def layer_channels(self) -> dict[str, int]:
         """Number of channels of each :meth:`layer_names` activation."""
