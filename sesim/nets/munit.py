@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import check_choice
 from .described import Described
 from .norm import InstanceNorm2d, instance_norm
 
@@ -70,24 +71,20 @@ class LayerNorm2d(nn.Module):
         return (x - mean) / (std + self.eps) * self.gamma[:, None, None] + self.beta[:, None, None]
 
 
+#: the normalisations of :class:`ConvLayer` by name, each built from the channel count
+_NORMS = {"instance": InstanceNorm2d, "layer": LayerNorm2d, "adain": AdaIN, "none": lambda channels: nn.Identity()}
+
+
 class ConvLayer(nn.Module):
     """Reflection pad -> conv -> optional norm (instance / layer / adain / none) -> optional ReLU."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: str = "instance",
                  relu: bool = True) -> None:
         super().__init__()
+        check_choice("norm", norm, _NORMS)
         self.pad = nn.ReflectionPad2d((kernel - 1) // 2)  # 7 -> 3, 5 -> 2, 4 (stride 2) / 3 -> 1
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
-        if norm == "instance":
-            self.norm: nn.Module = InstanceNorm2d(cout)
-        elif norm == "layer":
-            self.norm = LayerNorm2d(cout)
-        elif norm == "adain":
-            self.norm = AdaIN(cout)
-        elif norm == "none":
-            self.norm = nn.Identity()
-        else:
-            raise ValueError(f"unknown norm {norm!r}")
+        self.norm = _NORMS[norm](cout)
         self.act = nn.ReLU(inplace=True) if relu else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

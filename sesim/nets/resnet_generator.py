@@ -27,7 +27,7 @@ Every layer is reachable by name (``gen.stem.conv``, ``gen.blocks.block3``,
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from torch import Tensor, nn
 
@@ -266,18 +266,18 @@ class ResnetGenerator(Described):
         unknown = [name for name in wanted if name not in valid]
         if unknown:
             raise ValueError(f"unknown layer(s) {unknown}; valid names are {valid}")
-        remaining = set(wanted)
         feats: dict[str, Tensor] = {}
-        if "input" in remaining:
-            feats["input"] = x
-            remaining.discard("input")
-        for name, module in self._stages():
-            if not remaining:
+        for name, activation in self._activations(x):
+            if name in wanted:
+                feats[name] = activation
+            if len(feats) == len(wanted):
                 break
-            x = module(x)
-            if name in remaining:
-                feats[name] = x
-                remaining.discard(name)
-        if remaining:  # only "output" can be left
-            feats["output"] = self.to_rgb(x)
         return {name: feats[name] for name in wanted}
+
+    def _activations(self, x: Tensor) -> Iterator[tuple[str, Tensor]]:
+        """``(name, activation)`` of each :meth:`layer_names` entry in forward order, computed as they are asked for."""
+        yield "input", x
+        for name, module in self._stages():
+            x = module(x)
+            yield name, x
+        yield "output", self.to_rgb(x)
