@@ -36,7 +36,7 @@ from .blur import BlurDownsample, BlurUpsample
 from .described import Described
 from .norm import InstanceNorm2d
 
-__all__ = ["ResnetBlock", "ResnetGenerator", "make_norm", "NORMS", "PADDINGS", "UPSAMPLINGS"]
+__all__ = ["ResnetBlock", "ResnetGenerator", "conv_block", "make_norm", "NORMS", "PADDINGS", "UPSAMPLINGS"]
 
 NORMS = ("instance", "batch", "none")
 PADDINGS = ("reflect", "replicate", "zero")
@@ -58,6 +58,21 @@ def make_norm(norm: str, channels: int) -> nn.Module:
     if norm == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+
+
+def conv_block(cin: int, cout: int, kernel: int, stride: int, norm: str | None, bias: bool, act: tuple[str, nn.Module],
+               antialias: bool = False) -> nn.Sequential:
+    """Named layers ``conv`` (zero padding 1), ``norm`` (left out when ``norm`` is None) and the activation
+    ``act`` (its name and module). With ``antialias`` a stride-2 block's conv has stride 1 and a ``blur``
+    (:class:`~sesim.nets.blur.BlurDownsample`) after the activation halves the size instead."""
+    blur = antialias and stride == 2
+    layers = [("conv", nn.Conv2d(cin, cout, kernel, stride=1 if blur else stride, padding=1, bias=bias))]
+    if norm is not None:
+        layers.append(("norm", make_norm(norm, cout)))
+    layers.append(act)
+    if blur:
+        layers.append(("blur", BlurDownsample(cout)))
+    return nn.Sequential(OrderedDict(layers))
 
 
 def _uses_bias(norm: str) -> bool:
@@ -165,9 +180,9 @@ class ResnetGenerator(Described):
                 + [("norm", make_norm(norm, ngf)), ("relu", nn.ReLU(inplace=True))]
             )
         )
-        # Two stride-2 downsamplings.
-        self.down1 = self._down(ngf, ngf * 2, norm, bias, antialias)
-        self.down2 = self._down(ngf * 2, ngf * 4, norm, bias, antialias)
+        # Two stride-2 downsamplings (conv3x3, norm, ReLU).
+        self.down1 = conv_block(ngf, ngf * 2, 3, 2, norm, bias, ("relu", nn.ReLU(inplace=True)), antialias)
+        self.down2 = conv_block(ngf * 2, ngf * 4, 3, 2, norm, bias, ("relu", nn.ReLU(inplace=True)), antialias)
         # Residual bottleneck.
         self.blocks = nn.Sequential(
             OrderedDict((f"block{i}", ResnetBlock(ngf * 4, norm, padding)) for i in range(1, n_blocks + 1))
@@ -179,14 +194,6 @@ class ResnetGenerator(Described):
         self.to_rgb = nn.Sequential(
             OrderedDict(_padded_conv(ngf, out_channels, 7, padding, True) + [("tanh", nn.Tanh())])
         )
-
-    @staticmethod
-    def _down(cin: int, cout: int, norm: str, bias: bool, antialias: bool = False) -> nn.Sequential:
-        layers = [("conv", nn.Conv2d(cin, cout, 3, stride=1 if antialias else 2, padding=1, bias=bias)),
-                  ("norm", make_norm(norm, cout)), ("relu", nn.ReLU(inplace=True))]
-        if antialias:  # the conv keeps the size; the blur-pool halves it
-            layers.append(("blur", BlurDownsample(cout)))
-        return nn.Sequential(OrderedDict(layers))
 
     @staticmethod
     def _up(cin: int, cout: int, norm: str, bias: bool, upsample: str = "transposed") -> nn.Sequential:
