@@ -93,10 +93,7 @@ class SingleImageSeSimMethod(_SingleImageBase):
     """FSeSim single-image translation: StyleGAN2-style G/D, non-saturating GAN + penalty, FSeSim content loss."""
 
     sections = ("data", "generator", "discriminator", "structure", "single_image", "optim")
-
-    @property
-    def frozen_prefixes(self) -> tuple[str, ...]:  # the fixed feature extractor is not saved
-        return ("structure.extractor.",)
+    frozen_prefixes = ("structure.extractor.",)  # the fixed feature extractor is not saved
 
     def __init__(self, **sections) -> None:
         super().__init__(**sections)
