@@ -242,6 +242,7 @@ def map_distance(
     Returns:
         ``(N, N_s)`` non-negative distances (cos in [0, 2]).
     """
+    check_choice("map distance", kind, DISTANCES)
     check_choice("mask_from", mask_from, ("source", "target"))
     scale = 1.0
     if mask_keep is not None:
@@ -255,9 +256,7 @@ def map_distance(
     if kind == "cos":
         d = 1.0 - F.cosine_similarity(sx, sy, dim=-1, eps=1e-8)
         return F.smooth_l1_loss(d, torch.zeros_like(d), reduction="none") if smooth_l1 else d
-    if kind == "l1":
-        diff = (sx - sy) * scale if scale != 1.0 else sx - sy
-        if smooth_l1:
-            return F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none").mean(dim=-1)
-        return diff.abs().mean(dim=-1)
-    raise ValueError(f"unknown map distance {kind!r}; choose from {DISTANCES}")
+    diff = (sx - sy) * scale if scale != 1.0 else sx - sy  # "l1"
+    if smooth_l1:
+        return F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none").mean(dim=-1)
+    return diff.abs().mean(dim=-1)
