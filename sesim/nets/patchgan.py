@@ -57,14 +57,14 @@ class PatchDiscriminator(Described):
         self.n_layers = n_layers
         bias = norm != "batch"
 
-        self.stem = self._block(in_channels, ndf, 2, None, True, antialias)
+        self.stem = self._block(in_channels, ndf, stride=2, norm=None, bias=True, antialias=antialias)
         cin = ndf
         for n in range(1, n_layers):
             cout = ndf * min(2**n, 8)
-            self.add_module(f"down{n}", self._block(cin, cout, 2, norm, bias, antialias))
+            self.add_module(f"down{n}", self._block(cin, cout, stride=2, norm=norm, bias=bias, antialias=antialias))
             cin = cout
         cout = ndf * min(2**n_layers, 8)
-        self.conv_s1 = self._block(cin, cout, 1, norm, bias)
+        self.conv_s1 = self._block(cin, cout, stride=1, norm=norm, bias=bias)
         self.head = nn.Sequential(OrderedDict([("conv", nn.Conv2d(cout, 1, 4, stride=1, padding=1))]))
 
     @staticmethod
