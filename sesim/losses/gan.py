@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import check_choice
+
 __all__ = ["GANLoss", "GAN_MODES"]
 
 GAN_MODES = ("lsgan", "vanilla", "nonsaturating", "hinge")
@@ -55,12 +57,9 @@ class GANLoss(nn.Module):
     while D(fake) < 1, its target).
     """
 
-    modes = GAN_MODES
-
     def __init__(self, mode: str = "lsgan") -> None:
         super().__init__()
-        if mode not in GAN_MODES:
-            raise ValueError(f"unknown GAN mode {mode!r}; expected one of {GAN_MODES}")
+        check_choice("GAN mode", mode, GAN_MODES)
         self.mode = mode
 
     def extra_repr(self) -> str:

@@ -19,21 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nets.init import init_weights
+from ..ops.selfsim import sample_queries
 
-__all__ = ["PatchSampleMLP", "patch_nce_loss", "sample_patch_ids"]
-
-
-def sample_patch_ids(height: int, width: int, num_patches: int) -> Tensor:
-    """Flat indices (row-major, ``y * width + x``) of the positions to sample in an ``height x width`` map.
-
-    ``num_patches`` random distinct positions (``torch.randperm`` on the CPU from torch's global
-    RNG), or all ``height * width`` positions in order when ``num_patches <= 0`` or
-    ``num_patches >= height * width`` (no random numbers are drawn then). Returns a CPU LongTensor.
-    """
-    total = height * width
-    if num_patches <= 0 or num_patches >= total:
-        return torch.arange(total)
-    return torch.randperm(total)[:num_patches]
+__all__ = ["PatchSampleMLP", "patch_nce_loss"]
 
 
 class PatchSampleMLP(nn.Module):
@@ -80,8 +68,9 @@ class PatchSampleMLP(nn.Module):
 
         Args:
             feats: ``{name: (N, C, H, W)}``, names among :meth:`layer_names`.
-            num_patches: positions ``P`` per layer (the same for every image of the batch);
-                ``<= 0`` or ``>= H * W`` means all ``H * W`` positions.
+            num_patches: positions ``P`` per layer (the same for every image of the batch), distinct and
+                drawn by ``torch.randperm`` on the CPU from torch's global RNG; ``<= 0`` or ``>= H * W``
+                means all ``H * W`` positions in order (no random numbers are drawn then).
             patch_ids: ``{name: (P,) LongTensor}`` from an earlier call, to embed the same
                 positions (the key side first, then the query side reuses its ids). When given,
                 ``num_patches`` is ignored.
@@ -104,7 +93,7 @@ class PatchSampleMLP(nn.Module):
                     raise KeyError(f"patch_ids has no entry for layer {name!r}")
                 idx = patch_ids[name]
             else:
-                idx = sample_patch_ids(h, w, num_patches)
+                idx = sample_queries(h, w, num_patches)  # the structure loss's random query sampling
             flat = feat.flatten(2).transpose(1, 2)  # (N, H*W, C)
             sampled = flat[:, idx.to(feat.device), :].flatten(0, 1)  # (N*P, C)
             out[name] = F.normalize(self.mlps[name](sampled), dim=1, eps=1e-7)

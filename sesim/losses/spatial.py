@@ -38,6 +38,7 @@ from torch import nn
 
 from ..nets.backbones import build_backbone
 from ..nets.vgg import VGG16_DEFAULT_LAYERS
+from ..ops import check_choice
 from ..ops.infonce import patch_infonce
 from ..ops.selfsim import (
     DISTANCES,
@@ -208,11 +209,11 @@ class SpatialCorrelativeLoss(nn.Module):
         train_backbone: bool = False,
     ) -> None:
         super().__init__()
-        for value, allowed, what in ((sampling, SAMPLINGS, "sampling"), (norm, NORMS, "norm"),
-                                     (distance, DISTANCES, "distance"), (mask_from, ("source", "target"), "mask_from"),
-                                     (keys, ("window", "sampled"), "keys")):
-            if value not in allowed:
-                raise ValueError(f"unknown {what} {value!r}; choose from {allowed}")
+        check_choice("sampling", sampling, SAMPLINGS)
+        check_choice("norm", norm, NORMS)
+        check_choice("distance", distance, DISTANCES)
+        check_choice("mask_from", mask_from, ("source", "target"))
+        check_choice("keys", keys, ("window", "sampled"))
         if patch_size is not None and patch_size < 1:
             raise ValueError("patch_size must be >= 1 (or None for global maps)")
         if mask_keep is not None and not 0 < mask_keep <= 1:
@@ -302,15 +303,13 @@ class SpatialCorrelativeLoss(nn.Module):
             return queries.unsqueeze(0).expand(queries.numel(), -1)
         return window_index(queries, height, width, self.patch_size)
 
-    def _locations(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        queries = sample_queries(height, width, self.num_queries, self.sampling, device=device)
-        return queries, self._keys(queries, height, width)
-
     def _given_or_sampled(self, queries: Mapping[str, torch.Tensor] | None, name: str, height: int, width: int,
                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if queries is None or name not in queries:
-            return self._locations(height, width, device)
-        q = queries[name].to(device=device, dtype=torch.long)
+        """Layer ``name``'s query locations (from ``queries``, else sampled as in training) and their keys."""
+        if queries is not None and name in queries:
+            q = queries[name].to(device=device, dtype=torch.long)
+        else:
+            q = sample_queries(height, width, self.num_queries, self.sampling, device=device)
         return q, self._keys(q, height, width)
 
     def _maps(self, f: torch.Tensor, queries: torch.Tensor, window: torch.Tensor | None) -> torch.Tensor:
@@ -336,11 +335,7 @@ class SpatialCorrelativeLoss(nn.Module):
             out = {}
             for name, f in feats.items():
                 h, w = f.shape[-2:]
-                if queries is not None and name in queries:
-                    q = queries[name].to(f.device)
-                    win = self._keys(q, h, w)
-                else:
-                    q, win = self._locations(h, w, f.device)
+                q, win = self._given_or_sampled(queries, name, h, w, f.device)
                 out[name] = LayerMaps(self._maps(f, q, win), q, win, h, w)
         return out
 

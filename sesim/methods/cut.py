@@ -53,18 +53,39 @@ Other differences from the CUT code, all deliberate:
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from collections.abc import Sequence
 
+import torch
+from torch import Tensor, nn
+
+from ..config import NCEConfig
 from ..factory import build_discriminator, build_generator, build_patch_heads
 from ..losses.gan import GANLoss
-from ..losses.patchnce import patch_nce_loss
+from ..losses.patchnce import PatchSampleMLP, patch_nce_loss
 from ..nets.init import init_weights
 from ..nets.resnet_generator import ResnetGenerator
 from .base import Method, adam, discriminator_step, update
 from .image_pool import ImagePool
 
-__all__ = ["CUTMethod"]
+__all__ = ["CUTMethod", "patch_nce"]
+
+
+def patch_nce(G: nn.Module, heads: PatchSampleMLP, layers: Sequence[str], nce: NCEConfig, src: Tensor, tgt: Tensor, *,
+              flipped: bool = False, negatives_from_minibatch: bool = False) -> Tensor:
+    """Mean over ``layers`` of the mean PatchNCE loss between ``tgt = G(src)`` (queries) and ``src`` (keys):
+    both encoded by ``G``, sampled at the same positions and embedded by ``heads``; CUT's and SinCUT's.
+
+    ``flipped``: ``tgt`` was generated from the horizontally flipped ``src``; its features are
+    flipped back so that positions line up. Both are ``(N, C, H, W)``; returns a scalar.
+    """
+    feat_q = G.encode(tgt, layers)
+    if flipped:
+        feat_q = {name: f.flip(3) for name, f in feat_q.items()}
+    emb_k, ids = heads(G.encode(src, layers), nce.nce_num_patches)
+    emb_q, _ = heads(feat_q, nce.nce_num_patches, ids)
+    losses = [patch_nce_loss(emb_q[name], emb_k[name], temperature=nce.nce_temperature, batch_size=src.shape[0],
+                             negatives_from_minibatch=negatives_from_minibatch).mean() for name in layers]
+    return torch.stack(losses).mean()
 
 
 class CUTMethod(Method):
@@ -96,23 +117,8 @@ class CUTMethod(Method):
 
     # ---------------------------------------------------------------------------------------
     def nce_loss(self, src: Tensor, tgt: Tensor, flipped: bool = False) -> Tensor:
-        """Mean over ``nce_layers`` of the mean PatchNCE loss between ``tgt = G(src)`` (queries) and ``src`` (keys).
-
-        ``flipped``: ``tgt`` was generated from the horizontally flipped ``src``; its features are
-        flipped back so that positions line up. Both are ``(N, C, H, W)``; returns a scalar.
-        """
-        nce = self.conf.nce
-        feat_q = self.G.encode(tgt, self.nce_layers)
-        if flipped:
-            feat_q = {name: f.flip(3) for name, f in feat_q.items()}
-        feat_k = self.G.encode(src, self.nce_layers)
-        emb_k, ids = self.F(feat_k, nce.nce_num_patches)
-        emb_q, _ = self.F(feat_q, nce.nce_num_patches, ids)
-        losses = [
-            patch_nce_loss(emb_q[name], emb_k[name], temperature=nce.nce_temperature, batch_size=src.shape[0]).mean()
-            for name in self.nce_layers
-        ]
-        return torch.stack(losses).mean()
+        """:func:`patch_nce` over ``nce_layers``: ``tgt = G(src)`` (of the flipped ``src`` if ``flipped``)."""
+        return patch_nce(self.G, self.F, self.nce_layers, self.conf.nce, src, tgt, flipped=flipped)
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         d, nce = self.conf.discriminator, self.conf.nce

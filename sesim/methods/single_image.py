@@ -32,9 +32,9 @@ from torch import Tensor
 
 from ..factory import build_discriminator, build_generator, build_patch_heads, build_structure_loss
 from ..losses.gan import GANLoss
-from ..losses.patchnce import patch_nce_loss
 from ..nets.stylegan2 import StyleGAN2Generator
 from .base import Method, adam, discriminator_step, update
+from .cut import patch_nce
 
 __all__ = ["SingleImageSeSimMethod", "SinCUTMethod", "gradient_penalty"]
 
@@ -93,10 +93,7 @@ class SingleImageSeSimMethod(_SingleImageBase):
     """FSeSim single-image translation: StyleGAN2-style G/D, non-saturating GAN + penalty, FSeSim content loss."""
 
     sections = ("data", "generator", "discriminator", "structure", "single_image", "optim")
-
-    @property
-    def frozen_prefixes(self) -> tuple[str, ...]:  # the fixed feature extractor is not saved
-        return ("structure.extractor.",)
+    frozen_prefixes = ("structure.extractor.",)  # the fixed feature extractor is not saved
 
     def __init__(self, **sections) -> None:
         super().__init__(**sections)
@@ -134,17 +131,10 @@ class SinCUTMethod(_SingleImageBase):
         self.optimizers["F"] = adam(self.F.parameters(), self.conf.optim)
 
     def nce_loss(self, src: Tensor, tgt: Tensor) -> Tensor:
-        """Mean over layers of the mean PatchNCE loss between ``tgt = G(src)`` (queries) and ``src`` (keys)."""
+        """:func:`~sesim.methods.cut.patch_nce` over ``nce_layers``, ``tgt = G(src)``; negatives as the section says."""
         nce = self.conf.nce
-        feat_k = self.G.encode(src, self.nce_layers)
-        feat_q = self.G.encode(tgt, self.nce_layers)
-        emb_k, ids = self.F(feat_k, nce.nce_num_patches)
-        emb_q, _ = self.F(feat_q, nce.nce_num_patches, ids)
-        return torch.stack([
-            patch_nce_loss(emb_q[n], emb_k[n], temperature=nce.nce_temperature, batch_size=src.shape[0],
-                           negatives_from_minibatch=nce.nce_negatives_from_minibatch).mean()
-            for n in self.nce_layers
-        ]).mean()
+        return patch_nce(self.G, self.F, self.nce_layers, nce, src, tgt,
+                         negatives_from_minibatch=nce.nce_negatives_from_minibatch)
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         g, d, nce = self.conf.generator, self.conf.discriminator, self.conf.nce

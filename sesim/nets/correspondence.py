@@ -148,13 +148,8 @@ class CorrespondenceNet(nn.Module):
         self.grid, self.temperature = grid, temperature
         self.encode_condition = FeatureEncoder(condition_channels, channels)  # E_X
         self.encode_image = FeatureEncoder(image_channels, channels)  # E_Z (exemplar and ground truth)
-        side = grid // CORRESPONDENCE_STRIDE
+        side = grid // CORRESPONDENCE_STRIDE  # of the descriptor grid
         self.scm = SelfCorrelationEmbedding(side * side, scm_dim) if scm else None
-
-    @property
-    def side(self) -> int:
-        """Side of the descriptor grid (``grid / 4``)."""
-        return self.grid // CORRESPONDENCE_STRIDE
 
     def fit(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` resized to ``grid x grid`` (bilinear, antialiased: exact for that size, a

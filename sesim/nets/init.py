@@ -7,6 +7,8 @@ from typing import TypeVar
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..ops import check_choice
+
 __all__ = ["init_weights", "INIT_KINDS"]
 
 INIT_KINDS = ("normal", "xavier", "kaiming", "orthogonal")
@@ -40,9 +42,7 @@ def init_weights(module: _ModuleT, kind: str = "normal", gain: float = 0.02) -> 
     Raises:
         ValueError: unknown ``kind``.
     """
-    if kind not in INIT_KINDS:
-        raise ValueError(f"unknown init kind {kind!r}; expected one of {INIT_KINDS}")
-
+    check_choice("init kind", kind, INIT_KINDS)
     for m in module.modules():
         if isinstance(m, _WEIGHT_LAYERS):
             weight = m.weight

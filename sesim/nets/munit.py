@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import check_choice
 from .described import Described
 from .norm import InstanceNorm2d, instance_norm
 
@@ -70,24 +71,20 @@ class LayerNorm2d(nn.Module):
         return (x - mean) / (std + self.eps) * self.gamma[:, None, None] + self.beta[:, None, None]
 
 
+#: the normalisations of :class:`ConvLayer` by name, each built from the channel count
+_NORMS = {"instance": InstanceNorm2d, "layer": LayerNorm2d, "adain": AdaIN, "none": lambda channels: nn.Identity()}
+
+
 class ConvLayer(nn.Module):
     """Reflection pad -> conv -> optional norm (instance / layer / adain / none) -> optional ReLU."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: str = "instance",
                  relu: bool = True) -> None:
         super().__init__()
+        check_choice("norm", norm, _NORMS)
         self.pad = nn.ReflectionPad2d((kernel - 1) // 2)  # 7 -> 3, 5 -> 2, 4 (stride 2) / 3 -> 1
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
-        if norm == "instance":
-            self.norm: nn.Module = InstanceNorm2d(cout)
-        elif norm == "layer":
-            self.norm = LayerNorm2d(cout)
-        elif norm == "adain":
-            self.norm = AdaIN(cout)
-        elif norm == "none":
-            self.norm = nn.Identity()
-        else:
-            raise ValueError(f"unknown norm {norm!r}")
+        self.norm = _NORMS[norm](cout)
         self.act = nn.ReLU(inplace=True) if relu else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -113,22 +110,14 @@ class ContentEncoder(nn.Module):
 
     def __init__(self, in_channels: int, ngf: int, n_down: int = 2, n_res: int = 4) -> None:
         super().__init__()
+        widths = [ngf * 2**i for i in range(n_down + 1)]
         self.stem = ConvLayer(in_channels, ngf, 7)
-        self.down = nn.ModuleList()
-        ch = ngf
-        for _ in range(n_down):
-            self.down.append(ConvLayer(ch, ch * 2, 4, stride=2))
-            ch *= 2
-        self.blocks = nn.ModuleList(ResBlock(ch, "instance") for _ in range(n_res))
-        self.out_channels = ch
+        self.down = nn.Sequential(*(ConvLayer(widths[i], widths[i + 1], 4, stride=2) for i in range(n_down)))
+        self.blocks = nn.Sequential(*(ResBlock(widths[-1], "instance") for _ in range(n_res)))
+        self.out_channels = widths[-1]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for layer in self.down:
-            x = layer(x)
-        for block in self.blocks:
-            x = block(x)
-        return x
+        return self.blocks(self.down(self.stem(x)))
 
 
 class StyleEncoder(nn.Module):
@@ -138,21 +127,15 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, in_channels: int, ngf: int, style_dim: int, n_down: int = 4) -> None:
         super().__init__()
+        widths = [ngf * 2 ** min(i, 2) for i in range(n_down + 1)]
         self.stem = ConvLayer(in_channels, ngf, 7, norm="none")
-        self.down = nn.ModuleList()
-        ch = ngf
-        for i in range(n_down):
-            out = ch * 2 if i < 2 else ch
-            self.down.append(ConvLayer(ch, out, 4, stride=2, norm="none"))
-            ch = out
+        self.down = nn.Sequential(*(ConvLayer(widths[i], widths[i + 1], 4, stride=2, norm="none")
+                                    for i in range(n_down)))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.to_style = nn.Conv2d(ch, style_dim, 1)
+        self.to_style = nn.Conv2d(widths[-1], style_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for layer in self.down:
-            x = layer(x)
-        return self.to_style(self.pool(x)).flatten(1)
+        return self.to_style(self.pool(self.down(self.stem(x)))).flatten(1)
 
 
 class StyleMLP(nn.Module):
@@ -177,13 +160,10 @@ class Decoder(nn.Module):
 
     def __init__(self, channels: int, out_channels: int, n_up: int = 2, n_res: int = 4) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(ResBlock(channels, "adain") for _ in range(n_res))
-        self.up = nn.ModuleList()
-        ch = channels
-        for _ in range(n_up):
-            self.up.append(ConvLayer(ch, ch // 2, 5, norm="layer"))
-            ch //= 2
-        self.to_rgb = ConvLayer(ch, out_channels, 7, norm="none", relu=False)
+        self.blocks = nn.Sequential(*(ResBlock(channels, "adain") for _ in range(n_res)))
+        widths = [channels // 2**i for i in range(n_up + 1)]
+        self.up = nn.ModuleList(ConvLayer(widths[i], widths[i + 1], 5, norm="layer") for i in range(n_up))
+        self.to_rgb = ConvLayer(widths[-1], out_channels, 7, norm="none", relu=False)
 
     def adain_layers(self) -> list[AdaIN]:
         return [m for m in self.modules() if isinstance(m, AdaIN)]
@@ -203,9 +183,7 @@ class Decoder(nn.Module):
     def forward(self, content: Tensor, style_params: Tensor) -> Tensor:
         self.set_style_params(style_params)
         try:
-            x = content
-            for block in self.blocks:
-                x = block(x)
+            x = self.blocks(content)
             for layer in self.up:
                 x = layer(F.interpolate(x, scale_factor=2, mode="nearest"))
             return torch.tanh(self.to_rgb(x))

@@ -20,9 +20,10 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from ..ops import check_choice
 from .blur import BlurDownsample
 from .described import Described
-from .resnet_generator import NORMS, make_norm
+from .resnet_generator import NORMS, conv_block
 
 __all__ = ["PatchDiscriminator"]
 
@@ -49,23 +50,18 @@ class PatchDiscriminator(Described):
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
                  antialias: bool = False) -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+        check_choice("norm", norm, NORMS)
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.in_channels = in_channels
-        self.ndf = ndf
         self.n_layers = n_layers
-        self.norm = norm
-        self.antialias = antialias
         bias = norm != "batch"
 
         self.stem = self._block(in_channels, ndf, stride=2, norm=None, bias=True, antialias=antialias)
         cin = ndf
         for n in range(1, n_layers):
             cout = ndf * min(2**n, 8)
-            self.add_module(f"down{n}", self._block(cin, cout, stride=2, norm=norm, bias=bias,
-                                                                 antialias=antialias))
+            self.add_module(f"down{n}", self._block(cin, cout, stride=2, norm=norm, bias=bias, antialias=antialias))
             cin = cout
         cout = ndf * min(2**n_layers, 8)
         self.conv_s1 = self._block(cin, cout, stride=1, norm=norm, bias=bias)
@@ -73,15 +69,8 @@ class PatchDiscriminator(Described):
 
     @staticmethod
     def _block(cin: int, cout: int, stride: int, norm: str | None, bias: bool, antialias: bool = False) -> nn.Sequential:
-        blur = antialias and stride == 2
-        conv_stride = 1 if blur else stride
-        layers: list[tuple[str, nn.Module]] = [("conv", nn.Conv2d(cin, cout, 4, stride=conv_stride, padding=1, bias=bias))]
-        if norm is not None:
-            layers.append(("norm", make_norm(norm, cout)))
-        layers.append(("act", nn.LeakyReLU(0.2, inplace=True)))
-        if blur:
-            layers.append(("blur", BlurDownsample(cout)))
-        return nn.Sequential(OrderedDict(layers))
+        """conv4x4 (stride ``stride``), norm, LeakyReLU(0.2) (see :func:`~sesim.nets.resnet_generator.conv_block`)."""
+        return conv_block(cin, cout, 4, stride, norm, bias, ("act", nn.LeakyReLU(0.2, inplace=True)), antialias)
 
     def layer_names(self) -> list[str]:
         """Top-level layer names in forward order: ``stem``, ``down1`` .. ``down{n_layers-1}``, ``conv_s1``, ``head``."""

@@ -27,15 +27,16 @@ Every layer is reachable by name (``gen.stem.conv``, ``gen.blocks.block3``,
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from torch import Tensor, nn
 
+from ..ops import check_choice
 from .blur import BlurDownsample, BlurUpsample
 from .described import Described
 from .norm import InstanceNorm2d
 
-__all__ = ["ResnetBlock", "ResnetGenerator", "make_norm", "NORMS", "PADDINGS", "UPSAMPLINGS"]
+__all__ = ["ResnetBlock", "ResnetGenerator", "conv_block", "make_norm", "NORMS", "PADDINGS", "UPSAMPLINGS"]
 
 NORMS = ("instance", "batch", "none")
 PADDINGS = ("reflect", "replicate", "zero")
@@ -59,6 +60,21 @@ def make_norm(norm: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
 
 
+def conv_block(cin: int, cout: int, kernel: int, stride: int, norm: str | None, bias: bool, act: tuple[str, nn.Module],
+               antialias: bool = False) -> nn.Sequential:
+    """Named layers ``conv`` (zero padding 1), ``norm`` (left out when ``norm`` is None) and the activation
+    ``act`` (its name and module). With ``antialias`` a stride-2 block's conv has stride 1 and a ``blur``
+    (:class:`~sesim.nets.blur.BlurDownsample`) after the activation halves the size instead."""
+    blur = antialias and stride == 2
+    layers = [("conv", nn.Conv2d(cin, cout, kernel, stride=1 if blur else stride, padding=1, bias=bias))]
+    if norm is not None:
+        layers.append(("norm", make_norm(norm, cout)))
+    layers.append(act)
+    if blur:
+        layers.append(("blur", BlurDownsample(cout)))
+    return nn.Sequential(OrderedDict(layers))
+
+
 def _uses_bias(norm: str) -> bool:
     """CycleGAN convention: conv bias is on unless followed by BatchNorm (whose shift makes it redundant)."""
     return norm != "batch"
@@ -68,14 +84,12 @@ def _padded_conv(
     in_channels: int, out_channels: int, kernel_size: int, padding: str, bias: bool
 ) -> list[tuple[str, nn.Module]]:
     """A 'same'-size stride-1 conv as named layers: ``pad`` + ``conv`` (reflect/replicate) or a zero-padded ``conv``."""
+    check_choice("padding", padding, PADDINGS)
     p = kernel_size // 2
-    if padding == "reflect":
-        return [("pad", nn.ReflectionPad2d(p)), ("conv", nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))]
-    if padding == "replicate":
-        return [("pad", nn.ReplicationPad2d(p)), ("conv", nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))]
     if padding == "zero":
         return [("conv", nn.Conv2d(in_channels, out_channels, kernel_size, padding=p, bias=bias))]
-    raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+    pad = nn.ReflectionPad2d(p) if padding == "reflect" else nn.ReplicationPad2d(p)
+    return [("pad", pad), ("conv", nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))]
 
 
 class ResnetBlock(nn.Module):
@@ -147,22 +161,16 @@ class ResnetGenerator(Described):
     ) -> None:
         super().__init__()
         upsample = upsample or ("blur" if antialias else "transposed")
-        if upsample not in UPSAMPLINGS:
-            raise ValueError(f"unknown upsample {upsample!r}; expected one of {UPSAMPLINGS}")
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
-        if padding not in PADDINGS:
-            raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+        check_choice("upsample", upsample, UPSAMPLINGS)
+        check_choice("norm", norm, NORMS)
+        check_choice("padding", padding, PADDINGS)
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.ngf = ngf
         self.n_blocks = n_blocks
-        self.norm = norm
         self.padding = padding
-        self.antialias = antialias
-        self.upsample = upsample
         bias = _uses_bias(norm)
 
         # Stem: 7x7 conv at full resolution.
@@ -172,9 +180,9 @@ class ResnetGenerator(Described):
                 + [("norm", make_norm(norm, ngf)), ("relu", nn.ReLU(inplace=True))]
             )
         )
-        # Two stride-2 downsamplings.
-        self.down1 = self._down(ngf, ngf * 2, norm, bias, antialias)
-        self.down2 = self._down(ngf * 2, ngf * 4, norm, bias, antialias)
+        # Two stride-2 downsamplings (conv3x3, norm, ReLU).
+        self.down1 = conv_block(ngf, ngf * 2, 3, 2, norm, bias, ("relu", nn.ReLU(inplace=True)), antialias)
+        self.down2 = conv_block(ngf * 2, ngf * 4, 3, 2, norm, bias, ("relu", nn.ReLU(inplace=True)), antialias)
         # Residual bottleneck.
         self.blocks = nn.Sequential(
             OrderedDict((f"block{i}", ResnetBlock(ngf * 4, norm, padding)) for i in range(1, n_blocks + 1))
@@ -186,16 +194,6 @@ class ResnetGenerator(Described):
         self.to_rgb = nn.Sequential(
             OrderedDict(_padded_conv(ngf, out_channels, 7, padding, True) + [("tanh", nn.Tanh())])
         )
-
-    @staticmethod
-    def _down(cin: int, cout: int, norm: str, bias: bool, antialias: bool = False) -> nn.Sequential:
-        if antialias:
-            layers = [("conv", nn.Conv2d(cin, cout, 3, stride=1, padding=1, bias=bias)), ("norm", make_norm(norm, cout)),
-                      ("relu", nn.ReLU(inplace=True)), ("blur", BlurDownsample(cout))]
-        else:
-            layers = [("conv", nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=bias)), ("norm", make_norm(norm, cout)),
-                      ("relu", nn.ReLU(inplace=True))]
-        return nn.Sequential(OrderedDict(layers))
 
     @staticmethod
     def _up(cin: int, cout: int, norm: str, bias: bool, upsample: str = "transposed") -> nn.Sequential:
@@ -217,10 +215,7 @@ class ResnetGenerator(Described):
         ``f"block{n_blocks}"``, ``"up1"``, ``"up2"``, ``"output"`` (after tanh). Each name
         denotes the output of that stage (after its norm and ReLU).
         """
-        return ["input", *self._stages_names(), "output"]
-
-    def _stages_names(self) -> list[str]:
-        return ["stem", "down1", "down2", *(f"block{i}" for i in range(1, self.n_blocks + 1)), "up1", "up2"]
+        return ["input", *(name for name, _ in self._stages()), "output"]
 
     def layer_channels(self) -> dict[str, int]:
         """Number of channels of each :meth:`layer_names` activation."""
@@ -278,18 +273,18 @@ class ResnetGenerator(Described):
         unknown = [name for name in wanted if name not in valid]
         if unknown:
             raise ValueError(f"unknown layer(s) {unknown}; valid names are {valid}")
-        remaining = set(wanted)
         feats: dict[str, Tensor] = {}
-        if "input" in remaining:
-            feats["input"] = x
-            remaining.discard("input")
-        for name, module in self._stages():
-            if not remaining:
+        for name, activation in self._activations(x):
+            if name in wanted:
+                feats[name] = activation
+            if len(feats) == len(wanted):
                 break
-            x = module(x)
-            if name in remaining:
-                feats[name] = x
-                remaining.discard(name)
-        if remaining:  # only "output" can be left
-            feats["output"] = self.to_rgb(x)
         return {name: feats[name] for name in wanted}
+
+    def _activations(self, x: Tensor) -> Iterator[tuple[str, Tensor]]:
+        """``(name, activation)`` of each :meth:`layer_names` entry in forward order, computed as they are asked for."""
+        yield "input", x
+        for name, module in self._stages():
+            x = module(x)
+            yield name, x
+        yield "output", self.to_rgb(x)

@@ -186,25 +186,17 @@ class StyleGAN2Generator(Described):
         self.down = nn.ModuleList(ResBlock(widths[i], widths[i + 1], down=True) for i in range(n_down))
         n_enc = n_blocks // 2
         self.encoder_blocks = nn.ModuleList(ResBlock(widths[-1], widths[-1]) for _ in range(n_enc))
-        self.decoder_blocks = nn.ModuleList(ResBlock(widths[-1], widths[-1]) for _ in range(n_blocks - n_enc))
-        self.up = nn.ModuleList()
-        for i in range(n_down, 0, -1):
-            self.up.append(nn.Sequential(StyledConv(widths[i], widths[i - 1], upsample=True, noise=noise),
-                                         StyledConv(widths[i - 1], widths[i - 1], noise=noise)))
+        self.decoder_blocks = nn.Sequential(*(ResBlock(widths[-1], widths[-1]) for _ in range(n_blocks - n_enc)))
+        self.up = nn.Sequential(*(nn.Sequential(StyledConv(widths[i], widths[i - 1], upsample=True, noise=noise),
+                                                StyledConv(widths[i - 1], widths[i - 1], noise=noise))
+                                  for i in range(n_down, 0, -1)))
         self.to_rgb = ModulatedConv2d(widths[0], out_channels, 1, demodulate=False)
         self.to_rgb_bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
-        # receptive radius in input pixels: each 3x3 conv at scale s adds s, each 2x avg-pool adds s
-        # (s the pre-pool scale), each bilinear x2 upsample from scale s adds s
-        radius, s = 0, 1
-        for _ in range(n_down):
-            radius += 2 * s + s  # two 3x3 convs + the pooling window
-            s *= 2
-        radius += 2 * s * n_blocks
-        for _ in range(n_down):
-            radius += s  # bilinear upsample reads one low-res neighbour
-            s //= 2
-            radius += 2 * s
-        self.receptive_radius = radius
+        # receptive radius in input pixels: at scale s (input pixels per position) a 3x3 conv adds s, a 2x
+        # average pooling s, a bilinear x2 upsample from scale 2s (one low-res neighbour) 2s. Encoder level k
+        # (s = 2**k, k < n_down): two convs + pooling, 3s; decoder level k: upsample + two convs, 4s;
+        # bottleneck: two convs per block at s = stride. In total:
+        self.receptive_radius = 7 * (self.stride - 1) + 2 * self.stride * n_blocks
         self._channels = {"input": in_channels, "from_rgb": widths[0]}
         self._channels.update({f"down{i + 1}": widths[i + 1] for i in range(n_down)})
         self._channels.update({f"enc{i + 1}": widths[-1] for i in range(n_enc)})
@@ -246,10 +238,7 @@ class StyleGAN2Generator(Described):
         h = x
         for _, h in self._encoder_features(x):
             pass
-        for block in self.decoder_blocks:
-            h = block(h)
-        for stage in self.up:
-            h = stage(h)
+        h = self.up(self.decoder_blocks(h))
         return torch.tanh(self.to_rgb(h) + self.to_rgb_bias)
 
 

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import check_choice
+
 NORMS = ("l2", "centered_l2", "tanh")
 DISTANCES = ("cos", "l1")
 SAMPLINGS = ("random", "grid")
@@ -60,8 +62,7 @@ def sample_queries(
         ``(N_s,)`` int64 flat indices ``r * width + c``, on ``device``.
     """
     total = height * width
-    if mode not in SAMPLINGS:
-        raise ValueError(f"unknown query sampling {mode!r}; choose from {SAMPLINGS}")
+    check_choice("query sampling", mode, SAMPLINGS)
     if num <= 0 or num >= total:
         return torch.arange(total, device=device)
     if mode == "random":
@@ -107,8 +108,7 @@ def normalize_features(f: torch.Tensor, norm: str = "l2") -> torch.Tensor:
     - ``"tanh"`` (public code default): subtract each channel's spatial mean and divide by
       ``sqrt(C)``; :func:`self_similarity` then squashes dot products with ``tanh(. / scale)``.
     """
-    if norm not in NORMS:
-        raise ValueError(f"unknown feature normalisation {norm!r}; choose from {NORMS}")
+    check_choice("feature normalisation", norm, NORMS)
     if norm in ("centered_l2", "tanh"):
         f = f - f.mean(dim=(2, 3), keepdim=True)
     if norm == "tanh":
@@ -242,8 +242,8 @@ def map_distance(
     Returns:
         ``(N, N_s)`` non-negative distances (cos in [0, 2]).
     """
-    if mask_from not in ("source", "target"):
-        raise ValueError(f"unknown mask_from {mask_from!r}; choose from ('source', 'target')")
+    check_choice("map distance", kind, DISTANCES)
+    check_choice("mask_from", mask_from, ("source", "target"))
     scale = 1.0
     if mask_keep is not None:
         ref = sx if mask_from == "source" else sy
@@ -256,9 +256,7 @@ def map_distance(
     if kind == "cos":
         d = 1.0 - F.cosine_similarity(sx, sy, dim=-1, eps=1e-8)
         return F.smooth_l1_loss(d, torch.zeros_like(d), reduction="none") if smooth_l1 else d
-    if kind == "l1":
-        diff = (sx - sy) * scale if scale != 1.0 else sx - sy
-        if smooth_l1:
-            return F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none").mean(dim=-1)
-        return diff.abs().mean(dim=-1)
-    raise ValueError(f"unknown map distance {kind!r}; choose from {DISTANCES}")
+    diff = (sx - sy) * scale if scale != 1.0 else sx - sy  # "l1"
+    if smooth_l1:
+        return F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none").mean(dim=-1)
+    return diff.abs().mean(dim=-1)
