@@ -1,4 +1,4 @@
-"""Results as JSON, reports rendered from the JSON.
+"""Results as JSON, reports rendered from the JSON; the command-line flags the scripts share.
 
 A benchmark writes ``<stem>.json`` and then renders ``<stem>.md`` from that file as read back, so
 the report holds nothing the JSON does not, and ``--render`` (:func:`rerender`) rewrites the same
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import paths
+from .methods import parse_sets
 
 Render = Callable[[dict], str]
 
@@ -45,3 +46,26 @@ def add_render_flag(ap: argparse.ArgumentParser, where: str) -> None:
     ap.add_argument("--render", action="store_true",
                     help=f"measure nothing: rewrite the report from its JSON in {where} (default bench/results)")
 
+
+
+def add_set_flag(ap: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, a list of ``(key, value)``: ``dict()`` it."""
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=_set_item,
+                    help=help + " (repeatable)")
+
+
+def _set_item(item: str) -> tuple[str, str]:
+    try:
+        return next(iter(parse_sets([item]).items()))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (an argparse ``type``)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def comma_ints(text: str) -> list[int]:
+    """``"0,1, 2"`` -> ``[0, 1, 2]`` (an argparse ``type``)."""
+    return [int(item) for item in comma_list(text)]
