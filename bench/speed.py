@@ -47,10 +47,8 @@ Reports of runs that measured it still render its rows.)
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,7 +56,7 @@ from typing import Callable
 
 import torch
 
-from lab import ROOT, report
+from lab import ROOT, report, runner
 from lab.methods import METHODS as REGISTRY, build_config, option
 from lab.timing import LoadMonitor, machine_info, measure, measure_interleaved, read_status, say
 
@@ -113,6 +111,15 @@ def _source_and_translation(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).requires_grad_()
 
 
+def loss_step(loss_fn: SpatialCorrelativeLoss, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One forward + backward of ``loss_fn(x, y)`` into the translation ``y``, as a no-argument call."""
+
+    def step():
+        loss_fn(x, y).backward()
+        y.grad = None
+    return step
+
+
 def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> list[dict]:
     rows = []
     for size in sizes:
@@ -126,12 +133,7 @@ def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> 
                 cls = SpatialCorrelativeLoss if impl == "fast" else PerQuerySpatialLoss
                 loss_fn = cls(weights=None, patch_size=patch, learned=learned, num_queries=NUM_QUERIES)
                 loss_fn.load_state_dict(base.state_dict())
-
-                def step(loss_fn=loss_fn):
-                    loss_fn(x, y).backward()
-                    y.grad = None
-
-                steps[window, impl] = step
+                steps[window, impl] = loss_step(loss_fn, x, y)
 
             def features_only(loss_fn=base):  # the floor: the loss's VGG16 (+ heads) work without any map
                 with torch.no_grad():
@@ -196,16 +198,9 @@ def bench_backbones(sizes: list[int], warmup: int, repeats: int, min_time: float
     for size in sizes:
         x, y = _source_and_translation(size)
         for structure in ("fsesim", "lsesim"):
-            steps, losses = {}, {}
-            for name, kwargs in BACKBONES.items():
-                losses[name] = SpatialCorrelativeLoss(patch_size=PATCH, learned=structure == "lsesim",
-                                                      num_queries=NUM_QUERIES, **kwargs)
-
-                def step(loss_fn=losses[name]):
-                    loss_fn(x, y).backward()
-                    y.grad = None
-
-                steps[name] = step
+            losses = {name: SpatialCorrelativeLoss(patch_size=PATCH, learned=structure == "lsesim",
+                                                   num_queries=NUM_QUERIES, **kwargs) for name, kwargs in BACKBONES.items()}
+            steps = {name: loss_step(loss_fn, x, y) for name, loss_fn in losses.items()}
             torch.manual_seed(0)
             for name, m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "backbone": name,
@@ -257,7 +252,7 @@ def child_train(method: str, size: int, warmup: int, repeats: int, threads: int)
              rss_end=read_status("VmRSS"), threads=torch.get_num_threads(),
              params={k: sum(p.numel() for p in v.parameters()) for k, v in model.named_children()
                      if isinstance(v, torch.nn.Module)})
-    print("RESULT " + json.dumps(m), flush=True)
+    runner.send_result(m)
 
 
 def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], threads: int,
@@ -268,20 +263,13 @@ def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int]
         for method in [*METHODS, *BACKBONE_VARIANTS, *(VARIANTS if size == max(sizes) else ())]:
             if only is not None and method not in only:
                 continue
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child-train", method, str(size),
-                   "--warmup", str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)]
             monitor = LoadMonitor().start()
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+            row = runner.child_result([str(Path(__file__).resolve()), "--child-train", method, str(size), "--warmup",
+                                       str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)],
+                                      f"training-step child for {method} at {size}px")
             total = time.perf_counter() - t0
-            foreign_process = monitor.stop()
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                say(proc.stdout[-2000:], proc.stderr[-4000:])
-                raise RuntimeError(f"training-step child for {method} at {size}px failed (exit {proc.returncode})")
-            row = json.loads(lines[-1][len("RESULT "):])
-            row["process_wall_s"] = total
-            row["foreign_cores_process"] = foreign_process
+            row.update(process_wall_s=total, foreign_cores_process=monitor.stop())
             rows.append(row)
             say(f"  train {size:>4}px {label(method):8} {_fmt_s(row)}  peak {_gb(row['peak_rss'])} GB"
                 f"  (child {total:.0f} s){_flag(row)}")
@@ -430,15 +418,18 @@ def evaluate_targets(res: dict) -> list[dict]:
     return checks
 
 
-def all_measurements(res: dict) -> list[dict]:
-    return [*res["loss"], *res["kernel"], *res["train"], *res["inference"], *res.get("backbones", []), res["matmul"]]
+def worst_load(res: dict) -> float:
+    """The most cores other processes used during any one measurement of the run."""
+    measurements = [*res["loss"], *res["kernel"], *res["train"], *res["inference"], *res.get("backbones", []),
+                    res["matmul"]]
+    return max((m.get("foreign_cores") or 0.0) for m in measurements)
 
 
 def render(res: dict) -> str:
     """The Markdown report of a ``speed.json``."""
     mi, peak = res["machine"], res["matmul"]["gflops_median"]
     tiled = res.get("tiled_kernel", True)  # the row-band kernel existed until it was removed, having measured slower
-    worst = max((m.get("foreign_cores") or 0.0) for m in all_measurements(res))
+    worst = worst_load(res)
     lines = [
         "# sesim speed (bench/speed.py)", "",
         f"Machine: {mi['cpu']}, {mi['usable_cpus']} usable of {mi['logical_cpus']} logical CPUs, "
@@ -452,7 +443,7 @@ def render(res: dict) -> str:
         "by a speed-up target are timed interleaved (one call of each implementation per round); *paired* "
         "ratios are medians over rounds of the per-round ratio.", "",
     ]
-    if worst > FOREIGN_WARN or (res["foreign_cores_total"] or 0) > FOREIGN_WARN:
+    if max(worst, res["foreign_cores_total"] or 0) > FOREIGN_WARN:
         lines += [f"> **WARNING: the machine was not idle.** Other processes used {res['foreign_cores_total']:.2f} "
                   f"cores on average over the run (worst measurement {worst:.2f}). Wall times are not reliable "
                   "(libgomp threads spin-wait while their partner is descheduled); compare CPU seconds measured "
@@ -585,9 +576,10 @@ def main(argv: list[str] | None = None) -> None:
         child_train(args.child_train[0], int(args.child_train[1]), warmup, args.repeats or 1, args.threads)
         return
 
-    sizes = [int(s) for s in (args.sizes or ("128" if args.quick else "128,256")).split(",") if s.strip()]
-    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
+    # (the flags stay strings: the JSON records them as given)
+    sizes = report.comma_ints(args.sizes or ("128" if args.quick else "128,256"))
+    sections = set(report.comma_list(args.sections))
+    only = set(report.comma_list(args.methods)) if args.methods else None
     known = {*METHODS, *BACKBONE_VARIANTS, *VARIANTS}
     if only and not only <= known:
         p.error(f"--methods: unknown {', '.join(sorted(only - known))} (known: {', '.join(sorted(known))})")
@@ -649,8 +641,8 @@ def main(argv: list[str] | None = None) -> None:
     say("\ntargets:")
     for c in res["targets"]:
         say(f"  {_verdict(c['pass'])}  {c['target']}: {c['measured']}" + (f"  ({c['note']})" if c["note"] else ""))
-    worst = max((m.get("foreign_cores") or 0.0) for m in all_measurements(res))
-    if worst > FOREIGN_WARN or (res["foreign_cores_total"] or 0) > FOREIGN_WARN:
+    worst = worst_load(res)
+    if max(worst, res["foreign_cores_total"] or 0) > FOREIGN_WARN:
         say(f"\nWARNING: other processes used {res['foreign_cores_total']:.2f} cores on average during this run "
             f"(worst measurement {worst:.2f}); wall times are not reliable. Rerun on an idle machine, or compare "
             "CPU seconds with OMP_WAIT_POLICY=PASSIVE.")
