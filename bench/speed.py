@@ -355,6 +355,19 @@ def _rate(m: dict, peak: float) -> tuple[str, str]:
     return f"{g:.1f}", f"{100 * g / peak:.0f} %"
 
 
+def _spread(m: dict) -> str:
+    return f"{m['wall_s']:.3f} ({m['p25']:.3f}–{m['p75']:.3f})"
+
+
+def _guide(r: dict) -> str:
+    ref = GUIDE_TRAIN.get((r["method"], r["size"]))
+    return "–" if ref is None else f"{ref:.3f}"
+
+
+def _vs_vgg16(r: dict) -> str:
+    return f"{r['paired_ratio']:.2f}x" if r["backbone"] != "vgg16" and "paired_ratio" in r else "–"
+
+
 def _verdict(ok: bool | None) -> str:
     return "info" if ok is None else "PASS" if ok else "FAIL"
 
@@ -450,9 +463,8 @@ def render(res: dict) -> str:
                   "with `OMP_WAIT_POLICY=PASSIVE`, or rerun on an idle machine.", ""]
 
     lines += ["## Targets", "", "Verdicts use wall-clock medians; they mean something only where *load* is near 0.", "",
-              "| target | measured | result | note |", "|---|---|---|---|"]
-    for c in res["targets"]:
-        lines.append(f"| {c['target']} | {c['measured']} | {_verdict(c['pass'])} | {c['note']} |")
+              *report.table(["target", "measured", "result", "note"],
+                            ([c["target"], c["measured"], _verdict(c["pass"]), c["note"]] for c in res["targets"]))]
 
     lines += ["", "## a. Structure loss alone (forward + backward into the translation)", "",
               f"`SpatialCorrelativeLoss(weights=None, ...)`: random VGG16 (weights do not change timing), "
@@ -462,13 +474,10 @@ def render(res: dict) -> str:
               "through the (frozen) 1x1-conv heads. *features only* = the same VGG16 (+ heads) forward/backward with no "
               "maps at all: the floor both implementations share, which bounds the whole loss's speed-up. At 128 px, P = 32 covers both maps, so local = global; at "
               "256 px only relu3_1 (64x64) has real 32x32 windows.", "",
-              "| size | structure | maps | implementation | s/call | CPU s | GFLOP | GFLOP/s | of peak | load | windows |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["loss"]:
-        g, f = _rate(r, peak)
-        lines.append(f"| {r['size']} | {r['structure']} | {r['window']} | {r['impl']} | {r['wall_s']:.3f} "
-                     f"({r['p25']:.3f}–{r['p75']:.3f}) | {r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_load(r)} | "
-                     f"{r['windows']} |")
+              *report.table(["size", "structure", "maps", "implementation", "s/call", "CPU s", "GFLOP", "GFLOP/s",
+                             "of peak", "load", "windows"],
+                            ([r["size"], r["structure"], r["window"], r["impl"], _spread(r), f"{r['cpu_s']:.2f}",
+                              _gflop(r), *_rate(r, peak), _load(r), r["windows"]] for r in res["loss"]))]
 
     lines += ["", "### The map part alone (no VGG16)", "",
               "Maps of source (no grad) and translation (grad) + cosine map distance, forward + backward to the "
@@ -477,12 +486,11 @@ def render(res: dict) -> str:
               "of each window)" + ("; *tiled* = the optional row-band kernel (`sesim.ops.selfsim.TILE_WINDOWS = True`: "
                                    "each group of queries multiplied only with the rows holding its windows)" if tiled
                                    else "") + ".", "",
-              "| size | features | maps | implementation | s/call | CPU s | GFLOP | load | windows |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in res["kernel"]:
-        lines.append(f"| {r['size']} | {r['features']} | {r['window']} | {r['impl']} | {r['wall_s'] * 1e3:.1f} ms "
-                     f"({r['p25'] * 1e3:.1f}–{r['p75'] * 1e3:.1f}) | {r['cpu_s']:.3f} | {_gflop(r)} | {_load(r)} | "
-                     f"{r['windows']} |")
+              *report.table(["size", "features", "maps", "implementation", "s/call", "CPU s", "GFLOP", "load",
+                             "windows"],
+                            ([r["size"], r["features"], r["window"], r["impl"],
+                              f"{r['wall_s'] * 1e3:.1f} ms ({r['p25'] * 1e3:.1f}–{r['p75'] * 1e3:.1f})",
+                              f"{r['cpu_s']:.3f}", _gflop(r), _load(r), r["windows"]] for r in res["kernel"]))]
 
     lines += ["", "## b. Full training step (batch 1, default paper-size networks)", "",
               "ResNet-9-block generator (ngf 64), 70x70 PatchGAN, each method's preset; random VGG16 for "
@@ -491,23 +499,18 @@ def render(res: dict) -> str:
               "(includes the ~import floor shown as *RSS after import*, and the FLOP-counted warm-up step). "
               "*reference code* = the guide's s/iter for the authors' F-LSeSim / CUT code on this kind of "
               "machine (its loss uses public-code settings: 3 layers, global maps) — context only.", "",
-              "| size | method | s/step | img/s | CPU s/step | GFLOP/step | GFLOP/s | of peak | peak RSS | "
-              "RSS after import | load | reference code s/iter |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["train"]:
-        g, f = _rate(r, peak)
-        ref = GUIDE_TRAIN.get((r["method"], r["size"]))
-        lines.append(f"| {r['size']} | {label(r['method'])} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) "
-                     f"| {1 / r['wall_s']:.2f} | {r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_gb(r['peak_rss'])} GB | "
-                     f"{_gb(r['rss_after_import'])} GB | {_load(r)} | {'–' if ref is None else f'{ref:.3f}'} |")
+              *report.table(["size", "method", "s/step", "img/s", "CPU s/step", "GFLOP/step", "GFLOP/s", "of peak",
+                             "peak RSS", "RSS after import", "load", "reference code s/iter"],
+                            ([r["size"], label(r["method"]), _spread(r), f"{1 / r['wall_s']:.2f}", f"{r['cpu_s']:.2f}",
+                              _gflop(r), *_rate(r, peak), f"{_gb(r['peak_rss'])} GB",
+                              f"{_gb(r['rss_after_import'])} GB", _load(r), _guide(r)] for r in res["train"]))]
 
     lines += ["", "## c. Inference (default generator, `translate_tensor` under `torch.inference_mode`, batch 1)", "",
-              "| size | s/img | img/s | CPU s/img | GFLOP/img | GFLOP/s | of peak | load | note |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in res["inference"]:
-        g, f = _rate(r, peak)
-        lines.append(f"| {r['size']} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) | {r['images_per_s']:.2f} | "
-                     f"{r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_load(r)} |"
+              *report.table(["size", "s/img", "img/s", "CPU s/img", "GFLOP/img", "GFLOP/s", "of peak", "load", "note"],
+                            [])]
+    for r in res["inference"]:  # (a row without a note ends "| |")
+        lines.append(report.table_row([r["size"], _spread(r), f"{r['images_per_s']:.2f}", f"{r['cpu_s']:.2f}",
+                                       _gflop(r), *_rate(r, peak), _load(r)])
                      + (f" {r['flops_note']} |" if r.get("flops_note") else " |"))
     lines.append(f"\nReference code (guide): {GUIDE_INFER_256} img/s at 256 px (generator forward).")
 
@@ -517,12 +520,10 @@ def render(res: dict) -> str:
                   f"{NUM_QUERIES} queries) with each backbone at its default layers, timed interleaved; *vs VGG16* is the "
                   "paired ratio of the rounds. The training steps with EfficientNet-Lite0 (`@effnet`, the offline "
                   "default) are in section b, with their peak memory.", "",
-                  "| size | structure | backbone | layers | s/call | vs VGG16 | CPU s | GFLOP | load |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in res["backbones"]:
-            ratio = f"{r['paired_ratio']:.2f}x" if r["backbone"] != "vgg16" and "paired_ratio" in r else "–"
-            lines.append(f"| {r['size']} | {r['structure']} | {r['backbone']} | {r['layers']} | {r['wall_s']:.3f} "
-                         f"({r['p25']:.3f}–{r['p75']:.3f}) | {ratio} | {r['cpu_s']:.2f} | {_gflop(r)} | {_load(r)} |")
+                  *report.table(["size", "structure", "backbone", "layers", "s/call", "vs VGG16", "CPU s", "GFLOP",
+                                 "load"],
+                                ([r["size"], r["structure"], r["backbone"], r["layers"], _spread(r), _vs_vgg16(r),
+                                  f"{r['cpu_s']:.2f}", _gflop(r), _load(r)] for r in res["backbones"]))]
         for size in sorted({r["size"] for r in res["train"]}):
             t = {r["method"]: r for r in res["train"] if r["size"] == size}
             pairs = [(m, f"{m}@effnet") for m in ("fsesim", "lsesim") if m in t and f"{m}@effnet" in t]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 from . import paths
 from .methods import parse_sets
@@ -69,3 +69,13 @@ def comma_list(text: str) -> list[str]:
 def comma_ints(text: str) -> list[int]:
     """``"0,1, 2"`` -> ``[0, 1, 2]`` (an argparse ``type``)."""
     return [int(item) for item in comma_list(text)]
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, its ``|---|`` rule, then one line per row of cells."""
+    return [table_row(header), "|" + "---|" * len(header), *(table_row(cells) for cells in rows)]
+
+
+def table_row(cells: Sequence[Any]) -> str:
+    """``| a | b |`` (cells through ``str``)."""
+    return "| " + " | ".join(map(str, cells)) + " |"
