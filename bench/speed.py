@@ -78,8 +78,11 @@ VARIANTS = ("fsesim@antialias", "fsesim@channels_last", "fsesim@bf16")
 BACKBONE_VARIANTS = ("fsesim@effnet", "lsesim@effnet")  # at every size: the offline default backbone
 BACKBONES = {"vgg16": dict(backbone="vgg16", weights="random"),  # weights do not change timing
              "efficientnet-lite0": dict(backbone="efficientnet-lite0", weights="imagenet")}
-VARIANT_LABEL = {"antialias": "--antialias", "channels_last": "--channels-last", "effnet": "EfficientNet-Lite0",
-                 "bf16": "--precision bf16"}
+#: ``<method>@<variant>``: its label and config options on top of the method (channels_last and bf16
+#: change how the step runs instead, in child_train)
+VARIANT = {"antialias": ("--antialias", {"antialias": True}), "channels_last": ("--channels-last", {}),
+           "bf16": ("--precision bf16", {}),
+           "effnet": ("EfficientNet-Lite0", {"backbone": "efficientnet-lite0", "backbone_weights": "imagenet"})}
 PATCH = 32
 NUM_QUERIES = 256
 LAYERS = {"relu3_1": (256, 4), "relu4_1": (512, 8)}  # channels, stride
@@ -214,17 +217,16 @@ def bench_backbones(sizes: list[int], warmup: int, repeats: int, min_time: float
 # --------------------------------------------------------------------------------------------
 def label(method: str) -> str:
     base, _, variant = method.partition("@")
-    return REGISTRY[base].label + (f" ({VARIANT_LABEL[variant]})" if variant else "")
+    return REGISTRY[base].label + (f" ({VARIANT[variant][0]})" if variant else "")
 
 
 def method_config(method: str, size: int):
     """The default (paper-size) config with ``method`` (a key of METHODS, optionally with ``@<variant>``,
-    see VARIANTS) on the backbone of its row, at ``size``."""
+    see VARIANT) at ``size``, on a random VGG16 unless the variant changes the backbone."""
     method, _, variant = method.partition("@")
-    backbone = BACKBONES["efficientnet-lite0" if variant == "effnet" else "vgg16"]
-    return build_config(method, base={"antialias": True} if variant == "antialias" else {},
-                        run={"backbone": backbone["backbone"], "backbone_weights": backbone["weights"],
-                             "size": size, "load_size": size})
+    options = VARIANT[variant][1] if variant else {}
+    return build_config(method, run={"backbone": "vgg16", "backbone_weights": "random", **options,
+                                     "size": size, "load_size": size})
 
 
 def child_train(method: str, size: int, warmup: int, repeats: int, threads: int) -> None:
