@@ -45,14 +45,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 from lab import report, runner
 from lab.methods import METHODS, build_config
@@ -64,7 +61,7 @@ from lab.reference_code import (
     random_vgg16_file,
     reference_commit,
 )
-from lab.timing import cpu_model, loadavg, measure_interleaved, quartiles, read_status
+from lab.timing import attributed_flops, cpu_model, loadavg, measure_interleaved, quartiles, read_status
 
 PATCH = {"fsesim": 64, "lsesim": 32}  # their --patch_size per method (lab.methods keys)
 SIDES = {
@@ -166,40 +163,6 @@ def components(side: str, model) -> dict[str, nn.Module | list[nn.Module]]:
     heads = model.structure.heads
     return {"G": model.G, "D": model.D, "backbone": model.structure.extractor,
             "heads": [heads] if heads is not None else []}
-
-
-class AttributedFlops(TorchDispatchMode):
-    """Count matmul and convolution FLOPs (forward and backward; ``torch.utils.flop_counter``'s
-    formulas) by the network whose parameter or buffer storage an operation reads; operations that
-    read none (self-similarity products, InfoNCE) count as ``maps & rest``."""
-
-    def __init__(self, groups: dict[str, nn.Module | list[nn.Module]]) -> None:
-        super().__init__()
-        self.owner: dict[int, str] = {}
-        for name, modules in groups.items():
-            for module in modules if isinstance(modules, list) else [modules]:
-                for t in [*module.parameters(), *module.buffers()]:
-                    self.owner.setdefault(t.untyped_storage().data_ptr(), name)
-        self.flops: dict[str, int] = defaultdict(int)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        packet = func._overloadpacket
-        if packet in flop_registry:
-            flops = flop_registry[packet](*args, **kwargs, out_val=out)
-            owner = next((self.owner[p] for a in args if isinstance(a, torch.Tensor)
-                          and (p := a.untyped_storage().data_ptr()) in self.owner), "maps & rest")
-            self.flops[owner] += int(flops)
-        return out
-
-
-def attributed_flops(fn: Callable[[], object], groups: dict) -> dict[str, int]:
-    with AttributedFlops(groups) as counter:
-        fn()
-    out = {c: counter.flops.get(c, 0) for c in CATEGORIES}
-    out["total"] = sum(out.values())
-    return out
 
 
 def ratio_spread(walls: list[float], ref: list[float]) -> tuple[float, float, float]:
@@ -447,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats-256", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per side before the timed rounds")
     ap.add_argument("--memory-steps", type=int, default=3)
-    ap.add_argument("--inference-sizes", type=report.comma_ints, default="256", help="sizes of the inference comparison ('' for none)")
+    ap.add_argument("--inference-sizes", type=report.comma_ints, default="256",
+                    help="sizes of the inference comparison ('' for none)")
     ap.add_argument("--quick", action="store_true", help="128 px, few repeats; writes bench/work/results-quick")
     ap.add_argument("--out", default=None)
     report.add_render_flag(ap, "--out")

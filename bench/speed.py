@@ -58,7 +58,23 @@ import torch
 
 from lab import ROOT, report, runner
 from lab.methods import METHODS as REGISTRY, build_config, option
-from lab.timing import LoadMonitor, machine_info, measure, measure_interleaved, read_status, say
+from lab.timing import (
+    FOREIGN_WARN,
+    LoadMonitor,
+    foreign_load,
+    gflop_cell,
+    load_cell,
+    load_note,
+    machine_info,
+    matmul_peak,
+    measure,
+    measure_interleaved,
+    rate_cells,
+    read_status,
+    say,
+    spread_cell,
+    summary,
+)
 
 sys.path.append(str(ROOT / "tests"))  # the per-query reference implementation of the maps
 from reference_selfsim import PerQuerySpatialLoss, per_query_maps  # noqa: E402
@@ -86,7 +102,6 @@ VARIANT = {"antialias": ("--antialias", {"antialias": True}), "channels_last": (
 PATCH = 32
 NUM_QUERIES = 256
 LAYERS = {"relu3_1": (256, 4), "relu4_1": (512, 8)}  # channels, stride
-FOREIGN_WARN = 0.1  # cores used by other processes above which a measurement is flagged
 # Reference implementations on this kind of machine, idle, default threading (performance guide,
 # s/iter median). Their loss uses the public code's settings (relu3_1, relu4_1, relu4_3; global
 # maps; tanh similarity; masked cosine), not sesim's paper defaults: context, not a target.
@@ -150,7 +165,7 @@ def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> 
             for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
                              "windows": "no maps" if window == "-" else window_note(size, impls[window, impl]), **m})
-                say(f"  loss {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
+                say(f"  loss {size:>4}px {structure:6} {window:6} {impl:9} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
 
@@ -191,7 +206,7 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
             for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
                              "features": shapes, "windows": window_note(size, impls[window, impl]), **m})
-                say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
+                say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
 
@@ -202,13 +217,14 @@ def bench_backbones(sizes: list[int], warmup: int, repeats: int, min_time: float
         x, y = _source_and_translation(size)
         for structure in ("fsesim", "lsesim"):
             losses = {name: SpatialCorrelativeLoss(patch_size=PATCH, learned=structure == "lsesim",
-                                                   num_queries=NUM_QUERIES, **kwargs) for name, kwargs in BACKBONES.items()}
+                                                   num_queries=NUM_QUERIES, **kwargs)
+                      for name, kwargs in BACKBONES.items()}
             steps = {name: loss_step(loss_fn, x, y) for name, loss_fn in losses.items()}
             torch.manual_seed(0)
             for name, m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "backbone": name,
                              "layers": ",".join(losses[name].layers), **m})
-                say(f"  backbone {size:>4}px {structure:6} {name:18} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
+                say(f"  backbone {size:>4}px {structure:6} {name:18} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
 
@@ -273,8 +289,8 @@ def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int]
             total = time.perf_counter() - t0
             row.update(process_wall_s=total, foreign_cores_process=monitor.stop())
             rows.append(row)
-            say(f"  train {size:>4}px {label(method):8} {_fmt_s(row)}  peak {_gb(row['peak_rss'])} GB"
-                f"  (child {total:.0f} s){_flag(row)}")
+            say(f"  train {size:>4}px {label(method):8} {summary(row)}  peak {_gb(row['peak_rss'])} GB"
+                f"  (child {total:.0f} s){load_note(row)}")
     return rows
 
 
@@ -305,60 +321,25 @@ def bench_inference(sizes: list[int], warmup: int, repeats_for: Callable[[int], 
         else:
             m = measure(run, warmup if size <= 256 else 1, repeats_for(size))
         rows.append({"size": size, "images_per_s": 1.0 / m["wall_s"], **m})
-        say(f"  inference {size:>4}px {_fmt_s(m)}  {1 / m['wall_s']:.2f} img/s{_flag(m)}")
+        say(f"  inference {size:>4}px {summary(m)}  {1 / m['wall_s']:.2f} img/s{load_note(m)}")
     return rows
 
 
 def bench_matmul(n: int, warmup: int, repeats: int) -> dict:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    m = measure(lambda: torch.mm(a, b, out=out), warmup, repeats, count_flops=False)
-    m["n"] = n
-    m["flops"] = 2 * n**3
-    m["gflops_median"] = 2 * n**3 / m["wall_s"] / 1e9
-    m["gflops_best"] = 2 * n**3 / min(m["walls"]) / 1e9
-    say(f"  matmul {n}x{n} float32: {m['gflops_median']:.1f} GFLOP/s median, {m['gflops_best']:.1f} best{_flag(m)}")
+    m = matmul_peak(n, warmup, repeats)
+    say(f"  matmul {n}x{n} float32: {m['gflops_median']:.1f} GFLOP/s median, {m['gflops_best']:.1f} best{load_note(m)}")
     return m
 
 
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
-def _fmt_s(m: dict) -> str:
-    return f"{m['wall_s']:.3f} s ({m['p25']:.3f}-{m['p75']:.3f}), CPU {m['cpu_s']:.2f} s"
-
-
 def _paired(m: dict) -> str:
     return f"  [{m['paired_ratio']:.2f}x local fast, paired]" if "paired_ratio" in m else ""
 
 
-def _flag(m: dict) -> str:
-    f = m.get("foreign_cores")
-    return f"  [other processes: {f:.2f} cores]" if f is not None and f > FOREIGN_WARN else ""
-
-
 def _gb(b: int | None) -> str:
     return "?" if b is None else f"{b / 1e9:.2f}"
-
-
-def _load(m: dict) -> str:
-    f = m.get("foreign_cores")
-    return "?" if f is None else (f"**{f:.2f}**" if f > FOREIGN_WARN else f"{f:.2f}")
-
-
-def _gflop(m: dict) -> str:
-    return "–" if not m.get("flops") else f"{m['flops'] / 1e9:.2f}"
-
-
-def _rate(m: dict, peak: float) -> tuple[str, str]:
-    if not m.get("flops"):
-        return "–", "–"
-    g = m["flops"] / m["wall_s"] / 1e9
-    return f"{g:.1f}", f"{100 * g / peak:.0f} %"
-
-
-def _spread(m: dict) -> str:
-    return f"{m['wall_s']:.3f} ({m['p25']:.3f}–{m['p75']:.3f})"
 
 
 def _guide(r: dict) -> str:
@@ -433,7 +414,7 @@ def evaluate_targets(res: dict) -> list[dict]:
     return checks
 
 
-def worst_load(res: dict) -> float:
+def worstload_cell(res: dict) -> float:
     """The most cores other processes used during any one measurement of the run."""
     measurements = [*res["loss"], *res["kernel"], *res["train"], *res["inference"], *res.get("backbones", []),
                     res["matmul"]]
@@ -444,7 +425,7 @@ def render(res: dict) -> str:
     """The Markdown report of a ``speed.json``."""
     mi, peak = res["machine"], res["matmul"]["gflops_median"]
     tiled = res.get("tiled_kernel", True)  # the row-band kernel existed until it was removed, having measured slower
-    worst = worst_load(res)
+    worst = worstload_cell(res)
     lines = [
         "# sesim speed (bench/speed.py)", "",
         f"Machine: {mi['cpu']}, {mi['usable_cpus']} usable of {mi['logical_cpus']} logical CPUs, "
@@ -478,8 +459,8 @@ def render(res: dict) -> str:
               "256 px only relu3_1 (64x64) has real 32x32 windows.", "",
               *report.table(["size", "structure", "maps", "implementation", "s/call", "CPU s", "GFLOP", "GFLOP/s",
                              "of peak", "load", "windows"],
-                            ([r["size"], r["structure"], r["window"], r["impl"], _spread(r), f"{r['cpu_s']:.2f}",
-                              _gflop(r), *_rate(r, peak), _load(r), r["windows"]] for r in res["loss"]))]
+                            ([r["size"], r["structure"], r["window"], r["impl"], spread_cell(r), f"{r['cpu_s']:.2f}",
+                              gflop_cell(r), *rate_cells(r, peak), load_cell(r), r["windows"]] for r in res["loss"]))]
 
     lines += ["", "### The map part alone (no VGG16)", "",
               "Maps of source (no grad) and translation (grad) + cosine map distance, forward + backward to the "
@@ -492,7 +473,7 @@ def render(res: dict) -> str:
                              "windows"],
                             ([r["size"], r["features"], r["window"], r["impl"],
                               f"{r['wall_s'] * 1e3:.1f} ms ({r['p25'] * 1e3:.1f}–{r['p75'] * 1e3:.1f})",
-                              f"{r['cpu_s']:.3f}", _gflop(r), _load(r), r["windows"]] for r in res["kernel"]))]
+                              f"{r['cpu_s']:.3f}", gflop_cell(r), load_cell(r), r["windows"]] for r in res["kernel"]))]
 
     lines += ["", "## b. Full training step (batch 1, default paper-size networks)", "",
               "ResNet-9-block generator (ngf 64), 70x70 PatchGAN, each method's preset; random VGG16 for "
@@ -503,16 +484,16 @@ def render(res: dict) -> str:
               "machine (its loss uses public-code settings: 3 layers, global maps) — context only.", "",
               *report.table(["size", "method", "s/step", "img/s", "CPU s/step", "GFLOP/step", "GFLOP/s", "of peak",
                              "peak RSS", "RSS after import", "load", "reference code s/iter"],
-                            ([r["size"], label(r["method"]), _spread(r), f"{1 / r['wall_s']:.2f}", f"{r['cpu_s']:.2f}",
-                              _gflop(r), *_rate(r, peak), f"{_gb(r['peak_rss'])} GB",
-                              f"{_gb(r['rss_after_import'])} GB", _load(r), _guide(r)] for r in res["train"]))]
+                            ([r["size"], label(r["method"]), spread_cell(r), f"{1 / r['wall_s']:.2f}",
+                              f"{r['cpu_s']:.2f}", gflop_cell(r), *rate_cells(r, peak), f"{_gb(r['peak_rss'])} GB",
+                              f"{_gb(r['rss_after_import'])} GB", load_cell(r), _guide(r)] for r in res["train"]))]
 
     lines += ["", "## c. Inference (default generator, `translate_tensor` under `torch.inference_mode`, batch 1)", "",
               *report.table(["size", "s/img", "img/s", "CPU s/img", "GFLOP/img", "GFLOP/s", "of peak", "load", "note"],
                             [])]
     for r in res["inference"]:  # (a row without a note ends "| |")
-        lines.append(report.table_row([r["size"], _spread(r), f"{r['images_per_s']:.2f}", f"{r['cpu_s']:.2f}",
-                                       _gflop(r), *_rate(r, peak), _load(r)])
+        lines.append(report.table_row([r["size"], spread_cell(r), f"{r['images_per_s']:.2f}", f"{r['cpu_s']:.2f}",
+                                       gflop_cell(r), *rate_cells(r, peak), load_cell(r)])
                      + (f" {r['flops_note']} |" if r.get("flops_note") else " |"))
     lines.append(f"\nReference code (guide): {GUIDE_INFER_256} img/s at 256 px (generator forward).")
 
@@ -524,8 +505,8 @@ def render(res: dict) -> str:
                   "default) are in section b, with their peak memory.", "",
                   *report.table(["size", "structure", "backbone", "layers", "s/call", "vs VGG16", "CPU s", "GFLOP",
                                  "load"],
-                                ([r["size"], r["structure"], r["backbone"], r["layers"], _spread(r), _vs_vgg16(r),
-                                  f"{r['cpu_s']:.2f}", _gflop(r), _load(r)] for r in res["backbones"]))]
+                                ([r["size"], r["structure"], r["backbone"], r["layers"], spread_cell(r), _vs_vgg16(r),
+                                  f"{r['cpu_s']:.2f}", gflop_cell(r), load_cell(r)] for r in res["backbones"]))]
         for size in sorted({r["size"] for r in res["train"]}):
             t = {r["method"]: r for r in res["train"] if r["size"] == size}
             pairs = [(m, f"{m}@effnet") for m in ("fsesim", "lsesim") if m in t and f"{m}@effnet" in t]
@@ -539,7 +520,7 @@ def render(res: dict) -> str:
     lines += ["", "## d. Arithmetic", "",
               f"float32 matmul peak: `torch.mm` {mm['n']}x{mm['n']}, {mi['threads']} threads: "
               f"**{mm['gflops_median']:.1f} GFLOP/s** median ({mm['gflops_best']:.1f} best) over {mm['repeats']} "
-              f"calls; load {_load(mm)}. The *of peak* columns divide achieved GFLOP/s by the median.",
+              f"calls; load {load_cell(mm)}. The *of peak* columns divide achieved GFLOP/s by the median.",
               "FLOPs come from `torch.utils.flop_counter.FlopCounterMode` over one call (forward and backward "
               "matmuls and convolutions; element-wise work such as normalisation, activations and Adam is not "
               "counted). The per-query reference multiplies each query with its window only, so it does fewer FLOPs than the "
@@ -605,9 +586,7 @@ def main(argv: list[str] | None = None) -> None:
         f"OMP_WAIT_POLICY {info['OMP_WAIT_POLICY']}; {info['mem_total_gb']} GB RAM")
     say(f"sizes {sizes}; kernel sizes {kernel_sizes}; inference sizes {infer_sizes}; warm-up {warmup}"
         f"{'; QUICK smoke test' if args.quick else ''}")
-    pre = LoadMonitor().start()
-    time.sleep(1.0)
-    busy = pre.stop()
+    busy = foreign_load(1.0)
     if busy is not None and busy > FOREIGN_WARN:
         say(f"WARNING: before starting, other processes were using {busy:.2f} cores; timings will be noisy"
             + ("" if os.environ.get("OMP_WAIT_POLICY") else " (and with default OpenMP spin-waiting, slow: "
@@ -644,7 +623,7 @@ def main(argv: list[str] | None = None) -> None:
     say("\ntargets:")
     for c in res["targets"]:
         say(f"  {_verdict(c['pass'])}  {c['target']}: {c['measured']}" + (f"  ({c['note']})" if c["note"] else ""))
-    worst = worst_load(res)
+    worst = worstload_cell(res)
     if max(worst, res["foreign_cores_total"] or 0) > FOREIGN_WARN:
         say(f"\nWARNING: other processes used {res['foreign_cores_total']:.2f} cores on average during this run "
             f"(worst measurement {worst:.2f}); wall times are not reliable. Rerun on an idle machine, or compare "
