@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="bench/work/demo_ablation")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the demo preset's)")
     ap.add_argument("--seeds", type=report.comma_ints, default="0,1,2")
-    ap.add_argument("--variants", type=report.comma_list, default=",".join(VARIANTS),
+    ap.add_argument("--variants", type=report.comma_choices(VARIANTS), default=",".join(VARIANTS),
                     help=f"comma-separated from {', '.join(VARIANTS)}")
     report.add_set_flag(ap, "a training option for every variant, e.g. --set upsample=nearest")
     ap.add_argument("--name", default="demo_ablation", help="file stem of the results")

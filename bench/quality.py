@@ -451,11 +451,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=64, help="image size (64 on a CPU; 256 with --data on a GPU)")
     ap.add_argument("--data", default=None, help="your own dataset (trainA/, trainB/, optional testA/, testB/): "
                                                  "realism and the do-nothing row only")
-    ap.add_argument("--tasks", type=report.comma_list, default="scenes,photos",
+    ap.add_argument("--tasks", type=report.comma_choices(BUILT_IN, " (or use --data DIR)"), default="scenes,photos",
                     help="comma-separated built-in tasks (default: scenes,photos)")
     ap.add_argument("--seeds", type=report.comma_ints, default=None, help="comma-separated seeds, e.g. 0,1,2")
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--methods", type=report.comma_list, default=None,
+    ap.add_argument("--methods", type=report.comma_choices(ALL_METHODS), default=None,
                     help=f"comma-separated, from: {', '.join(ALL_METHODS)}")
     ap.add_argument("--n-train", type=int, default=None, help="training images per domain of the built-in tasks")
     ap.add_argument("--n-test", type=int, default=None, help="held-out images of the built-in tasks")
@@ -488,9 +488,6 @@ def main(argv: list[str] | None = None) -> None:
     if not seeds:
         ap.error("--seeds needs at least one seed, e.g. --seeds 0,1,2")
     methods = args.methods or list(mode.methods)
-    unknown = [m for m in methods if m not in ALL_METHODS]
-    if unknown:
-        ap.error(f"unknown method(s) {unknown}; choose from {', '.join(ALL_METHODS)}")
     if args.size % 4:
         ap.error("--size must be a multiple of 4")
     if args.snapshot_every < 0:
@@ -500,9 +497,6 @@ def main(argv: list[str] | None = None) -> None:
         stem = args.name or f"quality-{Path(args.data).resolve().name}" + (mode.suffix if args.quick else "")
     else:
         tasks = args.tasks
-        bad = [t for t in tasks if t not in BUILT_IN]
-        if bad:
-            ap.error(f"unknown task(s) {bad}; built-in tasks are scenes, photos (or use --data DIR)")
         stem = args.name or "quality" + mode.suffix + (f"-{args.size}" if args.size != 64 else "")
     if args.render:
         print(report.rerender(results, stem, render).read_text())

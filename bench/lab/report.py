@@ -66,6 +66,18 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def comma_choices(choices: Iterable[str], hint: str = "") -> Callable[[str], list[str]]:
+    """An argparse ``type``: :func:`comma_list`, refusing items not in ``choices`` (``hint`` ends the error)."""
+    choices = tuple(choices)
+
+    def parse(text: str) -> list[str]:
+        unknown = [item for item in comma_list(text) if item not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}{hint}")
+        return comma_list(text)
+    return parse
+
+
 def comma_ints(text: str) -> list[int]:
     """``"0,1, 2"`` -> ``[0, 1, 2]`` (an argparse ``type``)."""
     return [int(item) for item in comma_list(text)]
