@@ -100,6 +100,8 @@ VARIANT = {"antialias": ("--antialias", {"antialias": True}), "channels_last": (
            "bf16": ("--precision bf16", {}),
            "effnet": ("EfficientNet-Lite0", {"backbone": "efficientnet-lite0", "backbone_weights": "imagenet"})}
 PATCH = 32
+#: the map implementations the loss and kernel sections compare: (maps, implementation) -> window size
+IMPLS = {("local", "fast"): PATCH, ("global", "fast"): None, ("local", "per-query"): PATCH}
 NUM_QUERIES = 256
 LAYERS = {"relu3_1": (256, 4), "relu4_1": (512, 8)}  # channels, stride
 # Reference implementations on this kind of machine, idle, default threading (performance guide,
@@ -145,9 +147,8 @@ def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> 
         for structure in ("fsesim", "lsesim"):
             learned = structure == "lsesim"
             base = SpatialCorrelativeLoss(weights=None, patch_size=PATCH, learned=learned, num_queries=NUM_QUERIES)
-            impls = {("local", "fast"): PATCH, ("global", "fast"): None, ("local", "per-query"): PATCH}
             steps = {}
-            for (window, impl), patch in impls.items():
+            for (window, impl), patch in IMPLS.items():
                 cls = SpatialCorrelativeLoss if impl == "fast" else PerQuerySpatialLoss
                 loss_fn = cls(weights=None, patch_size=patch, learned=learned, num_queries=NUM_QUERIES)
                 loss_fn.load_state_dict(base.state_dict())
@@ -160,11 +161,10 @@ def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> 
                 y.grad = None
 
             steps["-", "features only"] = features_only
-            impls["-", "features only"] = None
             torch.manual_seed(0)
             for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
-                             "windows": "no maps" if window == "-" else window_note(size, impls[window, impl]), **m})
+                             "windows": "no maps" if window == "-" else window_note(size, IMPLS[window, impl]), **m})
                 say(f"  loss {size:>4}px {structure:6} {window:6} {impl:9} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
@@ -181,9 +181,8 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
                 fx = torch.rand(1, c, s, s, generator=gen)  # ReLU-like, non-negative
                 fy = torch.rand(1, c, s, s, generator=gen).requires_grad_()
                 feats.append((fx, fy))
-            impls = {("local", "fast"): PATCH, ("global", "fast"): None, ("local", "per-query"): PATCH}
             steps = {}
-            for (window, impl), patch in impls.items():
+            for (window, impl), patch in IMPLS.items():
 
                 def step(patch=patch, impl=impl):
                     total = 0.0
@@ -205,7 +204,7 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
             shapes = ", ".join(f"{n} {c}x{size // LAYERS[n][1]}x{size // LAYERS[n][1]}" for n, c in channels.items())
             for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
-                             "features": shapes, "windows": window_note(size, impls[window, impl]), **m})
+                             "features": shapes, "windows": window_note(size, IMPLS[window, impl]), **m})
                 say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
