@@ -64,6 +64,7 @@ from lab.reference_code import (
 from lab.timing import attributed_flops, cpu_model, loadavg, measure_interleaved, quartiles, read_status
 
 PATCH = {"fsesim": 64, "lsesim": 32}  # their --patch_size per method (lab.methods keys)
+LABEL = {method: METHODS[method].label for method in PATCH}
 SIDES = {
     "theirs": "their `sc` model, released script",
     "sesim": "`--preset [lsesim,]public-code`: the same computation, their weights",
@@ -273,10 +274,12 @@ def child(side: str, method: str, size: int, steps: int, folder: str, vgg_file: 
 
 def measure_memory(folder: Path, vgg_file: Path, method: str, size: int, sides: list[str], steps: int,
                    threads: int, device: torch.device) -> dict:
-    return {side: runner.child_result([str(Path(__file__).resolve()), "--child", side, method, str(size), str(steps),
-                                       "--reference", str(folder), "--vgg-file", str(vgg_file), "--threads",
-                                       str(threads), "--device", str(device)], f"memory child {side} {method} {size}")
-            for side in sides}
+    out = {}
+    for side in sides:
+        args = [str(Path(__file__).resolve()), "--child", side, method, str(size), str(steps), "--reference",
+                str(folder), "--vgg-file", str(vgg_file), "--threads", str(threads), "--device", str(device)]
+        out[side] = runner.child_result(args, f"memory child {side} {method} {size}")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +331,7 @@ def render(res: dict) -> str:
             ratio = "1" if side == "theirs" else f"**{s['ratio']:.2f}×** ({s['ratio_p25']:.2f}–{s['ratio_p75']:.2f})"
             f = r["flops"].get(side) or r["flops"].get(side.replace(" bf16", ""))
             m = mem.get(side, {})
-            lines.append(f"| {METHODS[r['method']].label} | {r['size']} | {side} | {s['wall_s']:.3f} ({s['p25_s']:.3f}–"
+            lines.append(f"| {LABEL[r['method']]} | {r['size']} | {side} | {s['wall_s']:.3f} ({s['p25_s']:.3f}–"
                          f"{s['p75_s']:.3f}) | {ratio} | {s['cpu_s']:.2f} | {gf(f and f['total'])} | "
                          f"{gb(m.get('peak_rss'))} | {gb(m.get('steady_rss'))} |" + (f" {gb(m.get('peak_gpu'))} |" if gpu else ""))
     lines += ["", "## Memory (resident set of a fresh process per side, GB)", "",
@@ -345,7 +348,7 @@ def render(res: dict) -> str:
             own = m["peak_rss"] - m["rss_after_import"]
             ratio = "1" if side == "theirs" or base is None else (
                 f"{m['peak_rss'] / base['peak_rss']:.2f} / {own / (base['peak_rss'] - base['rss_after_import']):.2f}")
-            lines.append(f"| {METHODS[method].label} | {size} | {side} | {gb(m['rss_after_import'])} | {gb(m['rss_built'])} | "
+            lines.append(f"| {LABEL[method]} | {size} | {side} | {gb(m['rss_after_import'])} | {gb(m['rss_built'])} | "
                          f"{gb(m['steady_rss'])} | {gb(m['peak_rss'])} | {gb(own)} | {ratio} |")
     lines += ["", "## Where the FLOPs go (GFLOP per training step, forward + backward)", "",
               "Attributed by the weights each convolution or matmul reads; *maps & rest* reads no network weights "
@@ -353,7 +356,7 @@ def render(res: dict) -> str:
               "| method | px | side | " + " | ".join(CATEGORIES) + " | total |", "|---|---|---|" + "---|" * (len(CATEGORIES) + 1)]
     for r in res["training"]:
         for side, f in r["flops"].items():
-            lines.append(f"| {METHODS[r['method']].label} | {r['size']} | {side} | "
+            lines.append(f"| {LABEL[r['method']]} | {r['size']} | {side} | "
                          + " | ".join(gf(f[c]) for c in CATEGORIES) + f" | {gf(f['total'])} |")
     if res["inference"]:
         lines += ["", "## Inference (batch 1)", "",
@@ -376,14 +379,14 @@ def render(res: dict) -> str:
         for side in ("sesim", "sesim bf16", "paper", "default"):
             if side in r["sides"]:
                 v = r["sides"][side]["ratio"]
-                lines.append(f"| {METHODS[r['method']].label} step ≤ {limit}× theirs, {r['size']} px, {side} | {v:.2f}× | "
+                lines.append(f"| {LABEL[r['method']]} step ≤ {limit}× theirs, {r['size']} px, {side} | {v:.2f}× | "
                              f"{verdict(v <= limit)} |")
         mem = res["memory"].get(f"{r['method']}@{r['size']}", {})
         if "theirs" in mem:
             for side in ("sesim", "paper", "default"):
                 if side in mem:
                     v = mem[side]["peak_rss"] / mem["theirs"]["peak_rss"]
-                    lines.append(f"| {METHODS[r['method']].label} peak RSS ≤ 0.8× theirs, {r['size']} px, {side} | {v:.2f}× | "
+                    lines.append(f"| {LABEL[r['method']]} peak RSS ≤ 0.8× theirs, {r['size']} px, {side} | {v:.2f}× | "
                                  f"{verdict(v <= 0.8)} |")
     for r in res["inference"]:
         if r["size"] == 256:
@@ -459,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         vgg_file = random_vgg16_file(Path(tmp) / "vgg16-random.pth", seed=0)
         for size in sizes:
             for method in args.methods:
-                say(f"training step {METHODS[method].label} {size} px: {reps[size]} interleaved rounds of {sides} ...")
+                say(f"training step {LABEL[method]} {size} px: {reps[size]} interleaved rounds of {sides} ...")
                 row = compare_training(folder, vgg_file, method, size, sides, warmup, reps[size], device)
                 res["training"].append(row)
                 say("  " + ", ".join(f"{k} {v['wall_s']:.3f} s" + (f" ({v['ratio']:.2f}x)" if "ratio" in v else "")

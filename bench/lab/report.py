@@ -47,11 +47,11 @@ def add_render_flag(ap: argparse.ArgumentParser, where: str) -> None:
                     help=f"measure nothing: rewrite the report from its JSON in {where} (default bench/results)")
 
 
-
-def add_set_flag(ap: argparse.ArgumentParser, help: str) -> None:
-    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, a list of ``(key, value)``: ``dict()`` it."""
+def add_set_flag(ap: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable; ``what`` is its help) into ``args.overrides``, a list of
+    ``(key, value)``: ``dict()`` it."""
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=_set_item,
-                    help=help + " (repeatable)")
+                    help=what + " (repeatable)")
 
 
 def _set_item(item: str) -> tuple[str, str]:
@@ -71,10 +71,11 @@ def comma_choices(choices: Iterable[str], hint: str = "") -> Callable[[str], lis
     choices = tuple(choices)
 
     def parse(text: str) -> list[str]:
-        unknown = [item for item in comma_list(text) if item not in choices]
+        items = comma_list(text)
+        unknown = [item for item in items if item not in choices]
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}{hint}")
-        return comma_list(text)
+        return items
     return parse
 
 
