@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=64, help="image size (64 on a CPU; 256 with --data on a GPU)")
     ap.add_argument("--data", default=None, help="your own dataset (trainA/, trainB/, optional testA/, testB/): "
                                                  "realism and the do-nothing row only")
-    ap.add_argument("--tasks", type=report.comma_choices(BUILT_IN, " (or use --data DIR)"), default="scenes,photos",
+    ap.add_argument("--tasks", type=report.comma_choices(BUILT_IN, " (or use --data DIR)"), default=None,
                     help="comma-separated built-in tasks (default: scenes,photos)")
     ap.add_argument("--seeds", type=report.comma_ints, default=None, help="comma-separated seeds, e.g. 0,1,2")
     ap.add_argument("--steps", type=int, default=None)
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         tasks = ["custom"]
         stem = args.name or f"quality-{Path(args.data).resolve().name}" + (mode.suffix if args.quick else "")
     else:
-        tasks = args.tasks
+        tasks = args.tasks or list(BUILT_IN)
         stem = args.name or "quality" + mode.suffix + (f"-{args.size}" if args.size != 64 else "")
     if args.render:
         print(report.rerender(results, stem, render).read_text())
