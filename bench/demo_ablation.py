@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import report, runner, stats
-from lab.methods import METHODS, build_config, option, parse_sets
+from lab.methods import METHODS, build_config, option
 from lab.timing import loadavg
 
 VARIANTS = ("gan-only", "fsesim", "lsesim")
@@ -82,19 +82,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/work/demo_ablation")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the demo preset's)")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated from {', '.join(VARIANTS)}")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="a training option for every variant, e.g. --set upsample=nearest (repeatable)")
+    ap.add_argument("--seeds", type=report.comma_ints, default="0,1,2")
+    ap.add_argument("--variants", type=report.comma_choices(VARIANTS), default=",".join(VARIANTS),
+                    help=f"comma-separated from {', '.join(VARIANTS)}")
+    report.add_set_flag(ap, "a training option for every variant, e.g. --set upsample=nearest")
     ap.add_argument("--name", default="demo_ablation", help="file stem of the results")
     ap.add_argument("--results", default=None)
     ap.add_argument("--jobs", type=int, default=2)
     report.add_render_flag(ap, "--results")
     args = ap.parse_args(argv)
-    try:
-        overrides = parse_sets(args.overrides)
-    except ValueError as err:
-        ap.error(str(err))
+    overrides = dict(args.overrides)
     results = report.output_folder(ap, args.results, quick=bool(args.steps))
     if args.render:
         print(report.rerender(results, args.name, render).read_text())
@@ -103,8 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     from sesim.demo import score
 
     os.environ.setdefault("SESIM_OFFLINE", "1")
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    seeds, variants = args.seeds, args.variants
     out = Path(args.out)
     tag = "".join(f"-{k}-{v}" for k, v in sorted(overrides.items())) + (f"-{args.steps}" if args.steps else "")
 

@@ -61,7 +61,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lab import paths, report, runner, snapshots, stats
-from lab.methods import METHODS, Method, build_config, option, parse_sets, unavailable
+from lab.methods import METHODS, Method, build_config, option, unavailable
 from lab.tasks import BUILT_IN, Task, custom_task, load_folder
 from lab.timing import loadavg
 
@@ -337,7 +337,7 @@ def render(result: dict) -> str:
         cols = info["structure_columns"]
         header = ["method"] + [h for _, h, _ in cols] + ["FD ↓", "KID×100 ↓", "steps", "train s / run", "s / step",
                                                            "peak RSS MB"]
-        lines += [f"## {task}: {info['title']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += [f"## {task}: {info['title']}", "", *report.table(header, [])]
         for s in summary:
             if s["task"] != task:
                 continue
@@ -352,7 +352,7 @@ def render(result: dict) -> str:
                           f"{s['peak_rss_mb']:.0f}" if not math.isnan(s["peak_rss_mb"]) else "–"]
             else:
                 cells += ["–"] * 4
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(report.table_row(cells))
         lines += [""] + [f"- {n}" for n in info["notes"]] + [
             f"- realism: FD and KID (×100; cubic-kernel unbiased MMD², 10 subsets of ≤ 100) between the {info['n_test']} "
             f"translations and {info['n_reference']} held-out real domain-B images, in the features of a small CNN trained "
@@ -451,10 +451,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=64, help="image size (64 on a CPU; 256 with --data on a GPU)")
     ap.add_argument("--data", default=None, help="your own dataset (trainA/, trainB/, optional testA/, testB/): "
                                                  "realism and the do-nothing row only")
-    ap.add_argument("--tasks", default=None, help="comma-separated built-in tasks (default: scenes,photos)")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    ap.add_argument("--tasks", type=report.comma_choices(BUILT_IN, " (or use --data DIR)"), default=None,
+                    help="comma-separated built-in tasks (default: scenes,photos)")
+    ap.add_argument("--seeds", type=report.comma_ints, default=None, help="comma-separated seeds, e.g. 0,1,2")
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--methods", default=None, help=f"comma-separated, from: {', '.join(ALL_METHODS)}")
+    ap.add_argument("--methods", type=report.comma_choices(ALL_METHODS), default=None,
+                    help=f"comma-separated, from: {', '.join(ALL_METHODS)}")
     ap.add_argument("--n-train", type=int, default=None, help="training images per domain of the built-in tasks")
     ap.add_argument("--n-test", type=int, default=None, help="held-out images of the built-in tasks")
     ap.add_argument("--feature-steps", type=int, default=None, help="training steps of the realism feature CNN")
@@ -471,8 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default=None, help="file stem of the results (default: quality[-quick|-<data>])")
     ap.add_argument("--fresh", action="store_true", help="retrain runs even when finished ones are found in --out")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep each run's resumable checkpoint.pt")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="change a training option for every method, e.g. --set antialias=true (repeatable)")
+    report.add_set_flag(ap, "change a training option for every method, e.g. --set antialias=true")
     ap.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                     help="train every run with generator snapshots every N steps and report, per run, the last and "
                          "the best snapshot of each metric (picked on a validation split: lab.snapshots)")
@@ -480,19 +481,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     mode = QUICK if args.quick else FULL
-    try:
-        overrides = parse_sets(args.overrides)
-    except ValueError as err:
-        ap.error(str(err))
+    overrides = dict(args.overrides)
     results = report.output_folder(ap, args.results, quick=args.quick)
     steps = args.steps or mode.steps
-    seeds = list(mode.seeds) if args.seeds is None else [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = list(mode.seeds) if args.seeds is None else args.seeds
     if not seeds:
         ap.error("--seeds needs at least one seed, e.g. --seeds 0,1,2")
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(mode.methods)
-    unknown = [m for m in methods if m not in ALL_METHODS]
-    if unknown:
-        ap.error(f"unknown method(s) {unknown}; choose from {', '.join(ALL_METHODS)}")
+    methods = args.methods or list(mode.methods)
     if args.size % 4:
         ap.error("--size must be a multiple of 4")
     if args.snapshot_every < 0:
@@ -501,10 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         tasks = ["custom"]
         stem = args.name or f"quality-{Path(args.data).resolve().name}" + (mode.suffix if args.quick else "")
     else:
-        tasks = [t.strip() for t in (args.tasks or "scenes,photos").split(",")]
-        bad = [t for t in tasks if t not in BUILT_IN]
-        if bad:
-            ap.error(f"unknown task(s) {bad}; built-in tasks are scenes, photos (or use --data DIR)")
+        tasks = args.tasks or list(BUILT_IN)
         stem = args.name or "quality" + mode.suffix + (f"-{args.size}" if args.size != 64 else "")
     if args.render:
         print(report.rerender(results, stem, render).read_text())

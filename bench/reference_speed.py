@@ -39,24 +39,20 @@ images/s of the same generator (their ``model.test()`` against sesim's ``transla
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
-from lab import report
+from lab import report, runner
+from lab.methods import METHODS, build_config
 from lab.reference_code import (
     ReferenceMissing,
     ReferenceModel,
@@ -65,10 +61,10 @@ from lab.reference_code import (
     random_vgg16_file,
     reference_commit,
 )
-from lab.timing import loadavg, measure_interleaved, quartiles, read_status
+from lab.timing import attributed_flops, cpu_model, loadavg, measure_interleaved, quartiles, read_status
 
-METHODS = {"fsesim": dict(learned=False, patch=64), "lsesim": dict(learned=True, patch=32)}
-LABEL = {"fsesim": "FSeSim", "lsesim": "LSeSim"}
+PATCH = {"fsesim": 64, "lsesim": 32}  # their --patch_size per method (lab.methods keys)
+LABEL = {method: METHODS[method].label for method in PATCH}
 SIDES = {
     "theirs": "their `sc` model, released script",
     "sesim": "`--preset [lsesim,]public-code`: the same computation, their weights",
@@ -86,6 +82,7 @@ INFERENCE_SIDES = {
 CATEGORIES = ("G", "D", "backbone", "heads", "maps & rest")
 TARGETS = {"fsesim": 0.8, "lsesim": 0.5}  # training step, sesim / theirs
 INFERENCE_TARGET = 1.5  # img/s, sesim / theirs, at 256 px
+STEM = "reference_code"  # of the report and its JSON
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,28 +100,15 @@ def images(size: int, seed: int = 1) -> dict[str, torch.Tensor]:
 
 
 def sesim_config(side: str, method: str, size: int, vgg_file: Path):
-    """The TrainConfig of a sesim side (see :data:`SIDES`)."""
-    from sesim.config import TrainConfig
-
-    spec = METHODS[method]
-    cfg = TrainConfig()
-    presets = ["lsesim"] if spec["learned"] else []
-    if side in ("sesim", "sesim bf16"):
-        presets.append("public-code")
-    for preset in presets:
-        cfg.apply_preset(preset)
+    """The TrainConfig of a sesim side (see :data:`SIDES`): ``method`` as ``lab.methods`` defines it,
+    on the side's backbone; the ``sesim`` sides add the ``public-code`` preset and their patch size."""
+    same = side in ("sesim", "sesim bf16")
+    run = {"backbone": "vgg16", "backbone_weights": str(vgg_file), "size": size, "load_size": size}
     if side == "default":
-        cfg.set_flat("backbone", "efficientnet-lite0")
-        cfg.set_flat("backbone_weights", "imagenet")
-    else:
-        cfg.set_flat("backbone", "vgg16")
-        cfg.set_flat("backbone_weights", str(vgg_file))
-    if side in ("sesim", "sesim bf16"):
-        cfg.set_flat("patch_size", spec["patch"])
-        cfg.set_flat("head_on_translation", spec["learned"])
-    cfg.set_flat("size", size)
-    cfg.set_flat("load_size", size)
-    return cfg
+        run.update(backbone="efficientnet-lite0", backbone_weights="imagenet")
+    if same:
+        run.update(patch_size=PATCH[method], head_on_translation=method == "lsesim")
+    return build_config(method, presets=("public-code",) if same else (), run=run)
 
 
 def build_sesim(side: str, method: str, size: int, vgg_file: Path, device: torch.device):
@@ -137,8 +121,7 @@ def build_sesim(side: str, method: str, size: int, vgg_file: Path, device: torch
 
 def build_reference(folder: Path, vgg_file: Path, method: str, size: int, batch: dict,
                     device: torch.device) -> ReferenceModel:
-    spec = METHODS[method]
-    ref = ReferenceModel(folder, vgg_file, size, spec["learned"], spec["patch"], device=str(device))
+    ref = ReferenceModel(folder, vgg_file, size, method == "lsesim", PATCH[method], device=str(device))
     ref.initialize(batch)
     return ref
 
@@ -183,42 +166,13 @@ def components(side: str, model) -> dict[str, nn.Module | list[nn.Module]]:
             "heads": [heads] if heads is not None else []}
 
 
-class AttributedFlops(TorchDispatchMode):
-    """Count matmul and convolution FLOPs (forward and backward; ``torch.utils.flop_counter``'s
-    formulas) by the network whose parameter or buffer storage an operation reads; operations that
-    read none (self-similarity products, InfoNCE) count as ``maps & rest``."""
-
-    def __init__(self, groups: dict[str, nn.Module | list[nn.Module]]) -> None:
-        super().__init__()
-        self.owner: dict[int, str] = {}
-        for name, modules in groups.items():
-            for module in modules if isinstance(modules, list) else [modules]:
-                for t in [*module.parameters(), *module.buffers()]:
-                    self.owner.setdefault(t.untyped_storage().data_ptr(), name)
-        self.flops: dict[str, int] = defaultdict(int)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        packet = func._overloadpacket
-        if packet in flop_registry:
-            flops = flop_registry[packet](*args, **kwargs, out_val=out)
-            owner = next((self.owner[p] for a in args if isinstance(a, torch.Tensor)
-                          and (p := a.untyped_storage().data_ptr()) in self.owner), "maps & rest")
-            self.flops[owner] += int(flops)
-        return out
-
-
-def attributed_flops(fn: Callable[[], object], groups: dict) -> dict[str, int]:
-    with AttributedFlops(groups) as counter:
-        fn()
-    out = {c: counter.flops.get(c, 0) for c in CATEGORIES}
-    out["total"] = sum(out.values())
-    return out
-
-
 def ratio_spread(walls: list[float], ref: list[float]) -> tuple[float, float, float]:
     return quartiles([a / b for a, b in zip(walls, ref)])
+
+
+def side_times(m: dict) -> dict:
+    """The timing of one side (a :func:`lab.timing.measure_interleaved` entry) as the JSON keeps it."""
+    return {"wall_s": m["wall_s"], "p25_s": m["p25"], "p75_s": m["p75"], "cpu_s": m["cpu_s"], "walls": m["walls"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,15 +193,13 @@ def compare_training(folder: Path, vgg_file: Path, method: str, size: int, sides
         if not side.endswith("bf16"):  # autocast's weight copies hide which network a conv belongs to
             flops[side] = attributed_flops(steps[side], components(side, models[side]))
     m = measure_interleaved(steps, warmup, repeats, count_flops=False)
-    row = {"method": method, "size": size, "patch": METHODS[method]["patch"], "copied_output_diff": copied,
+    row = {"method": method, "size": size, "patch": PATCH[method], "copied_output_diff": copied,
            "flops": flops, "load_after": (loadavg() or []), "foreign_cores": m["theirs"]["foreign_cores"],
            "sides": {}}
     for side in sides:
-        r = m[side]
-        out = {"wall_s": r["wall_s"], "p25_s": r["p25"], "p75_s": r["p75"], "cpu_s": r["cpu_s"], "walls": r["walls"],
-               "repeats": r["repeats"], "warmup": warmup}
+        out = {**side_times(m[side]), "repeats": m[side]["repeats"], "warmup": warmup}
         if side != "theirs":
-            out["ratio_p25"], out["ratio"], out["ratio_p75"] = ratio_spread(r["walls"], m["theirs"]["walls"])
+            out["ratio_p25"], out["ratio"], out["ratio_p75"] = ratio_spread(m[side]["walls"], m["theirs"]["walls"])
         row["sides"][side] = out
     return row
 
@@ -291,11 +243,9 @@ def compare_inference(folder: Path, vgg_file: Path, size: int, sides: list[str],
     row = {"size": size, "output_diff": diffs, "flops": flops, "foreign_cores": m["theirs"]["foreign_cores"],
            "sides": {}}
     for side in sides:
-        r = m[side]
-        out = {"wall_s": r["wall_s"], "p25_s": r["p25"], "p75_s": r["p75"], "cpu_s": r["cpu_s"], "walls": r["walls"],
-               "img_per_s": 1 / r["wall_s"]}
+        out = {**side_times(m[side]), "img_per_s": 1 / m[side]["wall_s"]}
         if side != "theirs":  # speed-up: their time / this side's time, per round
-            inv = [1 / v for v in ratio_spread(r["walls"], m["theirs"]["walls"])]
+            inv = [1 / v for v in ratio_spread(m[side]["walls"], m["theirs"]["walls"])]
             out["speedup_p25"], out["speedup"], out["speedup_p75"] = sorted(inv)
         row["sides"][side] = out
     return row
@@ -317,24 +267,18 @@ def child(side: str, method: str, size: int, steps: int, folder: str, vgg_file: 
         step()
         steady.append(read_status("VmRSS"))
     gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    print("RESULT " + json.dumps({"side": side, "method": method, "size": size, "peak_rss": read_status("VmHWM"),
-                                  "peak_gpu": gpu, "rss_after_import": rss_import, "rss_built": rss_built,
-                                  "steady_rss": statistics.median(steady[1:] or steady), "steps": steps}), flush=True)
+    runner.send_result({"side": side, "method": method, "size": size, "peak_rss": read_status("VmHWM"), "peak_gpu": gpu,
+                        "rss_after_import": rss_import, "rss_built": rss_built,
+                        "steady_rss": statistics.median(steady[1:] or steady), "steps": steps})
 
 
 def measure_memory(folder: Path, vgg_file: Path, method: str, size: int, sides: list[str], steps: int,
                    threads: int, device: torch.device) -> dict:
     out = {}
     for side in sides:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", side, method, str(size), str(steps),
-               "--reference", str(folder), "--vgg-file", str(vgg_file), "--threads", str(threads),
-               "--device", str(device)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            say(proc.stdout[-2000:], proc.stderr[-4000:])
-            raise RuntimeError(f"memory child {side} {method} {size} failed (exit {proc.returncode})")
-        out[side] = json.loads(lines[-1][len("RESULT "):])
+        args = [str(Path(__file__).resolve()), "--child", side, method, str(size), str(steps), "--reference",
+                str(folder), "--vgg-file", str(vgg_file), "--threads", str(threads), "--device", str(device)]
+        out[side] = runner.child_result(args, f"memory child {side} {method} {size}")
     return out
 
 
@@ -353,7 +297,8 @@ def verdict(ok: bool) -> str:
     return "**PASS**" if ok else "**not met**"
 
 
-def write_report(res: dict, out: Path) -> str:
+def render(res: dict) -> str:
+    """The Markdown report of a ``reference_code.json``."""
     threads = res["threads"]
     gpu = any(m.get("peak_gpu") for mem in res["memory"].values() for m in mem.values())
     loads = [r.get("foreign_cores") for r in res["training"] + res["inference"] if r.get("foreign_cores") is not None]
@@ -451,11 +396,7 @@ def write_report(res: dict, out: Path) -> str:
                     lines.append(f"| inference ≥ {INFERENCE_TARGET}× their img/s, 256 px, {side} | {v:.2f}× | "
                                  f"{verdict(v >= INFERENCE_TARGET)} |")
     lines.append("")
-    text = "\n".join(lines)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reference_code.md").write_text(text)
-    (out / "reference_code.json").write_text(json.dumps(res, indent=1) + "\n")
-    return text
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -464,20 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N for the same table on a GPU "
                                                      "(peak GPU memory is then reported too)")
-    ap.add_argument("--sizes", default="128,256")
-    ap.add_argument("--methods", default="fsesim,lsesim")
-    ap.add_argument("--sides", default=",".join(SIDES), help="training sides, 'theirs' first")
-    ap.add_argument("--inference-sides", default=",".join(INFERENCE_SIDES))
+    ap.add_argument("--sizes", type=report.comma_ints, default="128,256")
+    ap.add_argument("--methods", type=report.comma_choices(PATCH), default="fsesim,lsesim")
+    ap.add_argument("--sides", type=report.comma_choices(SIDES), default=",".join(SIDES),
+                    help="training sides, 'theirs' first")
+    ap.add_argument("--inference-sides", type=report.comma_choices(INFERENCE_SIDES), default=",".join(INFERENCE_SIDES),
+                    help="'theirs' first")
     ap.add_argument("--repeats-128", type=int, default=8)
     ap.add_argument("--repeats-256", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls per side before the timed rounds")
     ap.add_argument("--memory-steps", type=int, default=3)
-    ap.add_argument("--inference-sizes", default="256", help="sizes of the inference comparison ('' for none)")
+    ap.add_argument("--inference-sizes", type=report.comma_ints, default="256",
+                    help="sizes of the inference comparison ('' for none)")
     ap.add_argument("--quick", action="store_true", help="128 px, few repeats; writes bench/work/results-quick")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--render", action="store_true",
-                    help="rewrite reference_code.md in --out (default bench/results) from its reference_code.json; "
-                         "measures nothing")
+    report.add_render_flag(ap, "--out")
     ap.add_argument("--child", nargs=4, metavar=("SIDE", "METHOD", "SIZE", "STEPS"), help=argparse.SUPPRESS)
     ap.add_argument("--vgg-file", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -489,45 +431,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = report.output_folder(ap, args.out, quick=args.quick)
     if args.render:
-        print(write_report(json.loads((out / "reference_code.json").read_text()), out))
+        print(report.rerender(out, STEM, render).read_text())
         return 0
     try:
         folder = find_reference(args.reference)
     except ReferenceMissing as err:
         print(f"SKIPPED: {err}. No side-by-side figures were measured or written.")
         return 0
-    sides = args.sides.split(",")
-    inference_sides = args.inference_sides.split(",")
-    if sides[0] != "theirs" or inference_sides[0] != "theirs" or not set(sides) <= set(SIDES) \
-            or not set(inference_sides) <= set(INFERENCE_SIDES):
-        ap.error(f"--sides: 'theirs' first, then any of {list(SIDES)[1:]}; --inference-sides: of {list(INFERENCE_SIDES)}")
+    sides, inference_sides = args.sides, args.inference_sides
+    if sides[0] != "theirs" or inference_sides[0] != "theirs":
+        ap.error("--sides and --inference-sides: 'theirs' first")
     if args.quick:
         sizes, reps, warmup, mem_steps = [128], {128: 3}, 1, 2
         inference_sizes = [128]
     else:
-        sizes = [int(s) for s in args.sizes.split(",")]
+        sizes, inference_sizes = args.sizes, args.inference_sizes
         reps = {s: (args.repeats_128 if s <= 128 else args.repeats_256) for s in sizes}
         warmup, mem_steps = args.warmup, args.memory_steps
-        inference_sizes = [int(v) for v in args.inference_sizes.split(",") if v]
     t0 = time.perf_counter()
     command = "OMP_NUM_THREADS=%s python bench/%s" % (os.environ.get("OMP_NUM_THREADS", "unset"),
                                                        " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
     res = {"reference_commit": reference_commit(folder), "threads": torch.get_num_threads(),
            "load_start": (loadavg() or []), "command": command, "device": str(device),
-           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "torch": torch.__version__, "python": platform.python_version()},
+           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+                       "python": platform.python_version()},
            "training": [], "inference": [], "memory": {}}
-    try:
-        res["machine"]["cpu"] = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                                     if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     if device.type == "cuda":
         res["machine"]["gpu"] = torch.cuda.get_device_name(device)
     with tempfile.TemporaryDirectory(prefix="sesim-refbench-") as tmp:
         vgg_file = random_vgg16_file(Path(tmp) / "vgg16-random.pth", seed=0)
         for size in sizes:
-            for method in args.methods.split(","):
+            for method in args.methods:
                 say(f"training step {LABEL[method]} {size} px: {reps[size]} interleaved rounds of {sides} ...")
                 row = compare_training(folder, vgg_file, method, size, sides, warmup, reps[size], device)
                 res["training"].append(row)
@@ -538,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                 res["memory"][f"{method}@{size}"] = mem
                 say("  peak RSS " + ", ".join(f"{k} {gb(v['peak_rss'])} GB" for k, v in mem.items()))
                 res["elapsed_s"] = time.perf_counter() - t0
-                write_report(res, out)  # what is measured so far
+                report.write(out, STEM, res, render, indent=1)  # what is measured so far
         for size in inference_sizes:
             say(f"inference {size} px ...")
             row = compare_inference(folder, vgg_file, size, inference_sides, warmup, 3 * reps.get(size, 3), device)
@@ -546,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             say("  " + ", ".join(f"{k} {v['img_per_s']:.2f} img/s" for k, v in row["sides"].items()))
     res["load_end"] = (loadavg() or [])
     res["elapsed_s"] = time.perf_counter() - t0
-    print(write_report(res, out))
-    say(f"wrote {out}/reference_code.md and .json")
+    print(report.write(out, STEM, res, render, indent=1)["md"].read_text())
+    say(f"wrote {out}/{STEM}.md and .json")
     return 0
 
 

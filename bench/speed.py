@@ -47,10 +47,8 @@ Reports of runs that measured it still render its rows.)
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,9 +56,25 @@ from typing import Callable
 
 import torch
 
-from lab import ROOT, report
+from lab import ROOT, report, runner
 from lab.methods import METHODS as REGISTRY, build_config, option
-from lab.timing import LoadMonitor, machine_info, measure, measure_interleaved, read_status, say
+from lab.timing import (
+    FOREIGN_WARN,
+    LoadMonitor,
+    foreign_load,
+    gflop_cell,
+    load_cell,
+    load_note,
+    machine_info,
+    matmul_peak,
+    measure,
+    measure_interleaved,
+    rate_cells,
+    read_status,
+    say,
+    spread_cell,
+    summary,
+)
 
 sys.path.append(str(ROOT / "tests"))  # the per-query reference implementation of the maps
 from reference_selfsim import PerQuerySpatialLoss, per_query_maps  # noqa: E402
@@ -80,12 +94,16 @@ VARIANTS = ("fsesim@antialias", "fsesim@channels_last", "fsesim@bf16")
 BACKBONE_VARIANTS = ("fsesim@effnet", "lsesim@effnet")  # at every size: the offline default backbone
 BACKBONES = {"vgg16": dict(backbone="vgg16", weights="random"),  # weights do not change timing
              "efficientnet-lite0": dict(backbone="efficientnet-lite0", weights="imagenet")}
-VARIANT_LABEL = {"antialias": "--antialias", "channels_last": "--channels-last", "effnet": "EfficientNet-Lite0",
-                 "bf16": "--precision bf16"}
+#: ``<method>@<variant>``: its label and config options on top of the method (channels_last and bf16
+#: change how the step runs instead, in child_train)
+VARIANT = {"antialias": ("--antialias", {"antialias": True}), "channels_last": ("--channels-last", {}),
+           "bf16": ("--precision bf16", {}),
+           "effnet": ("EfficientNet-Lite0", {"backbone": "efficientnet-lite0", "backbone_weights": "imagenet"})}
 PATCH = 32
+#: the map implementations the loss and kernel sections compare: (maps, implementation) -> window size
+IMPLS = {("local", "fast"): PATCH, ("global", "fast"): None, ("local", "per-query"): PATCH}
 NUM_QUERIES = 256
 LAYERS = {"relu3_1": (256, 4), "relu4_1": (512, 8)}  # channels, stride
-FOREIGN_WARN = 0.1  # cores used by other processes above which a measurement is flagged
 # Reference implementations on this kind of machine, idle, default threading (performance guide,
 # s/iter median). Their loss uses the public code's settings (relu3_1, relu4_1, relu4_3; global
 # maps; tanh similarity; masked cosine), not sesim's paper defaults: context, not a target.
@@ -113,6 +131,15 @@ def _source_and_translation(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, (torch.rand(1, 3, size, size, generator=gen) * 2 - 1).requires_grad_()
 
 
+def loss_step(loss_fn: SpatialCorrelativeLoss, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One forward + backward of ``loss_fn(x, y)`` into the translation ``y``, as a no-argument call."""
+
+    def step():
+        loss_fn(x, y).backward()
+        y.grad = None
+    return step
+
+
 def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> list[dict]:
     rows = []
     for size in sizes:
@@ -120,18 +147,12 @@ def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> 
         for structure in ("fsesim", "lsesim"):
             learned = structure == "lsesim"
             base = SpatialCorrelativeLoss(weights=None, patch_size=PATCH, learned=learned, num_queries=NUM_QUERIES)
-            impls = {("local", "fast"): PATCH, ("global", "fast"): None, ("local", "per-query"): PATCH}
             steps = {}
-            for (window, impl), patch in impls.items():
+            for (window, impl), patch in IMPLS.items():
                 cls = SpatialCorrelativeLoss if impl == "fast" else PerQuerySpatialLoss
                 loss_fn = cls(weights=None, patch_size=patch, learned=learned, num_queries=NUM_QUERIES)
                 loss_fn.load_state_dict(base.state_dict())
-
-                def step(loss_fn=loss_fn):
-                    loss_fn(x, y).backward()
-                    y.grad = None
-
-                steps[window, impl] = step
+                steps[window, impl] = loss_step(loss_fn, x, y)
 
             def features_only(loss_fn=base):  # the floor: the loss's VGG16 (+ heads) work without any map
                 with torch.no_grad():
@@ -140,12 +161,11 @@ def bench_loss(sizes: list[int], warmup: int, repeats: int, min_time: float) -> 
                 y.grad = None
 
             steps["-", "features only"] = features_only
-            impls["-", "features only"] = None
             torch.manual_seed(0)
             for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
-                             "windows": "no maps" if window == "-" else window_note(size, impls[window, impl]), **m})
-                say(f"  loss {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
+                             "windows": "no maps" if window == "-" else window_note(size, IMPLS[window, impl]), **m})
+                say(f"  loss {size:>4}px {structure:6} {window:6} {impl:9} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
 
@@ -161,9 +181,8 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
                 fx = torch.rand(1, c, s, s, generator=gen)  # ReLU-like, non-negative
                 fy = torch.rand(1, c, s, s, generator=gen).requires_grad_()
                 feats.append((fx, fy))
-            impls = {("local", "fast"): PATCH, ("global", "fast"): None, ("local", "per-query"): PATCH}
             steps = {}
-            for (window, impl), patch in impls.items():
+            for (window, impl), patch in IMPLS.items():
 
                 def step(patch=patch, impl=impl):
                     total = 0.0
@@ -185,8 +204,8 @@ def bench_kernel(sizes: list[int], warmup: int, repeats: int, min_time: float) -
             shapes = ", ".join(f"{n} {c}x{size // LAYERS[n][1]}x{size // LAYERS[n][1]}" for n, c in channels.items())
             for (window, impl), m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "window": window, "impl": impl,
-                             "features": shapes, "windows": window_note(size, impls[window, impl]), **m})
-                say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
+                             "features": shapes, "windows": window_note(size, IMPLS[window, impl]), **m})
+                say(f"  kernel {size:>4}px {structure:6} {window:6} {impl:9} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
 
@@ -196,21 +215,15 @@ def bench_backbones(sizes: list[int], warmup: int, repeats: int, min_time: float
     for size in sizes:
         x, y = _source_and_translation(size)
         for structure in ("fsesim", "lsesim"):
-            steps, losses = {}, {}
-            for name, kwargs in BACKBONES.items():
-                losses[name] = SpatialCorrelativeLoss(patch_size=PATCH, learned=structure == "lsesim",
-                                                      num_queries=NUM_QUERIES, **kwargs)
-
-                def step(loss_fn=losses[name]):
-                    loss_fn(x, y).backward()
-                    y.grad = None
-
-                steps[name] = step
+            losses = {name: SpatialCorrelativeLoss(patch_size=PATCH, learned=structure == "lsesim",
+                                                   num_queries=NUM_QUERIES, **kwargs)
+                      for name, kwargs in BACKBONES.items()}
+            steps = {name: loss_step(loss_fn, x, y) for name, loss_fn in losses.items()}
             torch.manual_seed(0)
             for name, m in measure_interleaved(steps, warmup, repeats, min_time=min_time).items():
                 rows.append({"size": size, "structure": structure, "backbone": name,
                              "layers": ",".join(losses[name].layers), **m})
-                say(f"  backbone {size:>4}px {structure:6} {name:18} {_fmt_s(m)}{_paired(m)}{_flag(m)}")
+                say(f"  backbone {size:>4}px {structure:6} {name:18} {summary(m)}{_paired(m)}{load_note(m)}")
     return rows
 
 
@@ -219,17 +232,16 @@ def bench_backbones(sizes: list[int], warmup: int, repeats: int, min_time: float
 # --------------------------------------------------------------------------------------------
 def label(method: str) -> str:
     base, _, variant = method.partition("@")
-    return REGISTRY[base].label + (f" ({VARIANT_LABEL[variant]})" if variant else "")
+    return REGISTRY[base].label + (f" ({VARIANT[variant][0]})" if variant else "")
 
 
 def method_config(method: str, size: int):
     """The default (paper-size) config with ``method`` (a key of METHODS, optionally with ``@<variant>``,
-    see VARIANTS) on the backbone of its row, at ``size``."""
+    see VARIANT) at ``size``, on a random VGG16 unless the variant changes the backbone."""
     method, _, variant = method.partition("@")
-    backbone = BACKBONES["efficientnet-lite0" if variant == "effnet" else "vgg16"]
-    return build_config(method, base={"antialias": True} if variant == "antialias" else {},
-                        run={"backbone": backbone["backbone"], "backbone_weights": backbone["weights"],
-                             "size": size, "load_size": size})
+    options = VARIANT[variant][1] if variant else {}
+    return build_config(method, run={"backbone": "vgg16", "backbone_weights": "random", **options,
+                                     "size": size, "load_size": size})
 
 
 def child_train(method: str, size: int, warmup: int, repeats: int, threads: int) -> None:
@@ -257,7 +269,7 @@ def child_train(method: str, size: int, warmup: int, repeats: int, threads: int)
              rss_end=read_status("VmRSS"), threads=torch.get_num_threads(),
              params={k: sum(p.numel() for p in v.parameters()) for k, v in model.named_children()
                      if isinstance(v, torch.nn.Module)})
-    print("RESULT " + json.dumps(m), flush=True)
+    runner.send_result(m)
 
 
 def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int], threads: int,
@@ -268,23 +280,16 @@ def bench_train(sizes: list[int], warmup: int, repeats_for: Callable[[int], int]
         for method in [*METHODS, *BACKBONE_VARIANTS, *(VARIANTS if size == max(sizes) else ())]:
             if only is not None and method not in only:
                 continue
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child-train", method, str(size),
-                   "--warmup", str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)]
             monitor = LoadMonitor().start()
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+            row = runner.child_result([str(Path(__file__).resolve()), "--child-train", method, str(size), "--warmup",
+                                       str(warmup), "--repeats", str(repeats_for(size)), "--threads", str(threads)],
+                                      f"training-step child for {method} at {size}px")
             total = time.perf_counter() - t0
-            foreign_process = monitor.stop()
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                say(proc.stdout[-2000:], proc.stderr[-4000:])
-                raise RuntimeError(f"training-step child for {method} at {size}px failed (exit {proc.returncode})")
-            row = json.loads(lines[-1][len("RESULT "):])
-            row["process_wall_s"] = total
-            row["foreign_cores_process"] = foreign_process
+            row.update(process_wall_s=total, foreign_cores_process=monitor.stop())
             rows.append(row)
-            say(f"  train {size:>4}px {label(method):8} {_fmt_s(row)}  peak {_gb(row['peak_rss'])} GB"
-                f"  (child {total:.0f} s){_flag(row)}")
+            say(f"  train {size:>4}px {label(method):8} {summary(row)}  peak {_gb(row['peak_rss'])} GB"
+                f"  (child {total:.0f} s){load_note(row)}")
     return rows
 
 
@@ -315,56 +320,34 @@ def bench_inference(sizes: list[int], warmup: int, repeats_for: Callable[[int], 
         else:
             m = measure(run, warmup if size <= 256 else 1, repeats_for(size))
         rows.append({"size": size, "images_per_s": 1.0 / m["wall_s"], **m})
-        say(f"  inference {size:>4}px {_fmt_s(m)}  {1 / m['wall_s']:.2f} img/s{_flag(m)}")
+        say(f"  inference {size:>4}px {summary(m)}  {1 / m['wall_s']:.2f} img/s{load_note(m)}")
     return rows
 
 
 def bench_matmul(n: int, warmup: int, repeats: int) -> dict:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    m = measure(lambda: torch.mm(a, b, out=out), warmup, repeats, count_flops=False)
-    m["n"] = n
-    m["flops"] = 2 * n**3
-    m["gflops_median"] = 2 * n**3 / m["wall_s"] / 1e9
-    m["gflops_best"] = 2 * n**3 / min(m["walls"]) / 1e9
-    say(f"  matmul {n}x{n} float32: {m['gflops_median']:.1f} GFLOP/s median, {m['gflops_best']:.1f} best{_flag(m)}")
+    m = matmul_peak(n, warmup, repeats)
+    say(f"  matmul {n}x{n} float32: {m['gflops_median']:.1f} GFLOP/s median, {m['gflops_best']:.1f} best{load_note(m)}")
     return m
 
 
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
-def _fmt_s(m: dict) -> str:
-    return f"{m['wall_s']:.3f} s ({m['p25']:.3f}-{m['p75']:.3f}), CPU {m['cpu_s']:.2f} s"
-
-
 def _paired(m: dict) -> str:
     return f"  [{m['paired_ratio']:.2f}x local fast, paired]" if "paired_ratio" in m else ""
-
-
-def _flag(m: dict) -> str:
-    f = m.get("foreign_cores")
-    return f"  [other processes: {f:.2f} cores]" if f is not None and f > FOREIGN_WARN else ""
 
 
 def _gb(b: int | None) -> str:
     return "?" if b is None else f"{b / 1e9:.2f}"
 
 
-def _load(m: dict) -> str:
-    f = m.get("foreign_cores")
-    return "?" if f is None else (f"**{f:.2f}**" if f > FOREIGN_WARN else f"{f:.2f}")
+def _guide(r: dict) -> str:
+    ref = GUIDE_TRAIN.get((r["method"], r["size"]))
+    return "–" if ref is None else f"{ref:.3f}"
 
 
-def _gflop(m: dict) -> str:
-    return "–" if not m.get("flops") else f"{m['flops'] / 1e9:.2f}"
-
-
-def _rate(m: dict, peak: float) -> tuple[str, str]:
-    if not m.get("flops"):
-        return "–", "–"
-    g = m["flops"] / m["wall_s"] / 1e9
-    return f"{g:.1f}", f"{100 * g / peak:.0f} %"
+def _vs_vgg16(r: dict) -> str:
+    return f"{r['paired_ratio']:.2f}x" if r["backbone"] != "vgg16" and "paired_ratio" in r else "–"
 
 
 def _verdict(ok: bool | None) -> str:
@@ -430,15 +413,18 @@ def evaluate_targets(res: dict) -> list[dict]:
     return checks
 
 
-def all_measurements(res: dict) -> list[dict]:
-    return [*res["loss"], *res["kernel"], *res["train"], *res["inference"], *res.get("backbones", []), res["matmul"]]
+def worstload_cell(res: dict) -> float:
+    """The most cores other processes used during any one measurement of the run."""
+    measurements = [*res["loss"], *res["kernel"], *res["train"], *res["inference"], *res.get("backbones", []),
+                    res["matmul"]]
+    return max((m.get("foreign_cores") or 0.0) for m in measurements)
 
 
 def render(res: dict) -> str:
     """The Markdown report of a ``speed.json``."""
     mi, peak = res["machine"], res["matmul"]["gflops_median"]
     tiled = res.get("tiled_kernel", True)  # the row-band kernel existed until it was removed, having measured slower
-    worst = max((m.get("foreign_cores") or 0.0) for m in all_measurements(res))
+    worst = worstload_cell(res)
     lines = [
         "# sesim speed (bench/speed.py)", "",
         f"Machine: {mi['cpu']}, {mi['usable_cpus']} usable of {mi['logical_cpus']} logical CPUs, "
@@ -452,16 +438,15 @@ def render(res: dict) -> str:
         "by a speed-up target are timed interleaved (one call of each implementation per round); *paired* "
         "ratios are medians over rounds of the per-round ratio.", "",
     ]
-    if worst > FOREIGN_WARN or (res["foreign_cores_total"] or 0) > FOREIGN_WARN:
+    if max(worst, res["foreign_cores_total"] or 0) > FOREIGN_WARN:
         lines += [f"> **WARNING: the machine was not idle.** Other processes used {res['foreign_cores_total']:.2f} "
                   f"cores on average over the run (worst measurement {worst:.2f}). Wall times are not reliable "
                   "(libgomp threads spin-wait while their partner is descheduled); compare CPU seconds measured "
                   "with `OMP_WAIT_POLICY=PASSIVE`, or rerun on an idle machine.", ""]
 
     lines += ["## Targets", "", "Verdicts use wall-clock medians; they mean something only where *load* is near 0.", "",
-              "| target | measured | result | note |", "|---|---|---|---|"]
-    for c in res["targets"]:
-        lines.append(f"| {c['target']} | {c['measured']} | {_verdict(c['pass'])} | {c['note']} |")
+              *report.table(["target", "measured", "result", "note"],
+                            ([c["target"], c["measured"], _verdict(c["pass"]), c["note"]] for c in res["targets"]))]
 
     lines += ["", "## a. Structure loss alone (forward + backward into the translation)", "",
               f"`SpatialCorrelativeLoss(weights=None, ...)`: random VGG16 (weights do not change timing), "
@@ -471,13 +456,10 @@ def render(res: dict) -> str:
               "through the (frozen) 1x1-conv heads. *features only* = the same VGG16 (+ heads) forward/backward with no "
               "maps at all: the floor both implementations share, which bounds the whole loss's speed-up. At 128 px, P = 32 covers both maps, so local = global; at "
               "256 px only relu3_1 (64x64) has real 32x32 windows.", "",
-              "| size | structure | maps | implementation | s/call | CPU s | GFLOP | GFLOP/s | of peak | load | windows |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["loss"]:
-        g, f = _rate(r, peak)
-        lines.append(f"| {r['size']} | {r['structure']} | {r['window']} | {r['impl']} | {r['wall_s']:.3f} "
-                     f"({r['p25']:.3f}–{r['p75']:.3f}) | {r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_load(r)} | "
-                     f"{r['windows']} |")
+              *report.table(["size", "structure", "maps", "implementation", "s/call", "CPU s", "GFLOP", "GFLOP/s",
+                             "of peak", "load", "windows"],
+                            ([r["size"], r["structure"], r["window"], r["impl"], spread_cell(r), f"{r['cpu_s']:.2f}",
+                              gflop_cell(r), *rate_cells(r, peak), load_cell(r), r["windows"]] for r in res["loss"]))]
 
     lines += ["", "### The map part alone (no VGG16)", "",
               "Maps of source (no grad) and translation (grad) + cosine map distance, forward + backward to the "
@@ -486,12 +468,11 @@ def render(res: dict) -> str:
               "of each window)" + ("; *tiled* = the optional row-band kernel (`sesim.ops.selfsim.TILE_WINDOWS = True`: "
                                    "each group of queries multiplied only with the rows holding its windows)" if tiled
                                    else "") + ".", "",
-              "| size | features | maps | implementation | s/call | CPU s | GFLOP | load | windows |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in res["kernel"]:
-        lines.append(f"| {r['size']} | {r['features']} | {r['window']} | {r['impl']} | {r['wall_s'] * 1e3:.1f} ms "
-                     f"({r['p25'] * 1e3:.1f}–{r['p75'] * 1e3:.1f}) | {r['cpu_s']:.3f} | {_gflop(r)} | {_load(r)} | "
-                     f"{r['windows']} |")
+              *report.table(["size", "features", "maps", "implementation", "s/call", "CPU s", "GFLOP", "load",
+                             "windows"],
+                            ([r["size"], r["features"], r["window"], r["impl"],
+                              f"{r['wall_s'] * 1e3:.1f} ms ({r['p25'] * 1e3:.1f}–{r['p75'] * 1e3:.1f})",
+                              f"{r['cpu_s']:.3f}", gflop_cell(r), load_cell(r), r["windows"]] for r in res["kernel"]))]
 
     lines += ["", "## b. Full training step (batch 1, default paper-size networks)", "",
               "ResNet-9-block generator (ngf 64), 70x70 PatchGAN, each method's preset; random VGG16 for "
@@ -500,23 +481,18 @@ def render(res: dict) -> str:
               "(includes the ~import floor shown as *RSS after import*, and the FLOP-counted warm-up step). "
               "*reference code* = the guide's s/iter for the authors' F-LSeSim / CUT code on this kind of "
               "machine (its loss uses public-code settings: 3 layers, global maps) — context only.", "",
-              "| size | method | s/step | img/s | CPU s/step | GFLOP/step | GFLOP/s | of peak | peak RSS | "
-              "RSS after import | load | reference code s/iter |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["train"]:
-        g, f = _rate(r, peak)
-        ref = GUIDE_TRAIN.get((r["method"], r["size"]))
-        lines.append(f"| {r['size']} | {label(r['method'])} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) "
-                     f"| {1 / r['wall_s']:.2f} | {r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_gb(r['peak_rss'])} GB | "
-                     f"{_gb(r['rss_after_import'])} GB | {_load(r)} | {'–' if ref is None else f'{ref:.3f}'} |")
+              *report.table(["size", "method", "s/step", "img/s", "CPU s/step", "GFLOP/step", "GFLOP/s", "of peak",
+                             "peak RSS", "RSS after import", "load", "reference code s/iter"],
+                            ([r["size"], label(r["method"]), spread_cell(r), f"{1 / r['wall_s']:.2f}",
+                              f"{r['cpu_s']:.2f}", gflop_cell(r), *rate_cells(r, peak), f"{_gb(r['peak_rss'])} GB",
+                              f"{_gb(r['rss_after_import'])} GB", load_cell(r), _guide(r)] for r in res["train"]))]
 
     lines += ["", "## c. Inference (default generator, `translate_tensor` under `torch.inference_mode`, batch 1)", "",
-              "| size | s/img | img/s | CPU s/img | GFLOP/img | GFLOP/s | of peak | load | note |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in res["inference"]:
-        g, f = _rate(r, peak)
-        lines.append(f"| {r['size']} | {r['wall_s']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) | {r['images_per_s']:.2f} | "
-                     f"{r['cpu_s']:.2f} | {_gflop(r)} | {g} | {f} | {_load(r)} |"
+              *report.table(["size", "s/img", "img/s", "CPU s/img", "GFLOP/img", "GFLOP/s", "of peak", "load", "note"],
+                            [])]
+    for r in res["inference"]:  # (a row without a note ends "| |")
+        lines.append(report.table_row([r["size"], spread_cell(r), f"{r['images_per_s']:.2f}", f"{r['cpu_s']:.2f}",
+                                       gflop_cell(r), *rate_cells(r, peak), load_cell(r)])
                      + (f" {r['flops_note']} |" if r.get("flops_note") else " |"))
     lines.append(f"\nReference code (guide): {GUIDE_INFER_256} img/s at 256 px (generator forward).")
 
@@ -526,12 +502,10 @@ def render(res: dict) -> str:
                   f"{NUM_QUERIES} queries) with each backbone at its default layers, timed interleaved; *vs VGG16* is the "
                   "paired ratio of the rounds. The training steps with EfficientNet-Lite0 (`@effnet`, the offline "
                   "default) are in section b, with their peak memory.", "",
-                  "| size | structure | backbone | layers | s/call | vs VGG16 | CPU s | GFLOP | load |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in res["backbones"]:
-            ratio = f"{r['paired_ratio']:.2f}x" if r["backbone"] != "vgg16" and "paired_ratio" in r else "–"
-            lines.append(f"| {r['size']} | {r['structure']} | {r['backbone']} | {r['layers']} | {r['wall_s']:.3f} "
-                         f"({r['p25']:.3f}–{r['p75']:.3f}) | {ratio} | {r['cpu_s']:.2f} | {_gflop(r)} | {_load(r)} |")
+                  *report.table(["size", "structure", "backbone", "layers", "s/call", "vs VGG16", "CPU s", "GFLOP",
+                                 "load"],
+                                ([r["size"], r["structure"], r["backbone"], r["layers"], spread_cell(r), _vs_vgg16(r),
+                                  f"{r['cpu_s']:.2f}", gflop_cell(r), load_cell(r)] for r in res["backbones"]))]
         for size in sorted({r["size"] for r in res["train"]}):
             t = {r["method"]: r for r in res["train"] if r["size"] == size}
             pairs = [(m, f"{m}@effnet") for m in ("fsesim", "lsesim") if m in t and f"{m}@effnet" in t]
@@ -545,7 +519,7 @@ def render(res: dict) -> str:
     lines += ["", "## d. Arithmetic", "",
               f"float32 matmul peak: `torch.mm` {mm['n']}x{mm['n']}, {mi['threads']} threads: "
               f"**{mm['gflops_median']:.1f} GFLOP/s** median ({mm['gflops_best']:.1f} best) over {mm['repeats']} "
-              f"calls; load {_load(mm)}. The *of peak* columns divide achieved GFLOP/s by the median.",
+              f"calls; load {load_cell(mm)}. The *of peak* columns divide achieved GFLOP/s by the median.",
               "FLOPs come from `torch.utils.flop_counter.FlopCounterMode` over one call (forward and backward "
               "matmuls and convolutions; element-wise work such as normalisation, activations and Adam is not "
               "counted). The per-query reference multiplies each query with its window only, so it does fewer FLOPs than the "
@@ -585,9 +559,10 @@ def main(argv: list[str] | None = None) -> None:
         child_train(args.child_train[0], int(args.child_train[1]), warmup, args.repeats or 1, args.threads)
         return
 
-    sizes = [int(s) for s in (args.sizes or ("128" if args.quick else "128,256")).split(",") if s.strip()]
-    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
+    # (the flags stay strings: the JSON records them as given)
+    sizes = report.comma_ints(args.sizes or ("128" if args.quick else "128,256"))
+    sections = set(report.comma_list(args.sections))
+    only = set(report.comma_list(args.methods)) if args.methods else None
     known = {*METHODS, *BACKBONE_VARIANTS, *VARIANTS}
     if only and not only <= known:
         p.error(f"--methods: unknown {', '.join(sorted(only - known))} (known: {', '.join(sorted(known))})")
@@ -610,9 +585,7 @@ def main(argv: list[str] | None = None) -> None:
         f"OMP_WAIT_POLICY {info['OMP_WAIT_POLICY']}; {info['mem_total_gb']} GB RAM")
     say(f"sizes {sizes}; kernel sizes {kernel_sizes}; inference sizes {infer_sizes}; warm-up {warmup}"
         f"{'; QUICK smoke test' if args.quick else ''}")
-    pre = LoadMonitor().start()
-    time.sleep(1.0)
-    busy = pre.stop()
+    busy = foreign_load(1.0)
     if busy is not None and busy > FOREIGN_WARN:
         say(f"WARNING: before starting, other processes were using {busy:.2f} cores; timings will be noisy"
             + ("" if os.environ.get("OMP_WAIT_POLICY") else " (and with default OpenMP spin-waiting, slow: "
@@ -649,8 +622,8 @@ def main(argv: list[str] | None = None) -> None:
     say("\ntargets:")
     for c in res["targets"]:
         say(f"  {_verdict(c['pass'])}  {c['target']}: {c['measured']}" + (f"  ({c['note']})" if c["note"] else ""))
-    worst = max((m.get("foreign_cores") or 0.0) for m in all_measurements(res))
-    if worst > FOREIGN_WARN or (res["foreign_cores_total"] or 0) > FOREIGN_WARN:
+    worst = worstload_cell(res)
+    if max(worst, res["foreign_cores_total"] or 0) > FOREIGN_WARN:
         say(f"\nWARNING: other processes used {res['foreign_cores_total']:.2f} cores on average during this run "
             f"(worst measurement {worst:.2f}); wall times are not reliable. Rerun on an idle machine, or compare "
             "CPU seconds with OMP_WAIT_POLICY=PASSIVE.")

@@ -1,4 +1,4 @@
-"""Results as JSON, reports rendered from the JSON.
+"""Results as JSON, reports rendered from the JSON; the command-line flags the scripts share.
 
 A benchmark writes ``<stem>.json`` and then renders ``<stem>.md`` from that file as read back, so
 the report holds nothing the JSON does not, and ``--render`` (:func:`rerender`) rewrites the same
@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 from . import paths
+from .methods import parse_sets
 
 Render = Callable[[dict], str]
 
@@ -45,3 +46,49 @@ def add_render_flag(ap: argparse.ArgumentParser, where: str) -> None:
     ap.add_argument("--render", action="store_true",
                     help=f"measure nothing: rewrite the report from its JSON in {where} (default bench/results)")
 
+
+def add_set_flag(ap: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable; ``what`` is its help) into ``args.overrides``, a list of
+    ``(key, value)``: ``dict()`` it."""
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=_set_item,
+                    help=what + " (repeatable)")
+
+
+def _set_item(item: str) -> tuple[str, str]:
+    try:
+        return next(iter(parse_sets([item]).items()))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (an argparse ``type``)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def comma_choices(choices: Iterable[str], hint: str = "") -> Callable[[str], list[str]]:
+    """An argparse ``type``: :func:`comma_list`, refusing items not in ``choices`` (``hint`` ends the error)."""
+    choices = tuple(choices)
+
+    def parse(text: str) -> list[str]:
+        items = comma_list(text)
+        unknown = [item for item in items if item not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}{hint}")
+        return items
+    return parse
+
+
+def comma_ints(text: str) -> list[int]:
+    """``"0,1, 2"`` -> ``[0, 1, 2]`` (an argparse ``type``)."""
+    return [int(item) for item in comma_list(text)]
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, its ``|---|`` rule, then one line per row of cells."""
+    return [table_row(header), "|" + "---|" * len(header), *(table_row(cells) for cells in rows)]
+
+
+def table_row(cells: Sequence[Any]) -> str:
+    """``| a | b |`` (cells through ``str``)."""
+    return "| " + " | ".join(map(str, cells)) + " |"

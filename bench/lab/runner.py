@@ -1,4 +1,5 @@
-"""One training run of a benchmark, in a fresh subprocess: train, translate the held-out inputs, time it.
+"""One training run of a benchmark, in a fresh subprocess: train, translate the held-out inputs, time it;
+and any other measurement that needs a process of its own (:func:`child_result`).
 
 :func:`run_one` writes the run's spec (its whole ``TrainConfig`` as a dict, the inputs to translate,
 where to put the translations) next to its log and starts ``python -m lab.runner SPEC``. The child
@@ -154,6 +155,24 @@ def baseline_rss_mb() -> float:
         return int(res.stdout.strip()) / 1024
     except (OSError, ValueError, subprocess.SubprocessError):
         return float("nan")
+
+
+RESULT = "RESULT "
+
+
+def send_result(result: dict) -> None:
+    """In a child started by :func:`child_result`: hand ``result`` (JSON-able) to the parent."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def child_result(args: list[str], what: str) -> dict:
+    """Run ``python ARGS`` in a fresh process (so that its peak memory is its own) and return what it
+    handed over with :func:`send_result`; ``what`` names the child in the error of a failed one."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][len(RESULT):])
 
 
 def backbone_record(run_dir: Path) -> dict | None:

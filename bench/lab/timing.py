@@ -1,5 +1,6 @@
-"""Timing on a shared machine: interleaved rounds, paired ratios, machine facts and the load from
-other processes (``bench/speed.py``, ``bench/reference_speed.py``, ``bench/norm_kernel.py``).
+"""Timing on a shared machine: interleaved rounds, paired ratios, machine facts, the load from
+other processes and FLOPs per network (``bench/speed.py``, ``bench/reference_speed.py``,
+``bench/norm_kernel.py``).
 
 Statistics: wall-clock median (p25-p75) of the timed repetitions after warm-up; the first warm-up
 call runs under the FLOP counter. Implementations compared with each other are timed *interleaved*,
@@ -16,11 +17,16 @@ import platform
 import resource
 import statistics
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+FOREIGN_WARN = 0.1  # cores used by other processes above which a measurement is flagged
 
 
 def say(*args) -> None:
@@ -102,6 +108,13 @@ class LoadMonitor:
         return max(0.0, (busy1 - self.busy0) - (own1 - self.own0)) / wall
 
 
+def foreign_load(seconds: float) -> float | None:
+    """Cores used by other processes over the next ``seconds`` (this process waits meanwhile)."""
+    monitor = LoadMonitor().start()
+    time.sleep(seconds)
+    return monitor.stop()
+
+
 def read_status(key: str) -> int | None:
     """A ``/proc/self/status`` field in bytes (VmHWM: peak resident size; VmRSS: current)."""
     try:
@@ -171,4 +184,84 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], warmup: int, repea
                      "warmup": warmup, "repeats": rounds}
         if name != names[0]:
             out[name]["paired_ratio"] = statistics.median(a / b for a, b in zip(walls[name], walls[names[0]]))
+    return out
+
+
+def matmul_peak(n: int, warmup: int, repeats: int) -> dict:
+    """The float32 matmul speed of this machine: :func:`measure` of an ``n`` x ``n`` ``torch.mm``,
+    plus ``n``, ``flops`` and GFLOP/s (``gflops_median``, ``gflops_best``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    m = measure(lambda: torch.mm(a, b, out=out), warmup, repeats, count_flops=False)
+    m.update(n=n, flops=2 * n**3, gflops_median=2 * n**3 / m["wall_s"] / 1e9,
+             gflops_best=2 * n**3 / min(m["walls"]) / 1e9)
+    return m
+
+
+# one measurement (a :func:`measure` result) in words and as table cells
+def summary(m: dict) -> str:
+    return f"{m['wall_s']:.3f} s ({m['p25']:.3f}-{m['p75']:.3f}), CPU {m['cpu_s']:.2f} s"
+
+
+def load_note(m: dict) -> str:
+    f = m.get("foreign_cores")
+    return f"  [other processes: {f:.2f} cores]" if f is not None and f > FOREIGN_WARN else ""
+
+
+def spread_cell(m: dict) -> str:
+    return f"{m['wall_s']:.3f} ({m['p25']:.3f}–{m['p75']:.3f})"
+
+
+def load_cell(m: dict) -> str:
+    f = m.get("foreign_cores")
+    return "?" if f is None else (f"**{f:.2f}**" if f > FOREIGN_WARN else f"{f:.2f}")
+
+
+def gflop_cell(m: dict) -> str:
+    return "–" if not m.get("flops") else f"{m['flops'] / 1e9:.2f}"
+
+
+def rate_cells(m: dict, peak: float) -> tuple[str, str]:
+    """Achieved GFLOP/s and its share of ``peak`` GFLOP/s."""
+    if not m.get("flops"):
+        return "–", "–"
+    g = m["flops"] / m["wall_s"] / 1e9
+    return f"{g:.1f}", f"{100 * g / peak:.0f} %"
+
+
+class AttributedFlops(TorchDispatchMode):
+    """Count matmul and convolution FLOPs (forward and backward; ``torch.utils.flop_counter``'s
+    formulas) by the network whose parameter or buffer storage an operation reads; operations that
+    read none (in sesim's losses: self-similarity products, InfoNCE) count as ``rest``."""
+
+    def __init__(self, groups: dict[str, nn.Module | list[nn.Module]], rest: str) -> None:
+        super().__init__()
+        self.owner: dict[int, str] = {}
+        for name, modules in groups.items():
+            for module in modules if isinstance(modules, list) else [modules]:
+                for t in [*module.parameters(), *module.buffers()]:
+                    self.owner.setdefault(t.untyped_storage().data_ptr(), name)
+        self.rest = rest
+        self.flops: dict[str, int] = defaultdict(int)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        if packet in flop_registry:
+            flops = flop_registry[packet](*args, **kwargs, out_val=out)
+            owner = next((self.owner[p] for a in args if isinstance(a, torch.Tensor)
+                          and (p := a.untyped_storage().data_ptr()) in self.owner), self.rest)
+            self.flops[owner] += int(flops)
+        return out
+
+
+def attributed_flops(fn: Callable[[], object], groups: dict[str, nn.Module | list[nn.Module]],
+                     rest: str = "maps & rest") -> dict[str, int]:
+    """FLOPs of one call of ``fn`` per group of networks (:class:`AttributedFlops`), then ``rest``
+    and ``total``, in that order."""
+    with AttributedFlops(groups, rest) as counter:
+        fn()
+    out = {name: counter.flops.get(name, 0) for name in [*groups, rest]}
+    out["total"] = sum(out.values())
     return out
