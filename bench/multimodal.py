@@ -15,7 +15,7 @@ codes 0..K-1 of ``sesim.nets.munit.style_codes(8, K, seed=0)``, the codes of ``s
 
 * **diversity** -- mean pairwise distance between the K samples of one input, averaged over the
   inputs, in two spaces: (a) the 64-d feature space of sesim's self-trained realism CNN
-  (``sesim.metrics.realism``; Euclidean distance), (b) pixels (mean absolute difference, 0..1).
+  (``bench/lab/realism.py``; Euclidean distance), (b) pixels (mean absolute difference, 0..1).
   This is *not* LPIPS (no LPIPS weights offline) and not comparable to published LPIPS numbers. The
   single-modal generator is deterministic, so its diversity is 0 by construction. For scale, the
   same distances between *different* real held-out B images are reported (the "real images" row);

@@ -15,7 +15,7 @@ translates the held-out inputs and scores them (``lab.tasks``):
 
 Realism, on every task: Frechet distance and KID (x100) between the translations and held-out
 real domain-B images, in the feature space of a small CNN trained only on real images
-(``sesim.metrics.realism``; fitted once per task, seed 0, shared by all methods and seeds). These
+(``bench/lab/realism.py``; fitted once per task, seed 0, shared by all methods and seeds). These
 are not comparable to published FID/KID numbers. Each task also gets a do-nothing row (output =
 input) and, where the truth is known, an oracle row (the true target of each input).
 
