@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .nets.described import network_spec
@@ -119,6 +120,24 @@ def load_generator_weights(path: str | Path, device: str | torch.device = "cpu")
         hint = (f"`sesim train --resume {path.parent}` rewrites it from the run's {STATE_FILE}"
                 if (path.parent / STATE_FILE).is_file() else "restore it from a copy")
         raise RunFileError(f"{path} is damaged ({describe_error(err)}); {hint}, or pass --weights FILE") from None
+
+
+def generator_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata :func:`save_generator` stored with generator weights (``network``, ``step``,
+    ``direction``, ``config``, ...), values decoded from JSON; ``{}`` if the file cannot be read
+    (:func:`load_generator_weights` says why, with what to do)."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except Exception:  # noqa: BLE001  (SafetensorError, OSError, ...)
+        return {}
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
