@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -153,8 +154,6 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
             try:
                 os.link(path, link)
             except OSError:  # no hard links on this file system: copy
-                import shutil
-
                 shutil.copyfile(path, link)
             os.replace(link, previous)
 
@@ -220,8 +219,6 @@ def use_previous_state(run_dir: str | Path) -> int:
     if current.exists():
         os.replace(current, run_dir / DAMAGED_STATE_FILE)
     with atomic_path(current) as tmp:
-        import shutil
-
         shutil.copyfile(previous, tmp)
     return step
 
