@@ -282,13 +282,6 @@ class ExemplarConfig:
                            "paper 1e-4)", range=positive())
 
 
-
-
-SECTIONS: dict[str, type] = {
-    "data": DataConfig, "generator": GeneratorConfig, "discriminator": DiscriminatorConfig,
-    "structure": StructureConfig, "nce": NCEConfig, "cycle": CycleConfig, "single_image": SingleImageConfig,
-    "exemplar": ExemplarConfig, "optim": OptimConfig, "run": RunConfig,
-}
 #: section names of older ``config.json`` files and presets; their options are routed by name
 #: (every option name is unique), so old run folders and user presets keep working
 LEGACY_SECTIONS = ("model", "loss")
@@ -336,7 +329,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         cfg = cls(presets=list(d.get("presets", [])), resolved=dict(d.get("resolved", {})))
-        cfg.update_top(method=d.get("method", "sesim"), mode=d.get("mode", "single-modal"))
+        cfg.update_top(**{key: d[key] for key in TOP_LEVEL if key in d})
         for section in (*SECTIONS, *LEGACY_SECTIONS):
             values = d.get(section, {})
             if "vgg_weights" in values and "backbone" not in values:
@@ -442,6 +435,9 @@ class TrainConfig:
         self.presets.append(name_or_path)
 
 
+#: the sections of a :class:`TrainConfig`, in order: name -> dataclass (``"data": DataConfig``, ...)
+SECTIONS: dict[str, type] = {name: hint for name, hint in typing.get_type_hints(TrainConfig).items()
+                             if dataclasses.is_dataclass(hint)}
 FIELD_SECTION: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 assert len(FIELD_SECTION) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "field names must be unique"
 
@@ -454,11 +450,9 @@ def option_fields() -> list[tuple[str, dataclasses.Field]]:
 
 
 #: options a resumed run may change (``sesim train --resume RUN --steps N``): the fields marked ``resume``
-RESUME_OPTIONS: tuple[str, ...] = tuple(f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)
-                                        if f.metadata.get("resume"))
+RESUME_OPTIONS: tuple[str, ...] = tuple(f.name for _, f in option_fields() if f.metadata.get("resume"))
 #: other names of a field (older names, kept working in presets, configs and flags): alias -> field
-ALIASES: dict[str, str] = {a: f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)
-                           for a in f.metadata.get("aliases", ())}
+ALIASES: dict[str, str] = {a: f.name for _, f in option_fields() for a in f.metadata.get("aliases", ())}
 
 
 def _migrate_vgg_weights(loss: dict[str, Any]) -> dict[str, Any]:
