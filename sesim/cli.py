@@ -220,8 +220,6 @@ def _add_viz_parser(sub) -> None:
     c.add_argument("--points", default=None, help="exemplar points of the self-correlation maps, 'x,y;x,y' "
                    "(default: 3 on the diagonal)")
     c.add_argument("--side", type=SIDE, default=128, help="panel width in pixels")
-    c.add_argument("--output", required=True, help="figure file (.png)")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     for q in (h, e):
         q.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default="auto",
                        help="without --run: the feature network (auto: ImageNet VGG16 if its file is found, else "
@@ -231,6 +229,7 @@ def _add_viz_parser(sub) -> None:
         q.add_argument("--feature-norm", choices=("auto", "l2", "centered_l2", "tanh"), default="auto",
                        help="without --run: FSeSim feature normalisation (auto: l2 with pretrained weights, "
                        "centered_l2 with random-init features)")
+    for q in (h, e, c):
         q.add_argument("--output", required=True, help="figure file (.png)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -397,11 +396,9 @@ def _evaluate_sweep(args: argparse.Namespace, options) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from .explain import errormap_command, heatmap_command
+    from .explain import correspondence_command, errormap_command, heatmap_command
 
     if args.viz_command == "correspondence":
-        from .explain import correspondence_command
-
         path = correspondence_command(args.run, args.input, args.exemplar, args.output, points=args.points,
                                       side=args.side, overwrite=args.overwrite)
     elif args.viz_command == "heatmap":

@@ -169,6 +169,8 @@ class Trainer:
             cfg.update(section, values)
         if dist.enabled:
             synchronize_batch_norm(self.method, self.device)
+            for opt in self.method.optimizers.values():
+                sync_gradients_before_step(opt, dist.world_size)
         if cfg.run.channels_last:
             speedups.to_channels_last(self.method)
         if cfg.run.compile:
@@ -176,9 +178,6 @@ class Trainer:
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, self._factor) for name, opt in self.method.optimizers.items()
         }
-        if dist.enabled:
-            for opt in self.method.optimizers.values():
-                sync_gradients_before_step(opt, dist.world_size)
         self.step = 0
         self.last_logs: dict[str, Any] = {}
         if self.main:
@@ -423,8 +422,8 @@ def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = Tr
     run_dir = Path(run_dir)
     cfg = Run(run_dir).config
     if from_previous and int(os.environ.get("RANK", "0")) == 0:
-        log.info("using the previous checkpoint (step %d); the damaged one is kept as checkpoint.damaged.pt",
-                 use_previous_state(run_dir))
+        step = use_previous_state(run_dir)
+        log.info("using the previous checkpoint (step %d); the damaged one is kept as checkpoint.damaged.pt", step)
     for key, value in (overrides or {}).items():
         cfg.set_flat(key, value)
     if steps is not None:
