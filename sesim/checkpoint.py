@@ -35,6 +35,10 @@ from .safeload import UnreadableFileError, describe_error, load_plain
 
 GENERATOR_FILE = "generator.safetensors"
 DIRECTIONS = ("AtoB", "BtoA")
+STATE_FILE = "checkpoint.pt"
+PREVIOUS_STATE_FILE = "checkpoint.prev.pt"
+DAMAGED_STATE_FILE = "checkpoint.damaged.pt"
+CONFIG_FILE = "config.json"
 
 
 def generator_file(direction: str = "AtoB") -> str:
@@ -42,10 +46,6 @@ def generator_file(direction: str = "AtoB") -> str:
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; choose AtoB or BtoA")
     return GENERATOR_FILE if direction == "AtoB" else f"generator_{direction}.safetensors"
-STATE_FILE = "checkpoint.pt"
-PREVIOUS_STATE_FILE = "checkpoint.prev.pt"
-DAMAGED_STATE_FILE = "checkpoint.damaged.pt"
-CONFIG_FILE = "config.json"
 
 
 #: a damaged, truncated or unsafe run file (the message names it and says what to do)
