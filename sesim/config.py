@@ -477,7 +477,7 @@ class OptionError(ValueError):
 
 
 def convert(value: Any, f: dataclasses.Field) -> Any:
-    """Convert a value from TOML/JSON/the command line to the field's type and check choices."""
+    """Convert a value from TOML/JSON/the command line to the field's type and check its choices / range."""
     hint = typing.get_type_hints(_owner(f))[f.name]
     args = typing.get_args(hint)
     optional = type(None) in args
@@ -486,8 +486,7 @@ def convert(value: Any, f: dataclasses.Field) -> Any:
         if not optional:
             raise OptionError(f.name, "cannot be empty")
         return None
-    origin = typing.get_origin(base)
-    if origin is tuple:
+    if typing.get_origin(base) is tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
         value = tuple(str(v).strip() for v in items if str(v).strip())
     elif base is bool:
