@@ -41,10 +41,6 @@ class _FieldValue:
         return text
 
 
-#: ``--tile``: auto, none/off, or a tile side in pixels
-TILE = Choice(("auto", "none", "off"), count(8))
-
-
 class _MemorySize:
     """argparse ``type=`` of ``--max-memory``: a size such as 4G or 512M (bytes), or auto (None)."""
 
@@ -142,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exemplar", default=None, metavar="PHOTO_OR_DIR",
                    help="exemplar runs (--mode exemplar): the photo whose style to follow, for every input, or a "
                         "folder of photos paired with the inputs by name")
-    p.add_argument("--tile", default="auto", metavar="PX", type=TILE,
+    p.add_argument("--tile", default="auto", metavar="PX", type=Choice(("auto", "none", "off"), count(8)),
                    help="translate in tiles of at most PX pixels (same result as whole-image inference: blended "
                         "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
                         "normalisation statistics for the others); auto (default) tiles only images whose estimated "
