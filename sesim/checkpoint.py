@@ -20,12 +20,14 @@ import json
 import os
 import random
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .nets.described import network_spec
@@ -33,6 +35,10 @@ from .safeload import UnreadableFileError, describe_error, load_plain
 
 GENERATOR_FILE = "generator.safetensors"
 DIRECTIONS = ("AtoB", "BtoA")
+STATE_FILE = "checkpoint.pt"
+PREVIOUS_STATE_FILE = "checkpoint.prev.pt"
+DAMAGED_STATE_FILE = "checkpoint.damaged.pt"
+CONFIG_FILE = "config.json"
 
 
 def generator_file(direction: str = "AtoB") -> str:
@@ -40,10 +46,6 @@ def generator_file(direction: str = "AtoB") -> str:
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; choose AtoB or BtoA")
     return GENERATOR_FILE if direction == "AtoB" else f"generator_{direction}.safetensors"
-STATE_FILE = "checkpoint.pt"
-PREVIOUS_STATE_FILE = "checkpoint.prev.pt"
-DAMAGED_STATE_FILE = "checkpoint.damaged.pt"
-CONFIG_FILE = "config.json"
 
 
 #: a damaged, truncated or unsafe run file (the message names it and says what to do)
@@ -121,6 +123,24 @@ def load_generator_weights(path: str | Path, device: str | torch.device = "cpu")
         raise RunFileError(f"{path} is damaged ({describe_error(err)}); {hint}, or pass --weights FILE") from None
 
 
+def generator_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata :func:`save_generator` stored with generator weights (``network``, ``step``,
+    ``direction``, ``config``, ...), values decoded from JSON; ``{}`` if the file cannot be read
+    (:func:`load_generator_weights` says why, with what to do)."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except Exception:  # noqa: BLE001  (SafetensorError, OSError, ...)
+        return {}
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
     """Write the resume state atomically, keeping the one it replaces as ``checkpoint.prev.pt``
     (a hard link, so no copy) until the new file is complete."""
@@ -134,8 +154,6 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
             try:
                 os.link(path, link)
             except OSError:  # no hard links on this file system: copy
-                import shutil
-
                 shutil.copyfile(path, link)
             os.replace(link, previous)
 
@@ -201,8 +219,6 @@ def use_previous_state(run_dir: str | Path) -> int:
     if current.exists():
         os.replace(current, run_dir / DAMAGED_STATE_FILE)
     with atomic_path(current) as tmp:
-        import shutil
-
         shutil.copyfile(previous, tmp)
     return step
 

@@ -1,6 +1,8 @@
 """The ``sesim`` command: ``train``, ``translate``, ``evaluate``, ``viz``, ``view``, ``demo``, ``export``,
-``presets``. Thin: it parses flags and calls the layers below. Training flags are generated from the config dataclasses (one flag per
-field, help text from the field), so the CLI and the saved ``config.json`` never disagree."""
+``presets``. Thin: it parses flags and calls the layers below. Training flags are generated from the config
+dataclasses (one flag per field, help text and range from the field), so the CLI and the saved ``config.json``
+never disagree. Every numeric flag is range-checked at parse time (its ``type=``, a
+:class:`~sesim.ranges.Range`; tests/test_cli_validation.py checks that none is missing)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from . import __version__
 from .config import RESUME_OPTIONS, OptionError, TrainConfig, available_presets, convert, load_preset_text, option_fields
 from .ranges import Choice, count
 from .speedups import PRECISIONS
-
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,10 +41,6 @@ class _FieldValue:
         return text
 
 
-#: ``--tile``: auto, none/off, or a tile side in pixels
-TILE = Choice(("auto", "none", "off"), count(8))
-
-
 class _MemorySize:
     """argparse ``type=`` of ``--max-memory``: a size such as 4G or 512M (bytes), or auto (None)."""
 
@@ -62,31 +59,13 @@ class _MemorySize:
         return ["0", "-1G", "lots", "4X"]
 
 
-#: allowed values of the numeric flags that are not config fields (those are checked by
-#: ``FIELD_RANGES`` in config.py) or evaluate options (by the range of their field), by command;
-#: tests/test_cli_validation.py fails for a numeric flag missing here
-FLAG_RANGES: dict[str, dict[str, object]] = {
-    "translate": {"--batch-size": count(1), "--samples": count(1), "--seed": count(0)},
-    "demo": {"--steps": count(1), "--seed": count(0)},
-    "viz heatmap": {"--side": count(16, 4096)},
-    "viz errormap": {"--side": count(16, 4096)},
-    "viz correspondence": {"--side": count(16, 4096)},
-    "view": {"--size": count(0), "--port": count(0, 65535)},
-}
+#: ``viz --side``: panel width in pixels
+SIDE = count(16, 4096)
 
 
-def _check_numeric_flags(parser: argparse.ArgumentParser, command: str = "") -> None:
-    """Give every numeric flag its range check (argparse ``type=``): config flags from their
-    field (:class:`_FieldValue`), the others from :data:`FLAG_RANGES`."""
-    fields = {f.name: f for _, f in option_fields()}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                _check_numeric_flags(sub, f"{command} {name}".strip())
-        elif command == "train" and action.dest in fields and not isinstance(action, argparse.BooleanOptionalAction):
-            action.type = _FieldValue(fields[action.dest])
-        elif action.option_strings and action.option_strings[0] in FLAG_RANGES.get(command, {}):
-            action.type = FLAG_RANGES[command][action.option_strings[0]]
+def _flag(name: str) -> str:
+    """The command-line flag of an option: ``patch_size`` -> ``--patch-size``."""
+    return "--" + name.replace("_", "-")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +74,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if section not in groups:
             groups[section] = parser.add_argument_group(f"{section.replace('_', '-')} options")
         group = groups[section]
-        flags = ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
+        flags = [_flag(name) for name in (f.name, *f.metadata.get("aliases", ()))]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = ",".join(default) if isinstance(default, tuple) else default
         help_text = f.metadata.get("help", "")
@@ -105,7 +84,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=help_text)
         else:
-            group.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+            group.add_argument(*flags, dest=f.name, default=None, metavar=f.name.upper(), type=_FieldValue(f),
+                               help=help_text)
 
 
 def config_flags(cfg: TrainConfig) -> list[str]:
@@ -116,9 +96,9 @@ def config_flags(cfg: TrainConfig) -> list[str]:
         value = cfg.get_flat(f.name)
         if value is None:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = _flag(f.name)
         if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            flags.append(flag if value else "--no-" + flag[2:])
         else:
             flags += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
     return flags
@@ -145,20 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="an image file or a folder of images (searched recursively)")
     p.add_argument("--output", required=True, help="output folder; files keep their stem, saved as PNG")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (equal sizes are batched)")
+    p.add_argument("--batch-size", type=count(1), default=4, help="images per forward pass (equal sizes are batched)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
                    help="BtoA uses the reverse generator of two-sided methods (CycleGAN)")
     p.add_argument("--weights", default=None, help="a generator .safetensors other than the run's latest")
-    p.add_argument("--samples", type=int, default=1, metavar="K",
+    p.add_argument("--samples", type=count(1), default=1, metavar="K",
                    help="multimodal runs: K outputs per input with different style codes, as <stem>_s<k>.png")
-    p.add_argument("--seed", type=int, default=0, help="multimodal runs: seed of the style codes (reproducible)")
+    p.add_argument("--seed", type=count(0), default=0, help="multimodal runs: seed of the style codes (reproducible)")
     p.add_argument("--style-from", default=None, metavar="IMAGE",
                    help="multimodal runs with a style encoder: take the appearance of this target-domain image")
     p.add_argument("--exemplar", default=None, metavar="PHOTO_OR_DIR",
                    help="exemplar runs (--mode exemplar): the photo whose style to follow, for every input, or a "
                         "folder of photos paired with the inputs by name")
-    p.add_argument("--tile", default="auto", metavar="PX", type=TILE,
+    p.add_argument("--tile", default="auto", metavar="PX", type=Choice(("auto", "none", "off"), count(8)),
                    help="translate in tiles of at most PX pixels (same result as whole-image inference: blended "
                         "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
                         "normalisation statistics for the others); auto (default) tiles only images whose estimated "
@@ -177,10 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")
     p.add_argument("--out", default="sesim-demo", help="folder for the data, the run and the page")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo preset's)")
+    p.add_argument("--steps", type=count(1), default=None, help="training steps (default: the demo preset's)")
     p.add_argument("--structure", choices=("fsesim", "lsesim"), default=None, help="structure loss variant")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("export", help="write a run's generator as ONNX or TorchScript")
@@ -194,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_viz_parser(sub)
     _add_view_parser(sub)
-    _check_numeric_flags(parser)
     return parser
 
 
@@ -205,12 +184,12 @@ def _add_view_parser(sub) -> None:
                    help="run folder; repeat to compare runs side by side")
     p.add_argument("--input", default=None, metavar="IMAGE_OR_FOLDER",
                    help="images to look at (default: the first run's sample images)")
-    p.add_argument("--size", type=int, default=None, metavar="PX", help="--input images: longer side in pixels "
+    p.add_argument("--size", type=count(0), default=None, metavar="PX", help="--input images: longer side in pixels "
                    "(default: the first run's training size; 0 keeps their size)")
     p.add_argument("--style-from", default=None, metavar="IMAGE",
                    help="multimodal runs: start with the style of this target-domain image")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="port (0: any free port; default 8765)")
+    p.add_argument("--port", type=count(0, 65535), default=8765, help="port (0: any free port; default 8765)")
     p.add_argument("--no-open", action="store_true", help="do not open a browser")
 
 
@@ -223,12 +202,12 @@ def _add_viz_parser(sub) -> None:
     h.add_argument("--run", default=None, help="use this run's structure loss (and its trained LSeSim heads)")
     h.add_argument("--points", default=None, help="query points in source pixels, 'x,y;x,y' (default: 3 on the diagonal)")
     h.add_argument("--layers", default=None, help="comma-separated backbone layers (default: the loss's layers)")
-    h.add_argument("--side", type=int, default=160, help="panel width in pixels")
+    h.add_argument("--side", type=SIDE, default=160, help="panel width in pixels")
     e = vsub.add_parser("errormap", help="per-location error of L1, perceptual, PatchNCE, FSeSim, LSeSim between images")
     e.add_argument("--a", required=True, help="reference image (e.g. the source)")
     e.add_argument("--b", required=True, nargs="+", help="one or more images compared with --a (one row each)")
     e.add_argument("--run", default=None, help="use this run's structure loss / LSeSim heads (or a CUT run's PatchNCE)")
-    e.add_argument("--side", type=int, default=128, help="panel width in pixels")
+    e.add_argument("--side", type=SIDE, default=128, help="panel width in pixels")
     c = vsub.add_parser("correspondence", help="exemplar runs: where each input point takes its colour from in the "
                         "exemplar, the warped exemplar, and the exemplar's self-correlation maps")
     c.add_argument("--run", required=True, help="a --mode exemplar run folder")
@@ -236,9 +215,7 @@ def _add_viz_parser(sub) -> None:
     c.add_argument("--exemplar", required=True, help="exemplar photo")
     c.add_argument("--points", default=None, help="exemplar points of the self-correlation maps, 'x,y;x,y' "
                    "(default: 3 on the diagonal)")
-    c.add_argument("--side", type=int, default=128, help="panel width in pixels")
-    c.add_argument("--output", required=True, help="figure file (.png)")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    c.add_argument("--side", type=SIDE, default=128, help="panel width in pixels")
     for q in (h, e):
         q.add_argument("--backbone", choices=("auto", "vgg16", "efficientnet-lite0"), default="auto",
                        help="without --run: the feature network (auto: ImageNet VGG16 if its file is found, else "
@@ -248,6 +225,7 @@ def _add_viz_parser(sub) -> None:
         q.add_argument("--feature-norm", choices=("auto", "l2", "centered_l2", "tanh"), default="auto",
                        help="without --run: FSeSim feature normalisation (auto: l2 with pretrained weights, "
                        "centered_l2 with random-init features)")
+    for q in (h, e, c):
         q.add_argument("--output", required=True, help="figure file (.png)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -276,7 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         fixed = [k for k in given if k not in RESUME_OPTIONS]
         if fixed or args.preset:
             raise SystemExit(f"sesim train --resume: cannot change {fixed or ['--preset']} of an existing run; "
-                             f"only {', '.join('--' + k.replace('_', '-') for k in RESUME_OPTIONS)}")
+                             f"only {', '.join(map(_flag, RESUME_OPTIONS))}")
         overrides = {k: getattr(args, k) for k in given if k != "steps"}
         steps = int(args.steps) if args.steps is not None else None
         run = resume(args.resume, steps=steps, progress=progress, overrides=overrides,
@@ -348,7 +326,7 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics/translations in --out")
     for f in EvaluateOptions.flag_fields():  # --protocol, --metrics, ...: how to score
-        p.add_argument("--" + f.name.replace("_", "-"), default=f.default, choices=f.metadata.get("choices"),
+        p.add_argument(_flag(f.name), default=f.default, choices=f.metadata.get("choices"),
                        type=f.metadata.get("range"), help=f.metadata["help"] or None)
 
 
@@ -414,11 +392,9 @@ def _evaluate_sweep(args: argparse.Namespace, options) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from .explain import errormap_command, heatmap_command
+    from .explain import correspondence_command, errormap_command, heatmap_command
 
     if args.viz_command == "correspondence":
-        from .explain import correspondence_command
-
         path = correspondence_command(args.run, args.input, args.exemplar, args.output, points=args.points,
                                       side=args.side, overwrite=args.overwrite)
     elif args.viz_command == "heatmap":

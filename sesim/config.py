@@ -1,9 +1,9 @@
 """Typed training configuration: one dataclass per concern, presets from TOML, saved whole as JSON.
 
 Every field name is unique across sections, so each maps to one command-line flag
-(``patch_size`` -> ``--patch-size``); the help text lives next to the field. Resolution order:
-dataclass defaults (the paper's single-modal settings), then each ``--preset`` in order
-(``sesim/presets/<name>.toml``), then explicit flags.
+(``patch_size`` -> ``--patch-size``); its help text and allowed range live next to the field.
+Resolution order: dataclass defaults (the paper's single-modal settings), then each ``--preset`` in
+order (``sesim/presets/<name>.toml``), then explicit flags.
 """
 
 from __future__ import annotations
@@ -30,9 +30,17 @@ STRUCTURES = ("fsesim", "lsesim", "perceptual", "l1", "patchnce", "none")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A field with its help text; ``kw`` goes into its metadata: ``choices``, ``range`` (the allowed
+    values of a numeric option, a :class:`~sesim.ranges.Range`, checked by :func:`convert`; every
+    numeric option without choices has one, tests/test_cli_validation.py checks), ``resume``
+    (changeable on resume), ``aliases`` (older names)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
+
+
+#: the range of every loss weight (``lambda_*``)
+WEIGHT = non_negative(float)
 
 
 @dataclass
@@ -43,13 +51,14 @@ class DataConfig:
     dir_a: str | None = _f(None, "explicit folder of domain-A (source) training images")
     dir_b: str | None = _f(None, "explicit folder of domain-B (target) training images")
     direction: str = _f("AtoB", "AtoB translates A into B; BtoA swaps the domains", choices=("AtoB", "BtoA"))
-    size: int = _f(256, "training crop size in pixels (a multiple of 4)")
-    load_size: int | None = _f(None, "resize before cropping (default: size * 286 / 256)")
+    size: int = _f(256, "training crop size in pixels (a multiple of 4)", range=count(8, multiple=4))
+    load_size: int | None = _f(None, "resize before cropping (default: size * 286 / 256)", range=count(8))
     preprocess: str = _f("resize_and_crop", "resize_and_crop | scale_shortside_and_crop | crop | resize",
                          choices=("resize_and_crop", "scale_shortside_and_crop", "crop", "resize"))
     flip: bool = _f(True, "random horizontal flips")
     channels: int = _f(3, "image channels: 3 (RGB) or 1 (greyscale model)", choices=(1, 3))
-    workers: int = _f(-1, "data-loading worker processes (-1: one per spare CPU core, at most 4)", resume=True)
+    workers: int = _f(-1, "data-loading worker processes (-1: one per spare CPU core, at most 4)", resume=True,
+                      range=count(-1, 64))
     skip_unreadable: bool = _f(False, "drop unreadable image files (with a warning) instead of stopping")
 
 
@@ -59,8 +68,8 @@ class GeneratorConfig:
     terms on the generator itself (identity, style reconstruction). ``norm``, ``antialias`` and the
     initialisation apply to the discriminator too."""
 
-    ngf: int = _f(64, "generator base channels")
-    n_blocks: int = _f(9, "generator residual blocks (9 for 256 px, 6 for smaller images)")
+    ngf: int = _f(64, "generator base channels", range=count(1))
+    n_blocks: int = _f(9, "generator residual blocks (9 for 256 px, 6 for smaller images)", range=count(0))
     norm: str = _f("instance", "normalisation layers of G and D", choices=("instance", "batch", "none"))
     antialias: bool = _f(False, "blur-pool down/upsampling in G and D (the public CUT / F-LSeSim networks) instead "
                                 "of CycleGAN's strided / transposed convs (the paper's description); see the README "
@@ -69,15 +78,16 @@ class GeneratorConfig:
                                "public code's, with --antialias), nearest (nearest x2 + conv, no checkerboard); auto "
                                "follows --antialias", choices=("auto", "transposed", "blur", "nearest"))
     init: str = _f("normal", "weight initialisation of G and D", choices=("normal", "xavier", "kaiming", "orthogonal"))
-    init_gain: float = _f(0.02, "std / gain of the weight initialisation")
-    lambda_identity: float = _f(0.0, "weight of L1(G(b), b) (identity loss)")
+    init_gain: float = _f(0.02, "std / gain of the weight initialisation", range=positive())
+    lambda_identity: float = _f(0.0, "weight of L1(G(b), b) (identity loss)", range=WEIGHT)
     # --mode multimodal (sesim/nets/munit.py): ngf and n_blocks (residual blocks of the content encoder and decoder)
-    style_dim: int = _f(8, "multimodal: numbers in a style code (sampled from N(0, I))")
-    mlp_dim: int = _f(256, "multimodal: hidden width of the MLP from style code to AdaIN parameters")
+    style_dim: int = _f(8, "multimodal: numbers in a style code (sampled from N(0, I))", range=count(1))
+    mlp_dim: int = _f(256, "multimodal: hidden width of the MLP from style code to AdaIN parameters", range=count(1))
     lambda_style: float = _f(1.0, "multimodal: weight of the style reconstruction L1(E_s(G(a, s)), s); > 0 adds a "
-                                  "style encoder (needed by translate --style-from), 0 trains without one")
+                                  "style encoder (needed by translate --style-from), 0 trains without one",
+                             range=WEIGHT)
     # --mode single-image (sesim/nets/stylegan2.py): ngf and n_blocks as above
-    n_downsampling: int = _f(2, "single-image: downsamplings of the StyleGAN2-style generator")
+    n_downsampling: int = _f(2, "single-image: downsamplings of the StyleGAN2-style generator", range=count(0, 6))
     noise_inputs: bool = _f(True, "single-image: noise inputs in the generator's styled convs (training only)")
 
 
@@ -85,13 +95,13 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """The discriminator and its adversarial loss."""
 
-    ndf: int = _f(64, "discriminator base channels")
-    n_layers_d: int = _f(3, "PatchGAN conv layers (3 = 70x70 receptive field)")
+    ndf: int = _f(64, "discriminator base channels", range=count(1))
+    n_layers_d: int = _f(3, "PatchGAN conv layers (3 = 70x70 receptive field)", range=count(1))
     n_scales_d: int = _f(3, "multimodal: scales of the multi-scale discriminator (no normalisation, leaky ReLU, "
-                            "as MUNIT; --norm only affects the other modes)")
+                            "as MUNIT; --norm only affects the other modes)", range=count(1))
     gan_mode: str = _f("lsgan", "adversarial loss", choices=("lsgan", "vanilla", "nonsaturating", "hinge"))
-    lambda_gan: float = _f(1.0, "weight of the adversarial loss")
-    pool_size: int = _f(50, "image pool size for D (0 disables)")
+    lambda_gan: float = _f(1.0, "weight of the adversarial loss", range=WEIGHT)
+    pool_size: int = _f(50, "image pool size for D (0 disables)", range=count(0))
 
 
 @dataclass
@@ -109,9 +119,10 @@ class StructureConfig:
                                        "path to a state dict", aliases=("vgg_weights",))
     layers: tuple[str, ...] | None = _f(None, "backbone layers, comma-separated (default: the backbone's, VGG16 "
                                               "relu3_1,relu4_1, EfficientNet-Lite0 stage2,stage3)")
-    num_queries: int = _f(256, "query locations per layer (N_s)")
+    num_queries: int = _f(256, "query locations per layer (N_s)", range=count(1))
     sampling: str = _f("random", "query sampling", choices=("random", "grid"))
-    patch_size: int | None = _f(PAPER_PATCH_SIZE, "local window side in feature positions; none = global maps")
+    patch_size: int | None = _f(PAPER_PATCH_SIZE, "local window side in feature positions; none = global maps",
+                                range=count(1))
     keys: str = _f("window", "self-similarity keys: window (paper) or sampled (STROTSS-like ablation, Table 3 row A)",
                    choices=("window", "sampled"))
     perceptual_layers: tuple[str, ...] | None = _f(None, "backbone layers of --structure perceptual (default: VGG16 "
@@ -119,13 +130,14 @@ class StructureConfig:
     feature_norm: str = _f("l2", "feature normalisation before self-similarity",
                            choices=("l2", "centered_l2", "tanh"))
     distance: str = _f("cos", "map distance: cos (1 - cosine) or l1", choices=("cos", "l1"))
-    mask_keep: float | None = _f(None, "public-code masking: keep this top fraction of each map (e.g. 0.25)")
+    mask_keep: float | None = _f(None, "public-code masking: keep this top fraction of each map (e.g. 0.25)",
+                                 range=fraction(lo_open=True))
     mask_from: str = _f("source", "which map's top entries --mask-keep keeps: source, or target (the translation's, "
                                   "as the public code)", choices=("source", "target"))
     smooth_l1: bool = _f(False, "public-code criterion: SmoothL1 of the map distance (the public code without "
                                 "--use_norm) instead of the distance itself")
-    tanh_scale: float = _f(10.0, "divisor inside tanh for --feature-norm tanh")
-    temperature: float = _f(0.07, "LSeSim InfoNCE temperature")
+    tanh_scale: float = _f(10.0, "divisor inside tanh for --feature-norm tanh", range=positive())
+    temperature: float = _f(0.07, "LSeSim InfoNCE temperature", range=positive())
     augment: str = _f("color", "LSeSim positives: color (colour jitter, public code) or color_blur (adds blur+noise)",
                       choices=("color", "color_blur"))
     train_backbone: bool = _f(False, "LSeSim: also train the backbone with the InfoNCE objective (paper wording; the "
@@ -134,22 +146,23 @@ class StructureConfig:
     positive_vs_other: bool = _f(False, "LSeSim InfoNCE: also the positive's maps against the other image's as "
                                         "negatives (public code)")
     head_warmup: int = _f(0, "LSeSim: train only the structure heads for this many steps before the generator and "
-                             "discriminator start (the steps count towards --steps; 0 = off, the paper and public code)")
-    lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)")
-    lambda_structure_identity: float = _f(0.0, "weight of the structure loss between b and G(b)")
+                             "discriminator start (the steps count towards --steps; 0 = off, the paper and public "
+                             "code)", range=count(0))
+    lambda_structure: float = _f(10.0, "weight of the structure loss (lambda)", range=WEIGHT)
+    lambda_structure_identity: float = _f(0.0, "weight of the structure loss between b and G(b)", range=WEIGHT)
 
 
 @dataclass
 class NCEConfig:
     """PatchNCE on the generator's own encoder layers (CUT, FastCUT, SinCUT; :mod:`sesim.losses.patchnce`)."""
 
-    lambda_nce: float = _f(1.0, "CUT: weight of the PatchNCE loss (FastCUT preset: 10)")
+    lambda_nce: float = _f(1.0, "CUT: weight of the PatchNCE loss (FastCUT preset: 10)", range=WEIGHT)
     nce_layers: tuple[str, ...] = _f(("input", "down1", "down2", "block1", "block5"),
                                      "CUT: generator encoder layers for PatchNCE, by name")
     nce_idt: bool = _f(True, "CUT: also apply PatchNCE between b and G(b) (FastCUT preset: off)")
-    nce_temperature: float = _f(0.07, "CUT: PatchNCE temperature")
-    nce_num_patches: int = _f(256, "CUT: patches sampled per layer")
-    nce_mlp_channels: int = _f(256, "CUT: width of the 2-layer MLP projection head")
+    nce_temperature: float = _f(0.07, "CUT: PatchNCE temperature", range=positive())
+    nce_num_patches: int = _f(256, "CUT: patches sampled per layer", range=count(1))
+    nce_mlp_channels: int = _f(256, "CUT: width of the 2-layer MLP projection head", range=count(1))
     flip_equivariance: bool = _f(False, "CUT: randomly flip the input and un-flip the features (FastCUT preset: on)")
     nce_negatives_from_minibatch: bool = _f(False, "single-image SinCUT: PatchNCE negatives from all patches of "
                                                    "the batch (sincut preset: on)")
@@ -159,30 +172,33 @@ class NCEConfig:
 class CycleConfig:
     """CycleGAN's cycle consistency (its identity term is ``lambda_identity`` times this weight)."""
 
-    lambda_cycle: float = _f(10.0, "CycleGAN: weight of each cycle-consistency term")
+    lambda_cycle: float = _f(10.0, "CycleGAN: weight of each cycle-consistency term", range=WEIGHT)
 
 
 @dataclass
 class SingleImageConfig:
     """``--mode single-image``: random zoomed patches of one image per domain, and D's gradient penalty."""
 
-    zoom_min: float = _f(0.25, "single-image: smallest zoom of the random patches (0.25: a patch covers 4x the pixels)")
-    zoom_max: float = _f(1.0, "single-image: largest zoom of the random patches (1: full resolution)")
+    zoom_min: float = _f(0.25, "single-image: smallest zoom of the random patches (0.25: a patch covers 4x the pixels)",
+                         range=fraction(lo_open=True))
+    zoom_max: float = _f(1.0, "single-image: largest zoom of the random patches (1: full resolution)",
+                         range=fraction(lo_open=True))
     gradient_penalty: str = _f("r1", "single-image: D regulariser: r1 (zero-centred on real patches, SinCUT / "
                                      "StyleGAN2), wgangp (one-centred on interpolates, public F-LSeSim sinsc code), none",
                                choices=("r1", "wgangp", "none"))
-    lambda_gp: float = _f(1.0, "single-image: weight of the gradient penalty (R1 uses lambda / 2 * |grad|^2)")
+    lambda_gp: float = _f(1.0, "single-image: weight of the gradient penalty (R1 uses lambda / 2 * |grad|^2)",
+                          range=WEIGHT)
 
 
 @dataclass
 class OptimConfig:
     """Adam and the learning-rate schedule."""
 
-    lr: float = _f(1e-4, "Adam learning rate of G and D")
-    lr_head: float | None = _f(None, "Adam learning rate of the LSeSim heads (default: --lr)")
-    beta1: float = _f(0.5, "Adam beta1")
-    beta2: float = _f(0.999, "Adam beta2")
-    decay_start: float = _f(0.5, "fraction of the steps after which the LR decays linearly to 0")
+    lr: float = _f(1e-4, "Adam learning rate of G and D", range=positive())
+    lr_head: float | None = _f(None, "Adam learning rate of the LSeSim heads (default: --lr)", range=positive())
+    beta1: float = _f(0.5, "Adam beta1", range=fraction(hi_open=True))
+    beta2: float = _f(0.999, "Adam beta2", range=fraction(hi_open=True))
+    decay_start: float = _f(0.5, "fraction of the steps after which the LR decays linearly to 0", range=fraction())
 
 
 @dataclass
@@ -190,16 +206,16 @@ class RunConfig:
     """The training loop: length, seed, device, run folder, outputs; execution options. Fields marked
     ``resume`` may be changed when a run is resumed (``sesim train --resume RUN --steps N``)."""
 
-    steps: int = _f(10000, "total training steps (one step = one batch)", resume=True)
-    batch_size: int = _f(1, "images per step")
-    seed: int = _f(0, "random seed (data order, crops, initialisation, query sampling)")
+    steps: int = _f(10000, "total training steps (one step = one batch)", resume=True, range=count(0))
+    batch_size: int = _f(1, "images per step", range=count(1))
+    seed: int = _f(0, "random seed (data order, crops, initialisation, query sampling)", range=count(0, 2**63 - 1))
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps", resume=True)
     runs: str = _f("runs", "parent folder of run folders")
     name: str | None = _f(None, "run folder name (default: a numbered name from the data folder)")
-    checkpoint_every: int = _f(500, "steps between resumable checkpoints", resume=True)
-    sample_every: int = _f(500, "steps between sample grids", resume=True)
-    log_every: int = _f(25, "steps between log lines (jsonl + TensorBoard)", resume=True)
-    num_samples: int = _f(6, "test images shown in each sample grid", resume=True)
+    checkpoint_every: int = _f(500, "steps between resumable checkpoints", resume=True, range=count(1))
+    sample_every: int = _f(500, "steps between sample grids", resume=True, range=count(1))
+    log_every: int = _f(25, "steps between log lines (jsonl + TensorBoard)", resume=True, range=count(1))
+    num_samples: int = _f(6, "test images shown in each sample grid", resume=True, range=count(0))
     precision: str = _f("fp32", "fp32, or bf16: the training step under bfloat16 autocast (weights and optimiser "
                                 "states stay fp32; fp32 is the default because reduced precision is known to "
                                 "destabilise GAN training here)", choices=PRECISIONS)
@@ -210,11 +226,12 @@ class RunConfig:
     compile_backend: str = _f("inductor", "torch.compile backend for --compile (inductor, aot_eager, eager, ...)",
                               resume=True)
     eval_every: int = _f(0, "steps between test-set scores (FD/KD of translated testA vs testB with the best "
-                            "available extractor, logged and kept in metrics.json); 0 = off", resume=True)
-    eval_images: int = _f(200, "at most this many testA/testB images for --eval-every", resume=True)
+                            "available extractor, logged and kept in metrics.json); 0 = off", resume=True,
+                         range=count(0))
+    eval_images: int = _f(200, "at most this many testA/testB images for --eval-every", resume=True, range=count(2))
     snapshot_every: int = _f(0, "steps between generator snapshots kept in RUN/snapshots/ (weights only, never "
                                 "overwritten; score them all with `sesim evaluate --run RUN --snapshots all`); "
-                                "0 = off", resume=True)
+                                "0 = off", resume=True, range=count(0))
 
 
 @dataclass
@@ -226,28 +243,32 @@ class ExemplarConfig:
                                      "pseudo exemplar (default: the training photos, trainB)")
     pseudo_exemplar: float = _f(0.5, "exemplar: fraction of steps whose exemplar is a geometrically distorted copy of "
                                      "the ground truth (then the warp has a known target, the pseudo-pair term); the "
-                                     "others draw another training photo")
+                                     "others draw another training photo", range=fraction())
     correspondence: bool = _f(True, "exemplar: build the correspondence and warp the exemplar (off: the SPADE-only "
                                     "baseline, the exemplar reaches the generator unaligned)")
     scm: bool = _f(True, "exemplar: append the self-correlation map embedding (SCM, Eq. 2) to each descriptor")
-    scm_dim: int = _f(256, "exemplar: size of the SCM embedding (paper: 256)")
-    corr_channels: int = _f(64, "exemplar: feature channels of the encoders E_X and E_Z")
-    corr_temperature: float = _f(0.01, "exemplar: softmax temperature of the correspondence (on cosines)")
+    scm_dim: int = _f(256, "exemplar: size of the SCM embedding (paper: 256)", range=count(1))
+    corr_channels: int = _f(64, "exemplar: feature channels of the encoders E_X and E_Z", range=count(1))
+    corr_temperature: float = _f(0.01, "exemplar: softmax temperature of the correspondence (on cosines)",
+                                 range=positive())
     mcl_margin: float = _f(0.4, "exemplar: additive angular margin m of the marginal contrastive loss, radians "
-                                "(paper: 0.4; 0 = plain contrastive loss)")
-    mcl_temperature: float = _f(0.07, "exemplar: temperature tau of the marginal contrastive loss (scale s = 1/tau)")
-    spade_hidden: int = _f(64, "exemplar: hidden channels of each SPADE layer")
-    n_up: int = _f(3, "exemplar: upsamplings of the SPADE generator (its stride is 2**n_up)")
-    lambda_cyc: float = _f(1.0, "exemplar: weight of the warping cycle loss |T'TZ - Z|_1 (lambda_1)")
-    lambda_fcst: float = _f(10.0, "exemplar: weight of the feature consistency loss |E_X(X) - E_Z(Y)|_1 (lambda_2)")
+                                "(paper: 0.4; 0 = plain contrastive loss)", range=Range(0.0, 1.5, float))
+    mcl_temperature: float = _f(0.07, "exemplar: temperature tau of the marginal contrastive loss (scale s = 1/tau)",
+                                range=positive())
+    spade_hidden: int = _f(64, "exemplar: hidden channels of each SPADE layer", range=count(1))
+    n_up: int = _f(3, "exemplar: upsamplings of the SPADE generator (its stride is 2**n_up)", range=count(1, 6))
+    lambda_cyc: float = _f(1.0, "exemplar: weight of the warping cycle loss |T'TZ - Z|_1 (lambda_1)", range=WEIGHT)
+    lambda_fcst: float = _f(10.0, "exemplar: weight of the feature consistency loss |E_X(X) - E_Z(Y)|_1 (lambda_2)",
+                            range=WEIGHT)
     lambda_mcl: float = _f(1.0, "exemplar: weight of the marginal contrastive loss (lambda_3; 0 = the CoCosNet-like "
-                                "+COR row)")
+                                "+COR row)", range=WEIGHT)
     lambda_perc: float = _f(0.2, "exemplar: weight of the perceptual loss to the ground truth (lambda_4; its L1 on "
-                                 "EfficientNet-Lite0 features starts near 8, 5x the other terms)")
+                                 "EfficientNet-Lite0 features starts near 8, 5x the other terms)", range=WEIGHT)
     lambda_app: float = _f(5.0, "exemplar: weight of the pseudo-pair appearance term on --pse-layers (not in the "
-                                "paper; 0 = off)")
-    lambda_cxt: float = _f(1.0, "exemplar: weight of the contextual loss to the exemplar (lambda_5)")
-    lambda_pse: float = _f(10.0, "exemplar: weight of the pseudo-pair loss |TZ - Y|_1 on pseudo exemplars (lambda_6)")
+                                "paper; 0 = off)", range=WEIGHT)
+    lambda_cxt: float = _f(1.0, "exemplar: weight of the contextual loss to the exemplar (lambda_5)", range=WEIGHT)
+    lambda_pse: float = _f(10.0, "exemplar: weight of the pseudo-pair loss |TZ - Y|_1 on pseudo exemplars (lambda_6)",
+                           range=WEIGHT)
     perc_layers: tuple[str, ...] | None = _f(None, "exemplar: backbone layers of the perceptual loss (default: "
                                                    "EfficientNet-Lite0 stage3,stage4; VGG16 relu4_1,relu5_1)")
     pse_layers: tuple[str, ...] | None = _f(None, "exemplar: low-level backbone layers compared with the ground truth "
@@ -258,47 +279,9 @@ class ExemplarConfig:
                                                   "EfficientNet-Lite0 stage2,stage3,stage4; VGG16 relu2_1,relu3_1,"
                                                   "relu4_1)")
     lr_d: float = _f(4e-4, "exemplar: Adam learning rate of the discriminator (paper: 4e-4; --lr is the generator's, "
-                           "paper 1e-4)")
+                           "paper 1e-4)", range=positive())
 
 
-#: Allowed values of every numeric option (checked by :func:`convert`: flags, presets, config.json).
-#: A numeric field without an entry fails tests/test_cli_validation.py.
-FIELD_RANGES: dict[str, Range] = {
-    # data
-    "size": count(8, multiple=4), "load_size": count(8), "workers": count(-1, 64),
-    "zoom_min": Range(0.0, 1.0, float, lo_open=True), "zoom_max": Range(0.0, 1.0, float, lo_open=True),
-    # generator, discriminator
-    "ngf": count(1), "n_blocks": count(0), "ndf": count(1), "n_layers_d": count(1), "init_gain": positive(),
-    "style_dim": count(1), "mlp_dim": count(1), "n_downsampling": count(0, 6), "n_scales_d": count(1),
-    # structure, nce, cycle, single-image
-    "num_queries": count(1), "patch_size": count(1), "mask_keep": fraction(lo_open=True), "tanh_scale": positive(),
-    "temperature": positive(), "head_warmup": count(0), "lambda_structure": non_negative(float),
-    "lambda_gan": non_negative(float), "lambda_identity": non_negative(float), "lambda_style": non_negative(float),
-    "lambda_structure_identity": non_negative(float), "pool_size": count(0), "lambda_cycle": non_negative(float),
-    "lambda_nce": non_negative(float), "nce_temperature": positive(), "nce_num_patches": count(1),
-    "nce_mlp_channels": count(1), "lambda_gp": non_negative(float),
-    # optim
-    "lr": positive(), "lr_head": positive(), "beta1": fraction(hi_open=True), "beta2": fraction(hi_open=True),
-    "decay_start": fraction(),
-    # run
-    "steps": count(0), "batch_size": count(1), "seed": count(0, 2**63 - 1), "checkpoint_every": count(1),
-    "sample_every": count(1), "log_every": count(1), "num_samples": count(0), "eval_every": count(0),
-    "eval_images": count(2), "snapshot_every": count(0),
-    # exemplar
-    "pseudo_exemplar": fraction(), "scm_dim": count(1), "corr_channels": count(1), "corr_temperature": positive(),
-    "mcl_margin": Range(0.0, 1.5, float), "mcl_temperature": positive(), "spade_hidden": count(1),
-    "n_up": count(1, 6), "lambda_cyc": non_negative(float), "lambda_fcst": non_negative(float),
-    "lambda_mcl": non_negative(float), "lambda_perc": non_negative(float), "lambda_cxt": non_negative(float),
-    "lambda_app": non_negative(float),
-    "lambda_pse": non_negative(float), "lr_d": positive(),
-}
-
-
-SECTIONS: dict[str, type] = {
-    "data": DataConfig, "generator": GeneratorConfig, "discriminator": DiscriminatorConfig,
-    "structure": StructureConfig, "nce": NCEConfig, "cycle": CycleConfig, "single_image": SingleImageConfig,
-    "exemplar": ExemplarConfig, "optim": OptimConfig, "run": RunConfig,
-}
 #: section names of older ``config.json`` files and presets; their options are routed by name
 #: (every option name is unique), so old run folders and user presets keep working
 LEGACY_SECTIONS = ("model", "loss")
@@ -346,7 +329,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         cfg = cls(presets=list(d.get("presets", [])), resolved=dict(d.get("resolved", {})))
-        cfg.update_top(method=d.get("method", "sesim"), mode=d.get("mode", "single-modal"))
+        cfg.update_top(**{key: d[key] for key in TOP_LEVEL if key in d})
         for section in (*SECTIONS, *LEGACY_SECTIONS):
             values = d.get(section, {})
             if "vgg_weights" in values and "backbone" not in values:
@@ -452,6 +435,9 @@ class TrainConfig:
         self.presets.append(name_or_path)
 
 
+#: the sections of a :class:`TrainConfig`, in order: name -> dataclass (``"data": DataConfig``, ...)
+SECTIONS: dict[str, type] = {name: hint for name, hint in typing.get_type_hints(TrainConfig).items()
+                             if dataclasses.is_dataclass(hint)}
 FIELD_SECTION: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 assert len(FIELD_SECTION) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "field names must be unique"
 
@@ -464,11 +450,9 @@ def option_fields() -> list[tuple[str, dataclasses.Field]]:
 
 
 #: options a resumed run may change (``sesim train --resume RUN --steps N``): the fields marked ``resume``
-RESUME_OPTIONS: tuple[str, ...] = tuple(f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)
-                                        if f.metadata.get("resume"))
+RESUME_OPTIONS: tuple[str, ...] = tuple(f.name for _, f in option_fields() if f.metadata.get("resume"))
 #: other names of a field (older names, kept working in presets, configs and flags): alias -> field
-ALIASES: dict[str, str] = {a: f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)
-                           for a in f.metadata.get("aliases", ())}
+ALIASES: dict[str, str] = {a: f.name for _, f in option_fields() for a in f.metadata.get("aliases", ())}
 
 
 def _migrate_vgg_weights(loss: dict[str, Any]) -> dict[str, Any]:
@@ -493,7 +477,7 @@ class OptionError(ValueError):
 
 
 def convert(value: Any, f: dataclasses.Field) -> Any:
-    """Convert a value from TOML/JSON/the command line to the field's type and check choices."""
+    """Convert a value from TOML/JSON/the command line to the field's type and check its choices / range."""
     hint = typing.get_type_hints(_owner(f))[f.name]
     args = typing.get_args(hint)
     optional = type(None) in args
@@ -502,8 +486,7 @@ def convert(value: Any, f: dataclasses.Field) -> Any:
         if not optional:
             raise OptionError(f.name, "cannot be empty")
         return None
-    origin = typing.get_origin(base)
-    if origin is tuple:
+    if typing.get_origin(base) is tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
         value = tuple(str(v).strip() for v in items if str(v).strip())
     elif base is bool:
@@ -522,7 +505,7 @@ def convert(value: Any, f: dataclasses.Field) -> Any:
     choices = f.metadata.get("choices")
     if choices is not None and value not in choices:
         raise OptionError(f.name, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
-    allowed = FIELD_RANGES.get(f.name)
+    allowed = f.metadata.get("range")
     reason = allowed.problem(value) if allowed is not None else None
     if reason is not None:
         raise OptionError(f.name, reason)

@@ -94,11 +94,6 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
-
-
 def synchronize_batch_norm(module: torch.nn.Module, device: torch.device) -> bool:
     """Turn ``module``'s BatchNorm layers into SyncBatchNorm when several CUDA ranks train.
 

@@ -50,15 +50,8 @@ class Range:
                    or (self.kind is int and value % self.multiple != 0))
         return f"must be {self.describe()}, got {value!r}" if bad else None
 
-    def check(self, value: Any, name: str) -> Any:
-        """``value`` if it is allowed, else ``ValueError`` naming ``name`` and the range."""
-        reason = self.problem(value)
-        if reason is not None:
-            raise ValueError(f"{name} {reason}")
-        return value
-
     def parse(self, text: Any, name: str) -> Any:
-        """A string (or number) -> a checked ``kind`` value."""
+        """A string (or number) -> a checked ``kind`` value; else ``ValueError`` naming ``name`` and the range."""
         if isinstance(text, str):
             try:
                 value = self.kind(text.strip())
@@ -66,7 +59,10 @@ class Range:
                 raise ValueError(f"{name} must be {self.describe()}, got {text!r}") from None
         else:
             value = text
-        return self.check(value, name)
+        reason = self.problem(value)
+        if reason is not None:
+            raise ValueError(f"{name} {reason}")
+        return value
 
     def __call__(self, text: str) -> Any:
         """argparse ``type=``: the flag's error message comes from argparse ("argument --x: ...")."""

@@ -12,15 +12,15 @@ does, for the commands that need the whole trained method (the LSeSim heads of `
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
-from .checkpoint import CONFIG_FILE, STATE_FILE, RunFileError, generator_file, load_generator_weights, load_state
+from .checkpoint import (
+    CONFIG_FILE, STATE_FILE, RunFileError, generator_file, generator_metadata, load_generator_weights, load_state,
+)
 from .config import TrainConfig
 from .factory import build_generator
 from .methods import Method, build_method
@@ -33,21 +33,6 @@ __all__ = ["Run", "RunError", "load_generator"]
 
 class RunError(ValueError):
     """A run folder that cannot be used as asked (missing, not a run, damaged, lacking a file)."""
-
-
-def _stored_metadata(path: Path) -> dict[str, Any]:
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = fh.metadata() or {}
-    except Exception:  # noqa: BLE001  (a damaged file: load_generator_weights says so, with the hint)
-        return {}
-    out = {}
-    for key, value in raw.items():
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def load_generator(path: str | Path, cfg: TrainConfig | None = None, *, device: str | torch.device = "cpu",
@@ -63,7 +48,7 @@ def load_generator(path: str | Path, cfg: TrainConfig | None = None, *, device: 
         state = load_generator_weights(path)
     except (FileNotFoundError, RunFileError) as err:
         raise RunError(str(err)) from None
-    spec = _stored_metadata(path).get("network")
+    spec = generator_metadata(path).get("network")
     try:
         if spec:
             generator = build_network(spec)

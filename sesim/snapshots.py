@@ -18,7 +18,6 @@ valid. ``sesim view`` finds the AtoB snapshots (its step slider shows them).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from .checkpoint import DIRECTIONS, GENERATOR_FILE, save_generator
+from .checkpoint import GENERATOR_FILE, generator_file, generator_metadata, save_generator
 
 log = logging.getLogger("sesim")
 
@@ -53,11 +52,10 @@ class Snapshot:
 
 def snapshot_file(step: int, direction: str = "AtoB") -> str:
     """``generator_step0001000.safetensors`` (AtoB) or ``generator_BtoA_step0001000.safetensors``."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; choose AtoB or BtoA")
+    name = generator_file(direction)  # checks the direction
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
-    return f"generator{'' if direction == 'AtoB' else '_' + direction}_step{step:07d}.safetensors"
+    return name.removesuffix(".safetensors") + f"_step{step:07d}.safetensors"
 
 
 def write_snapshot(run_dir: str | Path, step: int, generators: dict[str, nn.Module],
@@ -79,15 +77,12 @@ def write_snapshot(run_dir: str | Path, step: int, generators: dict[str, nn.Modu
 
 def weights_step(path: str | Path, direction: str = "AtoB") -> int | None:
     """The ``step`` recorded in a generator weights file for ``direction``; ``None`` if the file is not one."""
-    from safetensors import SafetensorError, safe_open
-
+    meta = generator_metadata(path)
+    if meta.get("direction", "AtoB") != direction:
+        return None
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        if json.loads(meta.get("direction", '"AtoB"')) != direction:
-            return None
-        return int(json.loads(meta["step"]))
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError):
+        return int(meta["step"])
+    except (KeyError, ValueError, TypeError):
         return None
 
 

@@ -26,11 +26,6 @@ log = logging.getLogger("sesim")
 PRECISIONS = ("fp32", "bf16")
 
 
-def networks(method: nn.Module) -> dict[str, nn.Module]:
-    """The method's direct submodules that hold parameters (generators, discriminators, heads, losses)."""
-    return {name: m for name, m in method.named_children() if next(m.parameters(), None) is not None}
-
-
 def to_channels_last(method: nn.Module) -> None:
     """Put every 4-D parameter and buffer of ``method`` in channels-last order (in place)."""
     method.to(memory_format=torch.channels_last)
@@ -43,11 +38,13 @@ def batch_to_channels_last(batch: dict) -> dict:
 
 
 def compile_networks(method: nn.Module, backend: str = "inductor") -> list[str]:
-    """``torch.compile`` each network of ``method`` in place; returns their names."""
+    """``torch.compile`` in place each direct submodule of ``method`` that holds parameters
+    (generators, discriminators, heads, losses); returns their names."""
     names = []
-    for name, module in networks(method).items():
-        module.compile(backend=backend)
-        names.append(name)
+    for name, module in method.named_children():
+        if next(module.parameters(), None) is not None:
+            module.compile(backend=backend)
+            names.append(name)
     log.info("compiled with torch.compile (backend %s): %s", backend, ", ".join(names))
     return names
 

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,8 @@ class Trainer:
             cfg.update(section, values)
         if dist.enabled:
             synchronize_batch_norm(self.method, self.device)
+            for opt in self.method.optimizers.values():
+                sync_gradients_before_step(opt, dist.world_size)
         if cfg.run.channels_last:
             speedups.to_channels_last(self.method)
         if cfg.run.compile:
@@ -175,9 +178,6 @@ class Trainer:
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, self._factor) for name, opt in self.method.optimizers.items()
         }
-        if dist.enabled:
-            for opt in self.method.optimizers.values():
-                sync_gradients_before_step(opt, dist.world_size)
         self.step = 0
         self.last_logs: dict[str, Any] = {}
         if self.main:
@@ -302,9 +302,27 @@ class Trainer:
         update_metrics_file(self.run_dir, self.step, values, self.scorer.extractor.description)
         return values
 
+    def log_step(self, losses: dict[str, float], images_per_s: float, writer, bar) -> None:
+        """Log this step's losses, learning rate and speed: log.jsonl, TensorBoard, the progress bar."""
+        self.last_logs = {"step": self.step, **losses, "lr": self._factor(self.step) * self.cfg.optim.lr,
+                          "images_per_s": images_per_s}
+        with open(self.run_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(self.last_logs) + "\n")
+        for k, v in losses.items():
+            writer.add_scalar(f"loss/{k}", v, self.step)
+        writer.add_scalar("lr", self.last_logs["lr"], self.step)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if not k.startswith("G_")} |
+                        {"img/s": f"{images_per_s:.1f}"})
+
     # -- the loop --------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
         self._stop_signal = signum
+
+    def _stopped(self, why: str) -> TrainingError:
+        """Save a checkpoint now; the error that says where training stopped and how to continue."""
+        self.save()
+        return TrainingError(f"{why} at step {self.step}; checkpoint saved, continue with "
+                             f"`sesim train --resume {self.run_dir}`")
 
     def run(self, stop_at: int | None = None) -> Path:
         """Train until ``cfg.run.steps`` (or ``stop_at``); returns the run folder."""
@@ -317,7 +335,8 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None) if self.main else None
-        old_handler = signal.signal(signal.SIGTERM, self._on_signal) if _main_thread() else None
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        old_handler = signal.signal(signal.SIGTERM, self._on_signal) if in_main_thread else None
         self.method.train()
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, dynamic_ncols=True, unit="step")
         t_last, n_last = time.perf_counter(), 0
@@ -343,17 +362,8 @@ class Trainer:
                 bar.update(1)
                 if self.main and (self.step % r.log_every == 0 or self.step == end):
                     now = time.perf_counter()
-                    ips = n_last / max(now - t_last, 1e-9)
+                    self.log_step(losses, n_last / max(now - t_last, 1e-9), writer, bar)
                     t_last, n_last = now, 0
-                    self.last_logs = {"step": self.step, **losses, "lr": self._factor(self.step) * cfg.optim.lr,
-                                      "images_per_s": ips}
-                    with open(self.run_dir / "log.jsonl", "a") as fh:
-                        fh.write(json.dumps(self.last_logs) + "\n")
-                    for k, v in losses.items():
-                        writer.add_scalar(f"loss/{k}", v, self.step)
-                    writer.add_scalar("lr", self.last_logs["lr"], self.step)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if not k.startswith("G_")} |
-                                    {"img/s": f"{ips:.1f}"})
                 if self.step % r.sample_every == 0 or self.step == end:
                     self.write_samples(writer)
                 if self.scorer is not None and (self.step % r.eval_every == 0 or self.step == end):
@@ -363,13 +373,9 @@ class Trainer:
                 if self.step % r.checkpoint_every == 0 or self.step == end:
                     self.save()
                 if self._stop_signal is not None:
-                    self.save()
-                    raise TrainingError(f"stopped by signal {self._stop_signal} at step {self.step}; "
-                                        f"checkpoint saved, continue with `sesim train --resume {self.run_dir}`")
+                    raise self._stopped(f"stopped by signal {self._stop_signal}")
         except KeyboardInterrupt:
-            self.save()
-            raise TrainingError(f"interrupted at step {self.step}; checkpoint saved, continue with "
-                                f"`sesim train --resume {self.run_dir}`") from None
+            raise self._stopped("interrupted") from None
         finally:
             bar.close()
             if writer is not None:
@@ -385,12 +391,6 @@ def _logged_step(line: str) -> float:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return float("inf")
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, stop_at: int | None = None) -> Path:
@@ -422,8 +422,8 @@ def resume(run_dir: str | Path, *, steps: int | None = None, progress: bool = Tr
     run_dir = Path(run_dir)
     cfg = Run(run_dir).config
     if from_previous and int(os.environ.get("RANK", "0")) == 0:
-        log.info("using the previous checkpoint (step %d); the damaged one is kept as checkpoint.damaged.pt",
-                 use_previous_state(run_dir))
+        step = use_previous_state(run_dir)
+        log.info("using the previous checkpoint (step %d); the damaged one is kept as checkpoint.damaged.pt", step)
     for key, value in (overrides or {}).items():
         cfg.set_flat(key, value)
     if steps is not None:

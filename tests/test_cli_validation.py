@@ -8,7 +8,10 @@ import typing
 import pytest
 
 from sesim.cli import build_parser, main
-from sesim.config import FIELD_RANGES, TrainConfig, option_fields
+from sesim.config import TrainConfig, option_fields
+
+#: the allowed range of each numeric config field (the ``range`` metadata of its field)
+FIELD_RANGES = {f.name: f.metadata["range"] for _, f in option_fields() if "range" in f.metadata}
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
