@@ -128,11 +128,7 @@ class Pad(Op):
         return n + 2 * self.p
 
     def needs(self, span, n):
-        a, b = span
-        rows = []
-        for o in (a, b - 1):
-            rows.append(o - self.p)
-        lo, hi = rows[0], rows[1] + 1
+        lo, hi = span[0] - self.p, span[1] - self.p  # unpadded row numbers, may lie outside [0, n)
         if self.mode == "zeros":
             return max(lo, 0), max(min(hi, n), max(lo, 0))
         # reflected / replicated rows lie inside [0, n) but may extend the range
@@ -200,6 +196,13 @@ class Conv(_Kernel):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
+def _crop_scaled(y: Tensor, src: Box, dst: Box, scale: int, padding: int = 0) -> Tensor:
+    """Output box ``dst`` of an upsampling layer whose unpadded output ``y`` was computed from the
+    input box ``src`` (input row ``i`` starts output row ``i * scale - padding``)."""
+    (r0, r1), (c0, c1) = ((d[0] + padding - s[0] * scale, d[1] + padding - s[0] * scale) for s, d in zip(src, dst))
+    return y[:, :, r0:r1, c0:c1]
+
+
 @dataclass
 class ConvT(_Kernel):
     """``F.conv_transpose2d`` with stride ``s``, padding ``p`` and output padding ``op <= p``."""
@@ -226,12 +229,7 @@ class ConvT(_Kernel):
 
     def apply(self, x, src, dst, size):
         y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, 0, 0, self.groups)
-        crops = []
-        for s, d in zip(src, dst):
-            off = d[0] + self.padding - s[0] * self.stride
-            crops.append((off, off + d[1] - d[0]))
-        (r0, r1), (c0, c1) = crops
-        return y[:, :, r0:r1, c0:c1]
+        return _crop_scaled(y, src, dst, self.stride, self.padding)
 
 
 @dataclass
@@ -250,8 +248,7 @@ class Upsample(Op):
 
     def apply(self, x, src, dst, size):
         y = F.interpolate(x, scale_factor=self.factor, mode="nearest")
-        (r0, r1), (c0, c1) = ((d[0] - s[0] * self.factor, d[1] - s[0] * self.factor) for s, d in zip(src, dst))
-        return y[:, :, r0:r1, c0:c1]
+        return _crop_scaled(y, src, dst, self.factor)
 
 
 class Moments:
@@ -701,48 +698,51 @@ def _tile_bytes(stage: Stage, k: int, tile: int, batch: int) -> int:
     return int(WORKSPACE_FACTOR * peak) + sizes[-1]
 
 
-def _destinations(stages: list[Stage]) -> list[str | None]:
-    """Where each stage writes: None for a new activation, or the name of the residual skip whose
-    stored activation it updates in place (a stage that adds a skip stored before its own input
-    reads that skip only at each tile's own box, so overwriting the box afterwards is safe)."""
-    out: list[str | None] = []
-    stored_skips: set[str] = set()
+@dataclass
+class Route:
+    """Which whole activations one stage uses, by id (``"input"``, ``"output"`` or ``"a<i>"``, the
+    new activation stage ``i`` writes)."""
+
+    src: str  # the stage input
+    dst: str  # the stage output: a new activation, or a stored skip it updates in place
+    skips: dict[str, str]  # residual skip name -> the stored activation its Add reads
+    free_src: bool  # nothing later reads ``src``: release it after this stage
+
+
+def _routes(stages: list[Stage]) -> list[Route]:
+    """The activations of each stage. A stage that adds a skip stored before its own input writes
+    into that skip's activation (it reads the skip only at each tile's own box, so overwriting the
+    box afterwards is safe) instead of a new one."""
+    routes, skips, src = [], {}, "input"
     for i, stage in enumerate(stages):
-        own = stage.ops[0].name if isinstance(stage.ops[0], Save) else None
-        target = next((op.name for op in stage.ops if isinstance(op, Add) and op.name in stored_skips), None)
-        out.append(target)
-        if own is not None:
-            stored_skips.add(own)
-        stored_skips -= {op.name for op in stage.ops if isinstance(op, Add)}
-    return out
+        adds = [op.name for op in stage.ops if isinstance(op, Add)]
+        target = next((name for name in adds if name in skips), None)
+        if isinstance(stage.ops[0], Save):
+            skips[stage.ops[0].name] = src
+        if target is not None:
+            dst = skips[target]
+        else:
+            dst = "output" if i == len(stages) - 1 else f"a{i}"
+        stage_skips = dict(skips)
+        for name in adds:
+            skips.pop(name, None)
+        routes.append(Route(src, dst, stage_skips, src != dst and src not in skips.values()))
+        src = dst
+    return routes
 
 
 def _stored_peak(stages: list[Stage], batch: int) -> int:
     """Peak bytes of stored activations alive at once (the first input and last output are the
     caller's images and not counted)."""
-    def nbytes(stage: Stage, j: int) -> int:
-        h, w = stage.sizes[j]
-        return batch * stage.channels[j] * h * w * 4
-
     live: dict[str, int] = {}  # activation id -> bytes
-    src, peak, skips = "input", 0, {}
-    for i, (stage, target) in enumerate(zip(stages, _destinations(stages))):
-        if isinstance(stage.ops[0], Save):
-            skips[stage.ops[0].name] = src
-        if target is not None:
-            dst = skips[target]
-        elif i == len(stages) - 1:
-            dst = "output"
-        else:
-            dst = f"a{i}"
-            live[dst] = nbytes(stage, -1)
+    peak = 0
+    for i, (stage, route) in enumerate(zip(stages, _routes(stages))):
+        if route.dst == f"a{i}":
+            h, w = stage.sizes[-1]
+            live[route.dst] = batch * stage.channels[-1] * h * w * 4
         peak = max(peak, sum(live.values()))
-        for op in stage.ops:
-            if isinstance(op, Add):
-                skips.pop(op.name, None)
-        if src != dst and src not in skips.values():
-            live.pop(src, None)
-        src = dst
+        if route.free_src:
+            live.pop(route.src, None)
     return peak
 
 
@@ -780,7 +780,7 @@ def plan_memory(program: Program, shape: tuple[int, int, int, int], budget: int 
 
 
 def _smallest_tiles(stages: list[Stage], batch: int) -> int:
-    return max(_tile_bytes(stage, k, MIN_TILE, batch) for i, k, _ in _schedule(stages) for stage in [stages[i]])
+    return max(_tile_bytes(stages[i], k, MIN_TILE, batch) for i, k, _ in _schedule(stages))
 
 
 def _tile_sides(stages: list[Stage], budget: int | None, batch: int, tile: int | None) -> dict[tuple[int, int], int]:
@@ -822,20 +822,16 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
     total = sum(_n_tiles(stages[i].sizes[k], sides[(i, k)]) for i, k, _ in passes)
     done = 0
 
-    src: Activation = RamActivation(x)
-    skips: dict[str, Activation] = {}
+    routes = _routes(stages)
+    acts: dict[str, Activation] = {"input": RamActivation(x)}
     try:
-        for i, (stage, target) in enumerate(zip(stages, _destinations(stages))):
-            if isinstance(stage.ops[0], Save):
-                skips[stage.ops[0].name] = src
-            shape = (n, stage.channels[-1], *stage.sizes[-1])
-            if target is not None:
-                dst = skips[target]
-            elif i == len(stages) - 1:
-                dst = RamActivation.empty(shape, x.device)
-            else:
-                dst = DiskActivation(shape, spill_dir) if spill else RamActivation.empty(shape, x.device)
-            runner = _Runner(stage, src, skips)
+        for i, (stage, route) in enumerate(zip(stages, routes)):
+            if route.dst not in acts:
+                shape = (n, stage.channels[-1], *stage.sizes[-1])
+                disk = spill and route.dst != "output"
+                acts[route.dst] = DiskActivation(shape, spill_dir) if disk else RamActivation.empty(shape, x.device)
+            dst = acts[route.dst]
+            runner = _Runner(stage, acts[route.src], {name: acts[a] for name, a in route.skips.items()})
             for _, k, kind in (p for p in passes if p[0] == i):
                 for box in _tiles(stage.sizes[k], sides[(i, k)]):
                     if kind == "stats":
@@ -856,17 +852,12 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
                         progress(done, total)
                 if kind in ("stats", "store"):
                     stage.ops[k].finish()
-            for op in stage.ops:
-                if isinstance(op, Add):
-                    skips.pop(op.name, None)
-            if i > 0 and src is not dst and all(src is not a for a in skips.values()):
-                src.close()
-            src = dst
-        return src.tensor
+            if route.free_src:
+                acts.pop(route.src).close()
+        return acts[routes[-1].dst].tensor if routes else x
     finally:
-        for a in skips.values():
-            if a is not src:
-                a.close()
+        for a in acts.values():
+            a.close()
 
 
 def _schedule(stages: list[Stage]) -> list[tuple[int, int, str]]:
