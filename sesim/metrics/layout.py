@@ -269,15 +269,10 @@ def segmentation_scores(conf: np.ndarray) -> dict[str, float]:
 def mean_iou(pred, true, num_classes: int) -> float:
     """Mean over classes of |pred==c & true==c| / |pred==c | true==c|.
 
-    Classes absent from both ``pred`` and ``true`` are ignored.
+    Classes absent from both ``pred`` and ``true`` are ignored, and so are pixels whose predicted or
+    true class is outside ``0..num_classes-1``.
     """
-    p = np.asarray(pred).astype(np.int64).ravel()
-    t = np.asarray(true).astype(np.int64).ravel()
-    if p.shape != t.shape:
-        raise ValueError(f"shape mismatch: {np.shape(pred)} vs {np.shape(true)}")
-    k = int(num_classes)
-    valid = (t >= 0) & (t < k) & (p >= 0) & (p < k)
-    conf = np.bincount(t[valid] * k + p[valid], minlength=k * k).reshape(k, k)
+    conf = confusion_matrix(pred, true, num_classes, ignore_index=None)[:, :-1]  # drop out-of-range predictions
     inter = np.diag(conf).astype(np.float64)
     union = conf.sum(0) + conf.sum(1) - np.diag(conf)
     present = union > 0
