@@ -175,11 +175,11 @@ class PixelClassifier:
 
     def predict_proba(self, images) -> np.ndarray:
         """Class probabilities, (N, H, W, C) float32."""
-        return torch.cat([torch.softmax(l, dim=-1) for l in self._logits(images)]).numpy()
+        return torch.cat([torch.softmax(z, dim=-1) for z in self._logits(images)]).numpy()
 
     def predict(self, images) -> np.ndarray:
         """Predicted class ids, (N, H, W) int64."""
-        return torch.cat([l.argmax(-1) for l in self._logits(images)]).numpy().astype(np.int64)
+        return torch.cat([z.argmax(-1) for z in self._logits(images)]).numpy().astype(np.int64)
 
     # -- persistence
     def state_dict(self) -> dict:
