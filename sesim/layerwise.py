@@ -31,6 +31,7 @@ caller pads, see :func:`sesim.translate.pad_to_multiple`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -636,29 +637,26 @@ def _crop(x: Tensor, have: Box, want: Box) -> Tensor:
     return x[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0]
 
 
-class _Runner:
-    def __init__(self, stage: Stage, src: Activation, saved: dict[str, Activation]) -> None:
-        self.stage, self.src, self.saved = stage, src, saved
-
-    def compute(self, k: int, box: Box) -> Tensor:
-        """The activation at position ``k`` (input of ``ops[k]``) over ``box``."""
-        boxes = _spans_back(self.stage, k, box)
-        x = self.src.read(boxes[0])
-        local: dict[str, tuple[Tensor, Box]] = {}
-        for j in range(k):
-            op = self.stage.ops[j]
-            if isinstance(op, Save):
-                local[op.name] = (x, boxes[j])
-                x = _crop(x, boxes[j], boxes[j + 1])
-            elif isinstance(op, Add):
-                if op.name in local:
-                    skip, have = local.pop(op.name)
-                    x = x + _crop(skip, have, boxes[j])
-                else:
-                    x = x + self.saved[op.name].read(boxes[j]).to(x.device)
+def _compute(stage: Stage, src: Activation, saved: dict[str, Activation], k: int, box: Box) -> Tensor:
+    """The activation at position ``k`` of ``stage`` (input of ``ops[k]``) over ``box``, from the
+    stage input ``src`` and the stored residual skips ``saved``."""
+    boxes = _spans_back(stage, k, box)
+    x = src.read(boxes[0])
+    local: dict[str, tuple[Tensor, Box]] = {}
+    for j in range(k):
+        op = stage.ops[j]
+        if isinstance(op, Save):
+            local[op.name] = (x, boxes[j])
+            x = _crop(x, boxes[j], boxes[j + 1])
+        elif isinstance(op, Add):
+            if op.name in local:
+                skip, have = local.pop(op.name)
+                x = x + _crop(skip, have, boxes[j])
             else:
-                x = op.apply(x, boxes[j], boxes[j + 1], self.stage.sizes[j])
-        return x
+                x = x + saved[op.name].read(boxes[j]).to(x.device)
+        else:
+            x = op.apply(x, boxes[j], boxes[j + 1], stage.sizes[j])
+    return x
 
 
 def _tiles(size: tuple[int, int], tile: int) -> Iterator[Box]:
@@ -831,13 +829,14 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
                 disk = spill and route.dst != "output"
                 acts[route.dst] = DiskActivation(shape, spill_dir) if disk else RamActivation.empty(shape, x.device)
             dst = acts[route.dst]
-            runner = _Runner(stage, acts[route.src], {name: acts[a] for name, a in route.skips.items()})
+            compute = functools.partial(_compute, stage, acts[route.src],
+                                        {name: acts[a] for name, a in route.skips.items()})
             for _, k, kind in (p for p in passes if p[0] == i):
                 for box in _tiles(stage.sizes[k], sides[(i, k)]):
                     if kind == "stats":
-                        stage.ops[k].accumulate(runner.compute(k, box))
+                        stage.ops[k].accumulate(compute(k, box))
                     elif kind == "store":  # pre-norm values into dst, statistics on the way
-                        y = runner.compute(k, box)
+                        y = compute(k, box)
                         stage.ops[k].accumulate(y)
                         dst.write(box, y)
                     elif kind == "tail":  # the rest of the stage is pointwise: apply it in place
@@ -846,7 +845,7 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
                             y = op.apply(y, box, box, stage.sizes[k])
                         dst.write(box, y)
                     else:
-                        dst.write(box, runner.compute(k, box))
+                        dst.write(box, compute(k, box))
                     done += 1
                     if progress is not None:
                         progress(done, total)
