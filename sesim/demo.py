@@ -90,8 +90,7 @@ def run_demo(out: Path, *, steps: int | None = None, structure: str | None = Non
     scores["train_seconds_including_data"] = round(train_seconds, 1)
     scores["steps"] = TrainConfig.load(run_dir / CONFIG_FILE).run.steps
     (out / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n")
-    page = write_demo_page(out, run_dir, scores)
-    return page
+    return write_demo_page(out, run_dir, scores)
 
 
 def score(data: Path, fake_dir: Path, *, seed: int = 0) -> dict:

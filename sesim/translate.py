@@ -75,11 +75,9 @@ def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 
         padded = F.pad(padded, (0, extra_w, 0, extra_h), mode="replicate")
     kwargs = {} if style is None else {"style": style}
     reduced = speedups.autocast(padded.device, precision)
-    if tile is None:
-        with reduced:
-            return generator(padded, **kwargs)[..., :h, :w].float()
-    plan = plan_inference(generator, tuple(padded.shape), tile=tile, max_memory=max_memory, style=style)
-    if plan.kind == "whole":
+    plan = None if tile is None else plan_inference(generator, tuple(padded.shape), tile=tile, max_memory=max_memory,
+                                                    style=style)
+    if plan is None or plan.kind == "whole":
         with reduced:
             return generator(padded, **kwargs)[..., :h, :w].float()
     log.info("%s", plan.describe(h, w))
