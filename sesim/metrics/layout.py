@@ -182,24 +182,18 @@ class PixelClassifier:
         return torch.cat([z.argmax(-1) for z in self._logits(images)]).numpy().astype(np.int64)
 
     # -- persistence
+    _FITTED = ("mean", "std", "weight", "bias")  # the fitted tensors, as stored in a state dict
+
     def state_dict(self) -> dict:
         self._check()
-        return {
-            "num_classes": torch.tensor(self.num_classes),
-            "mean": self.mean.clone(),
-            "std": self.std.clone(),
-            "weight": self.weight.clone(),
-            "bias": self.bias.clone(),
-        }
+        return {"num_classes": torch.tensor(self.num_classes), **{k: getattr(self, k).clone() for k in self._FITTED}}
 
     def load_state_dict(self, state: dict) -> "PixelClassifier":
         nc = int(state["num_classes"])
         if nc != self.num_classes:
             raise ValueError(f"state has {nc} classes, classifier has {self.num_classes}")
-        self.mean = state["mean"].to(torch.float32).clone()
-        self.std = state["std"].to(torch.float32).clone()
-        self.weight = state["weight"].to(torch.float32).clone()
-        self.bias = state["bias"].to(torch.float32).clone()
+        for k in self._FITTED:
+            setattr(self, k, state[k].to(torch.float32).clone())
         return self
 
 
