@@ -197,9 +197,9 @@ class Conv(_Kernel):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def _crop_scaled(y: Tensor, src: Box, dst: Box, scale: int, padding: int = 0) -> Tensor:
-    """Output box ``dst`` of an upsampling layer whose unpadded output ``y`` was computed from the
-    input box ``src`` (input row ``i`` starts output row ``i * scale - padding``)."""
+def _crop(y: Tensor, src: Box, dst: Box, scale: int = 1, padding: int = 0) -> Tensor:
+    """The box ``dst`` of ``y``, a layer's output computed from its input box ``src``, where input row
+    ``i`` starts output row ``i * scale - padding`` (default: ``y`` covers ``src`` itself)."""
     (r0, r1), (c0, c1) = ((d[0] + padding - s[0] * scale, d[1] + padding - s[0] * scale) for s, d in zip(src, dst))
     return y[:, :, r0:r1, c0:c1]
 
@@ -230,7 +230,7 @@ class ConvT(_Kernel):
 
     def apply(self, x, src, dst, size):
         y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, 0, 0, self.groups)
-        return _crop_scaled(y, src, dst, self.stride, self.padding)
+        return _crop(y, src, dst, self.stride, self.padding)
 
 
 @dataclass
@@ -249,7 +249,7 @@ class Upsample(Op):
 
     def apply(self, x, src, dst, size):
         y = F.interpolate(x, scale_factor=self.factor, mode="nearest")
-        return _crop_scaled(y, src, dst, self.factor)
+        return _crop(y, src, dst, self.factor)
 
 
 class Moments:
@@ -629,12 +629,6 @@ def _spans_back(stage: Stage, k: int, box: Box) -> list[Box]:
             h, w = stage.sizes[j]
             boxes[j] = (op.needs(nxt[0], h), op.needs(nxt[1], w))
     return boxes
-
-
-def _crop(x: Tensor, have: Box, want: Box) -> Tensor:
-    (r0, _), (c0, _) = have
-    (a0, a1), (b0, b1) = want
-    return x[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0]
 
 
 def _compute(stage: Stage, src: Activation, saved: dict[str, Activation], k: int, box: Box) -> Tensor:
