@@ -761,14 +761,19 @@ def plan_memory(program: Program, shape: tuple[int, int, int, int], budget: int 
     bytes (None: unlimited; the image itself is not counted). The stored activations go to files
     when they would leave less than a quarter of the budget for tiles."""
     n, c, h, w = shape
-    stages = _stages(program, (h, w), c)
-    stored = _stored_peak(stages, n)
-    # keep a quarter of the budget (at least what the smallest tiles need) for tiles
-    spill = budget is not None and stored > budget - max(budget // 4, _smallest_tiles(stages, n))
-    tile_budget = None if budget is None else budget - (0 if spill else stored)
-    sides = _tile_sides(stages, tile_budget, n, tile)
-    worst = max(_tile_bytes(stages[i], k, side, n) for (i, k), side in sides.items())
-    return MemoryPlan(stored, worst, spill)
+    return _plan(_stages(program, (h, w), c), n, budget, tile)[0]
+
+
+def _plan(stages: list[Stage], batch: int, budget: int | None, tile: int | None,
+          spill: bool | None = None) -> tuple[MemoryPlan, dict[tuple[int, int], int]]:
+    """The :class:`MemoryPlan` (``spill``: None decides) and the tile side of every pass position."""
+    stored = _stored_peak(stages, batch)
+    if spill is None:  # keep a quarter of the budget (at least what the smallest tiles need) for tiles
+        spill = budget is not None and stored > budget - max(budget // 4, _smallest_tiles(stages, batch))
+    tile_budget = None if budget is None else max(budget - (0 if spill else stored), 0)
+    sides = _tile_sides(stages, tile_budget, batch, tile)
+    worst = max(_tile_bytes(stages[i], k, side, batch) for (i, k), side in sides.items())
+    return MemoryPlan(stored, worst, spill), sides
 
 
 def _smallest_tiles(stages: list[Stage], batch: int) -> int:
@@ -806,10 +811,7 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
     """
     n, c, h, w = x.shape
     stages = _stages(program, (h, w), c)
-    plan = plan_memory(program, tuple(x.shape), budget, tile)
-    spill = plan.spill if spill is None else spill
-    tile_budget = None if budget is None else max(budget - (0 if spill else plan.stored_bytes), 0)
-    sides = _tile_sides(stages, tile_budget, n, tile)
+    plan, sides = _plan(stages, n, budget, tile, spill)
     passes = _schedule(stages)
     total = sum(_n_tiles(stages[i].sizes[k], sides[(i, k)]) for i, k, _ in passes)
     done = 0
@@ -820,7 +822,7 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
         for i, (stage, route) in enumerate(zip(stages, routes)):
             if route.dst not in acts:
                 shape = (n, stage.channels[-1], *stage.sizes[-1])
-                disk = spill and route.dst != "output"
+                disk = plan.spill and route.dst != "output"
                 acts[route.dst] = DiskActivation(shape, spill_dir) if disk else RamActivation.empty(shape, x.device)
             dst = acts[route.dst]
             compute = functools.partial(_compute, stage, acts[route.src],
