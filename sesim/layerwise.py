@@ -96,24 +96,22 @@ def _pad_axis(x: Tensor, dim: int, src: Span, dst: Span, n: int, p: int, mode: s
     The rows inside the image are one slice; the few padded rows at an image border are gathered
     (reflect: ``-i`` / ``2(n-1) - i``, replicate: the border row) or zero-filled."""
     a, b = dst[0] - p, dst[1] - p  # unpadded row numbers wanted
-    lo = src[0]
-    inner = x.narrow(dim, max(a, 0) - lo, max(min(b, n) - max(a, 0), 0)) if min(b, n) > max(a, 0) else None
-    parts = []
-    for rows in (range(a, min(b, 0)), range(max(a, n), b)):
+    pieces = []
+    for rows in (range(a, min(b, 0)), range(max(a, 0), min(b, n)), range(max(a, n), b)):
         if not rows:
-            parts.append(None)
             continue
-        if mode == "zeros":
+        if 0 <= rows[0] < n:  # inside the image
+            pieces.append(x.narrow(dim, rows[0] - src[0], len(rows)))
+        elif mode == "zeros":
             shape = list(x.shape)
             shape[dim] = len(rows)
-            parts.append(x.new_zeros(shape))
-            continue
-        if mode == "reflect":
-            idx = [(-i if i < 0 else 2 * (n - 1) - i) - lo for i in rows]
+            pieces.append(x.new_zeros(shape))
         else:
-            idx = [min(max(i, 0), n - 1) - lo for i in rows]
-        parts.append(x.index_select(dim, torch.tensor(idx, device=x.device)))
-    pieces = [t for t in (parts[0], inner, parts[1]) if t is not None]
+            if mode == "reflect":
+                idx = [(-i if i < 0 else 2 * (n - 1) - i) - src[0] for i in rows]
+            else:
+                idx = [min(max(i, 0), n - 1) - src[0] for i in rows]
+            pieces.append(x.index_select(dim, torch.tensor(idx, device=x.device)))
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim)
 
 
