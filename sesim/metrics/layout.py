@@ -304,13 +304,13 @@ def appearance_distance(images_x, images_y, *, seed: int = 0, n_projections: int
     py = _pixels(images_y, max_pixels, np.random.default_rng([seed, 1]))
     m = max(px.shape[0], py.shape[0])
     qs = (np.arange(m) + 0.5) / m
-    ax = np.sort(px @ dirs, axis=0)
-    ay = np.sort(py @ dirs, axis=0)
-    if ax.shape[0] != m:
-        ax = np.quantile(ax, qs, axis=0, method="inverted_cdf")
-    if ay.shape[0] != m:
-        ay = np.quantile(ay, qs, axis=0, method="inverted_cdf")
-    return float(np.abs(ax - ay).mean())
+
+    def quantiles(pixels: np.ndarray) -> np.ndarray:
+        """``(m, n_projections)``: the sorted projections, or their ``m`` quantiles for the smaller set."""
+        proj = np.sort(pixels @ dirs, axis=0)
+        return proj if proj.shape[0] == m else np.quantile(proj, qs, axis=0, method="inverted_cdf")
+
+    return float(np.abs(quantiles(px) - quantiles(py)).mean())
 
 
 def structure_appearance_report(translations, input_layouts, classifier: PixelClassifier, real_b) -> dict:
