@@ -327,12 +327,11 @@ class Norm(Op):
 
 @dataclass
 class Save(Op):
-    """Remember the activation here as the skip input of the matching :class:`Add`."""
+    """Remember the activation here as the skip input of the matching :class:`Add`.
+
+    ``Save``, ``Add`` and ``Store`` are markers: the executor handles them, they have no ``apply``."""
 
     name: str
-
-    def apply(self, x, src, dst, size):
-        return x
 
 
 @dataclass
@@ -341,16 +340,10 @@ class Add(Op):
 
     name: str
 
-    def apply(self, x, src, dst, size):  # handled by the executor
-        raise AssertionError
-
 
 @dataclass
 class Store(Op):
     """Keep the activation here whole (RAM or disk) instead of recomputing what produced it."""
-
-    def apply(self, x, src, dst, size):
-        return x
 
 
 Program = list  # list[Op]
