@@ -90,8 +90,7 @@ def run_demo(out: Path, *, steps: int | None = None, structure: str | None = Non
     scores["train_seconds_including_data"] = round(train_seconds, 1)
     scores["steps"] = TrainConfig.load(run_dir / CONFIG_FILE).run.steps
     (out / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n")
-    page = write_demo_page(out, run_dir, scores)
-    return page
+    return write_demo_page(out, run_dir, scores)
 
 
 def score(data: Path, fake_dir: Path, *, seed: int = 0) -> dict:
@@ -142,9 +141,8 @@ def write_demo_page(out: Path, run_dir: Path, scores: dict, n_show: int = 8) -> 
         r, c = _query_point(lay, stride)
         hx, hy = pair_maps(structure, x, y, layer, (r, c))
         lo, hi = float(np.nanmin([hx, hy])), float(np.nanmax([hx, hy]))
-        rows.append([tensor_to_pil(x).resize((side, side), Image.NEAREST), tensor_to_pil(y).resize((side, side), Image.NEAREST),
-                     overlay(x, hx, size=side, mark=(r, c), vmin=lo, vmax=hi),
-                     overlay(y, hy, size=side, mark=(r, c), vmin=lo, vmax=hi)])
+        rows.append([tensor_to_pil(t).resize((side, side), Image.NEAREST) for t in (x, y)]
+                    + [overlay(t, heat, size=side, mark=(r, c), vmin=lo, vmax=hi) for t, heat in ((x, hx), (y, hy))])
     grid = image_grid(rows, titles=["input (labels)", "translation", f"{layer} map: input", f"{layer} map: translation"])
     grid.save(out / "demo_results.png")
 

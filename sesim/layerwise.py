@@ -31,6 +31,7 @@ caller pads, see :func:`sesim.translate.pad_to_multiple`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -95,24 +96,22 @@ def _pad_axis(x: Tensor, dim: int, src: Span, dst: Span, n: int, p: int, mode: s
     The rows inside the image are one slice; the few padded rows at an image border are gathered
     (reflect: ``-i`` / ``2(n-1) - i``, replicate: the border row) or zero-filled."""
     a, b = dst[0] - p, dst[1] - p  # unpadded row numbers wanted
-    lo = src[0]
-    inner = x.narrow(dim, max(a, 0) - lo, max(min(b, n) - max(a, 0), 0)) if min(b, n) > max(a, 0) else None
-    parts = []
-    for rows in (range(a, min(b, 0)), range(max(a, n), b)):
+    pieces = []
+    for rows in (range(a, min(b, 0)), range(max(a, 0), min(b, n)), range(max(a, n), b)):
         if not rows:
-            parts.append(None)
             continue
-        if mode == "zeros":
+        if 0 <= rows[0] < n:  # inside the image
+            pieces.append(x.narrow(dim, rows[0] - src[0], len(rows)))
+        elif mode == "zeros":
             shape = list(x.shape)
             shape[dim] = len(rows)
-            parts.append(x.new_zeros(shape))
-            continue
-        if mode == "reflect":
-            idx = [(-i if i < 0 else 2 * (n - 1) - i) - lo for i in rows]
+            pieces.append(x.new_zeros(shape))
         else:
-            idx = [min(max(i, 0), n - 1) - lo for i in rows]
-        parts.append(x.index_select(dim, torch.tensor(idx, device=x.device)))
-    pieces = [t for t in (parts[0], inner, parts[1]) if t is not None]
+            if mode == "reflect":
+                idx = [(-i if i < 0 else 2 * (n - 1) - i) - src[0] for i in rows]
+            else:
+                idx = [min(max(i, 0), n - 1) - src[0] for i in rows]
+            pieces.append(x.index_select(dim, torch.tensor(idx, device=x.device)))
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim)
 
 
@@ -128,11 +127,7 @@ class Pad(Op):
         return n + 2 * self.p
 
     def needs(self, span, n):
-        a, b = span
-        rows = []
-        for o in (a, b - 1):
-            rows.append(o - self.p)
-        lo, hi = rows[0], rows[1] + 1
+        lo, hi = span[0] - self.p, span[1] - self.p  # unpadded row numbers, may lie outside [0, n)
         if self.mode == "zeros":
             return max(lo, 0), max(min(hi, n), max(lo, 0))
         # reflected / replicated rows lie inside [0, n) but may extend the range
@@ -200,6 +195,13 @@ class Conv(_Kernel):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
+def _crop(y: Tensor, src: Box, dst: Box, scale: int = 1, padding: int = 0) -> Tensor:
+    """The box ``dst`` of ``y``, a layer's output computed from its input box ``src``, where input row
+    ``i`` starts output row ``i * scale - padding`` (default: ``y`` covers ``src`` itself)."""
+    (r0, r1), (c0, c1) = ((d[0] + padding - s[0] * scale, d[1] + padding - s[0] * scale) for s, d in zip(src, dst))
+    return y[:, :, r0:r1, c0:c1]
+
+
 @dataclass
 class ConvT(_Kernel):
     """``F.conv_transpose2d`` with stride ``s``, padding ``p`` and output padding ``op <= p``."""
@@ -226,12 +228,7 @@ class ConvT(_Kernel):
 
     def apply(self, x, src, dst, size):
         y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, 0, 0, self.groups)
-        crops = []
-        for s, d in zip(src, dst):
-            off = d[0] + self.padding - s[0] * self.stride
-            crops.append((off, off + d[1] - d[0]))
-        (r0, r1), (c0, c1) = crops
-        return y[:, :, r0:r1, c0:c1]
+        return _crop(y, src, dst, self.stride, self.padding)
 
 
 @dataclass
@@ -250,8 +247,7 @@ class Upsample(Op):
 
     def apply(self, x, src, dst, size):
         y = F.interpolate(x, scale_factor=self.factor, mode="nearest")
-        (r0, r1), (c0, c1) = ((d[0] - s[0] * self.factor, d[1] - s[0] * self.factor) for s, d in zip(src, dst))
-        return y[:, :, r0:r1, c0:c1]
+        return _crop(y, src, dst, self.factor)
 
 
 class Moments:
@@ -331,12 +327,11 @@ class Norm(Op):
 
 @dataclass
 class Save(Op):
-    """Remember the activation here as the skip input of the matching :class:`Add`."""
+    """Remember the activation here as the skip input of the matching :class:`Add`.
+
+    ``Save``, ``Add`` and ``Store`` are markers: the executor handles them, they have no ``apply``."""
 
     name: str
-
-    def apply(self, x, src, dst, size):
-        return x
 
 
 @dataclass
@@ -345,16 +340,10 @@ class Add(Op):
 
     name: str
 
-    def apply(self, x, src, dst, size):  # handled by the executor
-        raise AssertionError
-
 
 @dataclass
 class Store(Op):
     """Keep the activation here whole (RAM or disk) instead of recomputing what produced it."""
-
-    def apply(self, x, src, dst, size):
-        return x
 
 
 Program = list  # list[Op]
@@ -633,35 +622,26 @@ def _spans_back(stage: Stage, k: int, box: Box) -> list[Box]:
     return boxes
 
 
-def _crop(x: Tensor, have: Box, want: Box) -> Tensor:
-    (r0, _), (c0, _) = have
-    (a0, a1), (b0, b1) = want
-    return x[:, :, a0 - r0:a1 - r0, b0 - c0:b1 - c0]
-
-
-class _Runner:
-    def __init__(self, stage: Stage, src: Activation, saved: dict[str, Activation]) -> None:
-        self.stage, self.src, self.saved = stage, src, saved
-
-    def compute(self, k: int, box: Box) -> Tensor:
-        """The activation at position ``k`` (input of ``ops[k]``) over ``box``."""
-        boxes = _spans_back(self.stage, k, box)
-        x = self.src.read(boxes[0])
-        local: dict[str, tuple[Tensor, Box]] = {}
-        for j in range(k):
-            op = self.stage.ops[j]
-            if isinstance(op, Save):
-                local[op.name] = (x, boxes[j])
-                x = _crop(x, boxes[j], boxes[j + 1])
-            elif isinstance(op, Add):
-                if op.name in local:
-                    skip, have = local.pop(op.name)
-                    x = x + _crop(skip, have, boxes[j])
-                else:
-                    x = x + self.saved[op.name].read(boxes[j]).to(x.device)
+def _compute(stage: Stage, src: Activation, saved: dict[str, Activation], k: int, box: Box) -> Tensor:
+    """The activation at position ``k`` of ``stage`` (input of ``ops[k]``) over ``box``, from the
+    stage input ``src`` and the stored residual skips ``saved``."""
+    boxes = _spans_back(stage, k, box)
+    x = src.read(boxes[0])
+    local: dict[str, tuple[Tensor, Box]] = {}
+    for j in range(k):
+        op = stage.ops[j]
+        if isinstance(op, Save):
+            local[op.name] = (x, boxes[j])
+            x = _crop(x, boxes[j], boxes[j + 1])
+        elif isinstance(op, Add):
+            if op.name in local:
+                skip, have = local.pop(op.name)
+                x = x + _crop(skip, have, boxes[j])
             else:
-                x = op.apply(x, boxes[j], boxes[j + 1], self.stage.sizes[j])
-        return x
+                x = x + saved[op.name].read(boxes[j]).to(x.device)
+        else:
+            x = op.apply(x, boxes[j], boxes[j + 1], stage.sizes[j])
+    return x
 
 
 def _tiles(size: tuple[int, int], tile: int) -> Iterator[Box]:
@@ -701,48 +681,51 @@ def _tile_bytes(stage: Stage, k: int, tile: int, batch: int) -> int:
     return int(WORKSPACE_FACTOR * peak) + sizes[-1]
 
 
-def _destinations(stages: list[Stage]) -> list[str | None]:
-    """Where each stage writes: None for a new activation, or the name of the residual skip whose
-    stored activation it updates in place (a stage that adds a skip stored before its own input
-    reads that skip only at each tile's own box, so overwriting the box afterwards is safe)."""
-    out: list[str | None] = []
-    stored_skips: set[str] = set()
+@dataclass
+class Route:
+    """Which whole activations one stage uses, by id (``"input"``, ``"output"`` or ``"a<i>"``, the
+    new activation stage ``i`` writes)."""
+
+    src: str  # the stage input
+    dst: str  # the stage output: a new activation, or a stored skip it updates in place
+    skips: dict[str, str]  # residual skip name -> the stored activation its Add reads
+    free_src: bool  # nothing later reads ``src``: release it after this stage
+
+
+def _routes(stages: list[Stage]) -> list[Route]:
+    """The activations of each stage. A stage that adds a skip stored before its own input writes
+    into that skip's activation (it reads the skip only at each tile's own box, so overwriting the
+    box afterwards is safe) instead of a new one."""
+    routes, skips, src = [], {}, "input"
     for i, stage in enumerate(stages):
-        own = stage.ops[0].name if isinstance(stage.ops[0], Save) else None
-        target = next((op.name for op in stage.ops if isinstance(op, Add) and op.name in stored_skips), None)
-        out.append(target)
-        if own is not None:
-            stored_skips.add(own)
-        stored_skips -= {op.name for op in stage.ops if isinstance(op, Add)}
-    return out
+        adds = [op.name for op in stage.ops if isinstance(op, Add)]
+        target = next((name for name in adds if name in skips), None)
+        if isinstance(stage.ops[0], Save):
+            skips[stage.ops[0].name] = src
+        if target is not None:
+            dst = skips[target]
+        else:
+            dst = "output" if i == len(stages) - 1 else f"a{i}"
+        stage_skips = dict(skips)
+        for name in adds:
+            skips.pop(name, None)
+        routes.append(Route(src, dst, stage_skips, src != dst and src not in skips.values()))
+        src = dst
+    return routes
 
 
 def _stored_peak(stages: list[Stage], batch: int) -> int:
     """Peak bytes of stored activations alive at once (the first input and last output are the
     caller's images and not counted)."""
-    def nbytes(stage: Stage, j: int) -> int:
-        h, w = stage.sizes[j]
-        return batch * stage.channels[j] * h * w * 4
-
     live: dict[str, int] = {}  # activation id -> bytes
-    src, peak, skips = "input", 0, {}
-    for i, (stage, target) in enumerate(zip(stages, _destinations(stages))):
-        if isinstance(stage.ops[0], Save):
-            skips[stage.ops[0].name] = src
-        if target is not None:
-            dst = skips[target]
-        elif i == len(stages) - 1:
-            dst = "output"
-        else:
-            dst = f"a{i}"
-            live[dst] = nbytes(stage, -1)
+    peak = 0
+    for i, (stage, route) in enumerate(zip(stages, _routes(stages))):
+        if route.dst == f"a{i}":
+            h, w = stage.sizes[-1]
+            live[route.dst] = batch * stage.channels[-1] * h * w * 4
         peak = max(peak, sum(live.values()))
-        for op in stage.ops:
-            if isinstance(op, Add):
-                skips.pop(op.name, None)
-        if src != dst and src not in skips.values():
-            live.pop(src, None)
-        src = dst
+        if route.free_src:
+            live.pop(route.src, None)
     return peak
 
 
@@ -769,18 +752,23 @@ def plan_memory(program: Program, shape: tuple[int, int, int, int], budget: int 
     bytes (None: unlimited; the image itself is not counted). The stored activations go to files
     when they would leave less than a quarter of the budget for tiles."""
     n, c, h, w = shape
-    stages = _stages(program, (h, w), c)
-    stored = _stored_peak(stages, n)
-    # keep a quarter of the budget (at least what the smallest tiles need) for tiles
-    spill = budget is not None and stored > budget - max(budget // 4, _smallest_tiles(stages, n))
-    tile_budget = None if budget is None else budget - (0 if spill else stored)
-    sides = _tile_sides(stages, tile_budget, n, tile)
-    worst = max(_tile_bytes(stages[i], k, side, n) for (i, k), side in sides.items())
-    return MemoryPlan(stored, worst, spill)
+    return _plan(_stages(program, (h, w), c), n, budget, tile)[0]
+
+
+def _plan(stages: list[Stage], batch: int, budget: int | None, tile: int | None,
+          spill: bool | None = None) -> tuple[MemoryPlan, dict[tuple[int, int], int]]:
+    """The :class:`MemoryPlan` (``spill``: None decides) and the tile side of every pass position."""
+    stored = _stored_peak(stages, batch)
+    if spill is None:  # keep a quarter of the budget (at least what the smallest tiles need) for tiles
+        spill = budget is not None and stored > budget - max(budget // 4, _smallest_tiles(stages, batch))
+    tile_budget = None if budget is None else max(budget - (0 if spill else stored), 0)
+    sides = _tile_sides(stages, tile_budget, batch, tile)
+    worst = max(_tile_bytes(stages[i], k, side, batch) for (i, k), side in sides.items())
+    return MemoryPlan(stored, worst, spill), sides
 
 
 def _smallest_tiles(stages: list[Stage], batch: int) -> int:
-    return max(_tile_bytes(stage, k, MIN_TILE, batch) for i, k, _ in _schedule(stages) for stage in [stages[i]])
+    return max(_tile_bytes(stages[i], k, MIN_TILE, batch) for i, k, _ in _schedule(stages))
 
 
 def _tile_sides(stages: list[Stage], budget: int | None, batch: int, tile: int | None) -> dict[tuple[int, int], int]:
@@ -814,34 +802,28 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
     """
     n, c, h, w = x.shape
     stages = _stages(program, (h, w), c)
-    plan = plan_memory(program, tuple(x.shape), budget, tile)
-    spill = plan.spill if spill is None else spill
-    tile_budget = None if budget is None else max(budget - (0 if spill else plan.stored_bytes), 0)
-    sides = _tile_sides(stages, tile_budget, n, tile)
+    plan, sides = _plan(stages, n, budget, tile, spill)
     passes = _schedule(stages)
     total = sum(_n_tiles(stages[i].sizes[k], sides[(i, k)]) for i, k, _ in passes)
     done = 0
 
-    src: Activation = RamActivation(x)
-    skips: dict[str, Activation] = {}
+    routes = _routes(stages)
+    acts: dict[str, Activation] = {"input": RamActivation(x)}
     try:
-        for i, (stage, target) in enumerate(zip(stages, _destinations(stages))):
-            if isinstance(stage.ops[0], Save):
-                skips[stage.ops[0].name] = src
-            shape = (n, stage.channels[-1], *stage.sizes[-1])
-            if target is not None:
-                dst = skips[target]
-            elif i == len(stages) - 1:
-                dst = RamActivation.empty(shape, x.device)
-            else:
-                dst = DiskActivation(shape, spill_dir) if spill else RamActivation.empty(shape, x.device)
-            runner = _Runner(stage, src, skips)
+        for i, (stage, route) in enumerate(zip(stages, routes)):
+            if route.dst not in acts:
+                shape = (n, stage.channels[-1], *stage.sizes[-1])
+                disk = plan.spill and route.dst != "output"
+                acts[route.dst] = DiskActivation(shape, spill_dir) if disk else RamActivation.empty(shape, x.device)
+            dst = acts[route.dst]
+            compute = functools.partial(_compute, stage, acts[route.src],
+                                        {name: acts[a] for name, a in route.skips.items()})
             for _, k, kind in (p for p in passes if p[0] == i):
                 for box in _tiles(stage.sizes[k], sides[(i, k)]):
                     if kind == "stats":
-                        stage.ops[k].accumulate(runner.compute(k, box))
+                        stage.ops[k].accumulate(compute(k, box))
                     elif kind == "store":  # pre-norm values into dst, statistics on the way
-                        y = runner.compute(k, box)
+                        y = compute(k, box)
                         stage.ops[k].accumulate(y)
                         dst.write(box, y)
                     elif kind == "tail":  # the rest of the stage is pointwise: apply it in place
@@ -850,23 +832,18 @@ def run_program(program: Program, x: Tensor, *, budget: int | None = None, tile:
                             y = op.apply(y, box, box, stage.sizes[k])
                         dst.write(box, y)
                     else:
-                        dst.write(box, runner.compute(k, box))
+                        dst.write(box, compute(k, box))
                     done += 1
                     if progress is not None:
                         progress(done, total)
                 if kind in ("stats", "store"):
                     stage.ops[k].finish()
-            for op in stage.ops:
-                if isinstance(op, Add):
-                    skips.pop(op.name, None)
-            if i > 0 and src is not dst and all(src is not a for a in skips.values()):
-                src.close()
-            src = dst
-        return src.tensor
+            if route.free_src:
+                acts.pop(route.src).close()
+        return acts[routes[-1].dst].tensor if routes else x
     finally:
-        for a in skips.values():
-            if a is not src:
-                a.close()
+        for a in acts.values():
+            a.close()
 
 
 def _schedule(stages: list[Stage]) -> list[tuple[int, int, str]]:

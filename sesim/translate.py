@@ -27,7 +27,7 @@ from .nets.munit import style_codes
 from .run import Run
 from .runtime import resolve_device
 from .tiled import plan_inference, translate_tiled
-from .translate_exemplar import ExemplarRequestError, translate_exemplar_jobs
+from .translate_exemplar import match_exemplars, translate_exemplar_jobs
 
 log = logging.getLogger("sesim")
 
@@ -75,11 +75,9 @@ def translate_tensor(generator: torch.nn.Module, x: torch.Tensor, stride: int = 
         padded = F.pad(padded, (0, extra_w, 0, extra_h), mode="replicate")
     kwargs = {} if style is None else {"style": style}
     reduced = speedups.autocast(padded.device, precision)
-    if tile is None:
-        with reduced:
-            return generator(padded, **kwargs)[..., :h, :w].float()
-    plan = plan_inference(generator, tuple(padded.shape), tile=tile, max_memory=max_memory, style=style)
-    if plan.kind == "whole":
+    plan = None if tile is None else plan_inference(generator, tuple(padded.shape), tile=tile, max_memory=max_memory,
+                                                    style=style)
+    if plan is None or plan.kind == "whole":
         with reduced:
             return generator(padded, **kwargs)[..., :h, :w].float()
     log.info("%s", plan.describe(h, w))
@@ -159,32 +157,36 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
         if samples > 1 or style_from is not None:
             raise TranslateError("--samples and --style-from are for multimodal runs; an exemplar run takes its "
                                  "style from --exemplar")
+        if exemplar is None:
+            raise TranslateError(f"this run ({cfg.mode} mode) translates with an exemplar: pass --exemplar PHOTO "
+                                 "(one for all inputs) or --exemplar DIR (one per input, same names)")
         try:
-            return translate_exemplar_jobs(generator, cfg, jobs, input_path, exemplar, overwrite=overwrite, device=dev,
-                                           progress=progress, skip_unreadable=skip_unreadable)
-        except ExemplarRequestError as err:
+            exemplars = match_exemplars([j.source for j in jobs], input_path, Path(exemplar))
+            keep_readable(sorted(set(exemplars)), skip_unreadable=False)
+        except (ValueError, FileNotFoundError, NotADirectoryError) as err:
             raise TranslateError(str(err)) from None
-    if exemplar is not None:
+    elif exemplar is not None:
         raise TranslateError(f"--exemplar needs a --mode exemplar run; this run's mode is {cfg.mode!r}")
-    if samples < 1:
+    elif samples < 1:
         raise TranslateError(f"--samples must be >= 1, got {samples}")
-    if samples > 1 and style_from is not None:
+    elif samples > 1 and style_from is not None:
         raise TranslateError("--style-from gives one style: it cannot be combined with --samples > 1")
     suffixes = [f"_s{k}" for k in range(samples)] if samples > 1 else [""]
-    jobs = [Job(j.source, j.target.with_name(j.target.stem + sfx + ".png")) for j in jobs for sfx in suffixes]
-    existing = [j.target for j in jobs if j.target.exists()]
+    targets = {j.source: [j.target.with_name(j.target.stem + sfx + ".png") for sfx in suffixes] for j in jobs}
+    existing = [t for variants in targets.values() for t in variants if t.exists()]
     if existing and not overwrite:
         raise TranslateError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); nothing was written. "
                              "Pass --overwrite to replace them or choose another --output.")
+    if cfg.mode == "exemplar":
+        try:
+            return translate_exemplar_jobs(generator, cfg.data.channels, jobs, exemplars, device=dev, progress=progress)
+        except ImageError as err:
+            raise TranslateError(str(err)) from None
     stride = getattr(generator, "stride", 4)
     styles = style_variants(generator, cfg, samples=samples, seed=seed, style_from=style_from, device=dev)
     written: list[Path] = []
-    bar = tqdm(total=len(jobs), disable=not progress, unit="img")
-    # with several samples, jobs come in runs of len(suffixes) per input: load each input once
-    firsts = jobs[::len(suffixes)]
-    targets_of = {id(first): [j.target for j in jobs[i * len(suffixes):(i + 1) * len(suffixes)]]
-                  for i, first in enumerate(firsts)}
-    for group in _batches_by_size(firsts, cfg.data.channels, batch_size):
+    bar = tqdm(total=len(jobs) * len(suffixes), disable=not progress, unit="img")
+    for group in _batches_by_size(jobs, cfg.data.channels, batch_size):  # each input loaded once for all styles
         x = (group[0][1][None] if len(group) == 1 else torch.stack([t for _, t in group])).to(dev)
         for k, style in enumerate(styles):
             try:
@@ -193,7 +195,7 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
             except ValueError as err:  # a bad --tile request, or an image that cannot fit
                 raise TranslateError(f"{group[0][0].source}: {err}") from None
             for (job, _), out in zip(group, y):
-                target = targets_of[id(job)][k]
+                target = targets[job.source][k]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 save_image(out, target)
                 written.append(target)

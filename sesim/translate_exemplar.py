@@ -17,15 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .config import TrainConfig
-from .data.images import IMAGE_EXTENSIONS, ImageError, keep_readable, list_images, load_image, pil_to_tensor, save_image
+from .data.images import IMAGE_EXTENSIONS, list_images, load_image, pil_to_tensor, save_image
 
-__all__ = ["ExemplarRequestError", "match_exemplars", "translate_exemplar_jobs", "exemplar_translate_tensor"]
-
-
-class ExemplarRequestError(ValueError):
-    """A translate request of an exemplar run that cannot be served (``sesim translate`` reports it as
-    its own error)."""
+__all__ = ["match_exemplars", "translate_exemplar_jobs", "exemplar_translate_tensor"]
 
 
 def match_exemplars(sources: list[Path], input_path: Path, exemplar: Path) -> list[Path]:
@@ -63,37 +57,16 @@ def exemplar_translate_tensor(translator: torch.nn.Module, condition: torch.Tens
     return translator(condition, exemplar)[..., :h, :w]
 
 
-def translate_exemplar_jobs(translator: torch.nn.Module, cfg: TrainConfig, jobs: list, input_path: Path,
-                            exemplar: str | Path | None, *, overwrite: bool, device: torch.device,
-                            progress: bool, skip_unreadable: bool) -> list[Path]:
-    """Translate ``jobs`` (:class:`sesim.translate.Job`) with their exemplars; returns the written paths.
-
-    Raises:
-        ExemplarRequestError: a missing or unpaired exemplar, an unreadable image, outputs that exist.
-    """
-
-    if exemplar is None:
-        raise ExemplarRequestError(f"this run ({cfg.mode} mode) translates with an exemplar: pass --exemplar PHOTO "
-                             "(one for all inputs) or --exemplar DIR (one per input, same names)")
-    try:
-        exemplars = match_exemplars([j.source for j in jobs], input_path, Path(exemplar))
-        keep_readable(sorted(set(exemplars)), skip_unreadable=False)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
-        raise ExemplarRequestError(str(err)) from None
-    existing = [j.target for j in jobs if j.target.exists()]
-    if existing and not overwrite:
-        raise ExemplarRequestError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); nothing was written. "
-                             "Pass --overwrite to replace them or choose another --output.")
-    c = cfg.data.channels
+def translate_exemplar_jobs(translator: torch.nn.Module, channels: int, jobs: list, exemplars: list[Path], *,
+                            device: torch.device, progress: bool) -> list[Path]:
+    """Translate ``jobs`` (:class:`sesim.translate.Job`, checked by the caller) with their ``exemplars``
+    (:func:`match_exemplars`); returns the written paths. Raises ``ImageError`` for an unreadable image."""
     cache: dict[Path, torch.Tensor] = {}
     written: list[Path] = []
     for job, ex in tqdm(list(zip(jobs, exemplars)), disable=not progress, unit="img"):
-        try:
-            x = pil_to_tensor(load_image(job.source, c))[None].to(device)
-            if ex not in cache:
-                cache = {ex: pil_to_tensor(load_image(ex, c))[None].to(device)}  # one exemplar kept at a time
-        except ImageError as err:
-            raise ExemplarRequestError(str(err)) from None
+        x = pil_to_tensor(load_image(job.source, channels))[None].to(device)
+        if ex not in cache:
+            cache = {ex: pil_to_tensor(load_image(ex, channels))[None].to(device)}  # one exemplar kept at a time
         y = exemplar_translate_tensor(translator, x, cache[ex]).float().cpu()
         job.target.parent.mkdir(parents=True, exist_ok=True)
         save_image(y[0], job.target)

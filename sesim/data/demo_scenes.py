@@ -323,23 +323,8 @@ def render_photo(layout: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- dataset
-
-
-def _params(size: int, n_train: int, n_test: int, seed: int) -> dict:
-    return {
-        "size": int(size),
-        "n_train": int(n_train),
-        "n_test": int(n_test),
-        "seed": int(seed),
-        "generator_version": GENERATOR_VERSION,
-    }
-
-
-_SUBDIRS = ("trainA", "trainB", "testA", "testB", "layouts/trainB", "layouts/testA", "layouts/testB")
-
-
-
-
+_SPLITS = ("trainA", "trainB", "testA", "testB")
+_SUBDIRS = (*_SPLITS, "layouts/trainB", "layouts/testA", "layouts/testB")
 
 
 def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int = 24, seed: int = 0) -> dict:
@@ -360,8 +345,10 @@ def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int =
     dataset (no ``meta.json``) raises ``FileExistsError``.
     """
     root = Path(root)
-    params = _params(size, n_train, n_test, seed)
-    if min(params["n_train"], params["n_test"]) < 1:
+    n_train, n_test = int(n_train), int(n_test)
+    params = {"size": int(size), "n_train": n_train, "n_test": n_test, "seed": int(seed),
+              "generator_version": GENERATOR_VERSION}
+    if min(n_train, n_test) < 1:
         raise ValueError("n_train and n_test must be >= 1")
     existing = prepare_folder(root, "sesim-demo-scenes", params, _SUBDIRS)
     if existing is not None:
@@ -369,15 +356,7 @@ def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int =
     meta_path = root / "meta.json"
     root.mkdir(parents=True, exist_ok=True)
 
-    counts = {
-        "trainA": params["n_train"],
-        "trainB": params["n_train"],
-        "testA": params["n_test"],
-        "testB": params["n_test"],
-        "layouts/trainB": params["n_train"],
-        "layouts/testA": params["n_test"],
-        "layouts/testB": params["n_test"],
-    }
+    counts = {sub: n_train if "train" in sub else n_test for sub in _SUBDIRS}
     meta = {
         "kind": "sesim-demo-scenes",
         **params,
@@ -394,11 +373,9 @@ def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int =
 
     # Independent streams per split: L1, L2, L3, L4 never share layouts.
     ss = np.random.SeedSequence([int(seed), 0x5E51])
-    streams = dict(zip(("trainA", "trainB", "testA", "testB"), ss.spawn(4)))
-    splits = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test}
-    for split, n in splits.items():
-        rng = np.random.default_rng(streams[split])
-        for i in range(int(n)):
+    for split, stream in zip(_SPLITS, ss.spawn(len(_SPLITS))):
+        rng = np.random.default_rng(stream)
+        for i in range(counts[split]):
             stem = f"{i:06d}.png"
             lay = random_layout(rng, params["size"])
             if split.endswith("A"):

@@ -56,6 +56,14 @@ def _as_features(feats, name: str) -> np.ndarray:
     return arr
 
 
+def _feature_pair(a, b, names: tuple[str, str] = ("feats_x", "feats_y")) -> tuple[np.ndarray, np.ndarray]:
+    """Two feature sets checked by :func:`_as_features` and for equal dimensions."""
+    x, y = _as_features(a, names[0]), _as_features(b, names[1])
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    return x, y
+
+
 def gaussian_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (``ddof = 1``) of ``(N, D)`` features, float64."""
     x = _as_features(feats, "feats")
@@ -93,10 +101,7 @@ def frechet_distance(feats_x, feats_y) -> float:
 
     0 for a set with itself (up to round-off), invariant to the order of the samples.
     """
-    x = _as_features(feats_x, "feats_x")
-    y = _as_features(feats_y, "feats_y")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    x, y = _feature_pair(feats_x, feats_y)
     return frechet_distance_from_stats(*gaussian_stats(x), *gaussian_stats(y))
 
 
@@ -128,10 +133,7 @@ def kernel_inception_distance(feats_x, feats_y, *, subsets: int = 10, subset_siz
     the mean. When the subset size equals both set sizes every subset is the whole set and the
     standard deviation is 0.
     """
-    x = _as_features(feats_x, "feats_x")
-    y = _as_features(feats_y, "feats_y")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    x, y = _feature_pair(feats_x, feats_y)
     if subsets < 1:
         raise ValueError("subsets must be >= 1")
     m = min(int(subset_size), x.shape[0], y.shape[0])

@@ -175,31 +175,25 @@ class PixelClassifier:
 
     def predict_proba(self, images) -> np.ndarray:
         """Class probabilities, (N, H, W, C) float32."""
-        return torch.cat([torch.softmax(l, dim=-1) for l in self._logits(images)]).numpy()
+        return torch.cat([torch.softmax(z, dim=-1) for z in self._logits(images)]).numpy()
 
     def predict(self, images) -> np.ndarray:
         """Predicted class ids, (N, H, W) int64."""
-        return torch.cat([l.argmax(-1) for l in self._logits(images)]).numpy().astype(np.int64)
+        return torch.cat([z.argmax(-1) for z in self._logits(images)]).numpy().astype(np.int64)
 
     # -- persistence
+    _FITTED = ("mean", "std", "weight", "bias")  # the fitted tensors, as stored in a state dict
+
     def state_dict(self) -> dict:
         self._check()
-        return {
-            "num_classes": torch.tensor(self.num_classes),
-            "mean": self.mean.clone(),
-            "std": self.std.clone(),
-            "weight": self.weight.clone(),
-            "bias": self.bias.clone(),
-        }
+        return {"num_classes": torch.tensor(self.num_classes), **{k: getattr(self, k).clone() for k in self._FITTED}}
 
     def load_state_dict(self, state: dict) -> "PixelClassifier":
         nc = int(state["num_classes"])
         if nc != self.num_classes:
             raise ValueError(f"state has {nc} classes, classifier has {self.num_classes}")
-        self.mean = state["mean"].to(torch.float32).clone()
-        self.std = state["std"].to(torch.float32).clone()
-        self.weight = state["weight"].to(torch.float32).clone()
-        self.bias = state["bias"].to(torch.float32).clone()
+        for k in self._FITTED:
+            setattr(self, k, state[k].to(torch.float32).clone())
         return self
 
 
@@ -269,15 +263,10 @@ def segmentation_scores(conf: np.ndarray) -> dict[str, float]:
 def mean_iou(pred, true, num_classes: int) -> float:
     """Mean over classes of |pred==c & true==c| / |pred==c | true==c|.
 
-    Classes absent from both ``pred`` and ``true`` are ignored.
+    Classes absent from both ``pred`` and ``true`` are ignored, and so are pixels whose predicted or
+    true class is outside ``0..num_classes-1``.
     """
-    p = np.asarray(pred).astype(np.int64).ravel()
-    t = np.asarray(true).astype(np.int64).ravel()
-    if p.shape != t.shape:
-        raise ValueError(f"shape mismatch: {np.shape(pred)} vs {np.shape(true)}")
-    k = int(num_classes)
-    valid = (t >= 0) & (t < k) & (p >= 0) & (p < k)
-    conf = np.bincount(t[valid] * k + p[valid], minlength=k * k).reshape(k, k)
+    conf = confusion_matrix(pred, true, num_classes, ignore_index=None)[:, :-1]  # drop out-of-range predictions
     inter = np.diag(conf).astype(np.float64)
     union = conf.sum(0) + conf.sum(1) - np.diag(conf)
     present = union > 0
@@ -315,13 +304,13 @@ def appearance_distance(images_x, images_y, *, seed: int = 0, n_projections: int
     py = _pixels(images_y, max_pixels, np.random.default_rng([seed, 1]))
     m = max(px.shape[0], py.shape[0])
     qs = (np.arange(m) + 0.5) / m
-    ax = np.sort(px @ dirs, axis=0)
-    ay = np.sort(py @ dirs, axis=0)
-    if ax.shape[0] != m:
-        ax = np.quantile(ax, qs, axis=0, method="inverted_cdf")
-    if ay.shape[0] != m:
-        ay = np.quantile(ay, qs, axis=0, method="inverted_cdf")
-    return float(np.abs(ax - ay).mean())
+
+    def quantiles(pixels: np.ndarray) -> np.ndarray:
+        """``(m, n_projections)``: the sorted projections, or their ``m`` quantiles for the smaller set."""
+        proj = np.sort(pixels @ dirs, axis=0)
+        return proj if proj.shape[0] == m else np.quantile(proj, qs, axis=0, method="inverted_cdf")
+
+    return float(np.abs(quantiles(px) - quantiles(py)).mean())
 
 
 def structure_appearance_report(translations, input_layouts, classifier: PixelClassifier, real_b) -> dict:

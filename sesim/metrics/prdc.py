@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frechet import _as_features
+from .frechet import _feature_pair
 
 __all__ = ["pairwise_distances", "knn_radii", "prdc", "DEFAULT_K"]
 
@@ -44,10 +44,7 @@ def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
 
 def prdc(real_features, fake_features, *, k: int = DEFAULT_K) -> dict[str, float]:
     """``{"precision", "recall", "density", "coverage"}`` of fakes against reals (see module doc)."""
-    r = _as_features(real_features, "real_features")
-    f = _as_features(fake_features, "fake_features")
-    if r.shape[1] != f.shape[1]:
-        raise ValueError(f"feature dimensions differ: {r.shape[1]} vs {f.shape[1]}")
+    r, f = _feature_pair(real_features, fake_features, ("real_features", "fake_features"))
     k = int(k)
     if k < 1:
         raise ValueError("k must be >= 1")

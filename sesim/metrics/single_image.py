@@ -104,58 +104,42 @@ def self_similarity_distance(source: Tensor, translation: Tensor, loss: nn.Modul
         return float(loss(x.to(device), y.to(device)))
 
 
-class _InceptionBlock0(nn.Module):
-    """FID Inception-v3 up to the first max-pool: ``(1, 3, H, W)`` in [-1, 1] -> ``(1, 64, h, w)``."""
-
-    def __init__(self, weights: str | None) -> None:
-        super().__init__()
-        from ..nets.inception import FIDInceptionV3
-
-        net = FIDInceptionV3(weights=weights)
-        self.block = nn.Sequential(*list(net.stem.children())[:4])
-        self.weights_source = net.weights_source
-        self.eval().requires_grad_(False)
+class _RGBFeatures(nn.Sequential):
+    """Frozen layers in eval mode on ``(1, 3, H, W)`` in [-1, 1]; a 1-channel image is repeated to 3."""
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        return self.block(x)
+        return super().forward(x)
 
 
 def sifid_inception_extractor(weights: str | None = "auto") -> nn.Module:
-    """SinGAN's SIFID features: FID Inception-v3 through ``maxpool1`` (64 channels), no resizing.
+    """SinGAN's SIFID features: FID Inception-v3 through ``maxpool1`` (64 channels), no resizing:
+    ``(1, 3, H, W)`` in [-1, 1] -> ``(1, 64, h, w)``.
 
     ``weights``: as :class:`sesim.nets.inception.FIDInceptionV3` (``"auto"`` looks for the
     pytorch-fid file and raises ``WeightsNotFoundError`` naming it and where to put it).
     """
-    return _InceptionBlock0(weights)
+    from ..nets.inception import FIDInceptionV3
 
-
-class _RandomFeatures(nn.Module):
-    """conv3x3(3 -> 32) -> ReLU -> conv3x3 stride 2 (32 -> 64) -> ReLU; fixed random weights."""
-
-    def __init__(self, seed: int, channels: int) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.conv1 = nn.Conv2d(3, channels // 2, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1)
-        for conv in (self.conv1, self.conv2):
-            fan_in = conv.weight[0].numel()
-            with torch.no_grad():
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-                conv.bias.zero_()
-        self.eval().requires_grad_(False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return torch.relu(self.conv2(torch.relu(self.conv1(x))))
+    net = FIDInceptionV3(weights=weights)
+    block = _RGBFeatures(*list(net.stem.children())[:4])
+    block.weights_source = net.weights_source
+    return block.eval().requires_grad_(False)
 
 
 def random_feature_extractor(seed: int = 0, channels: int = 64) -> nn.Module:
-    """A fixed random-init 2-layer CNN (He init from ``seed``): ``(1, 3, H, W)`` -> ``(1, channels, H/2, W/2)``.
+    """A fixed random-init 2-layer CNN (He init from ``seed``): ``(1, 3, H, W)`` -> ``(1, channels, H/2, W/2)``:
+    conv3x3(3 -> channels/2) -> ReLU -> conv3x3 stride 2 -> ReLU.
 
     A stand-in for SinGAN's Inception block when its weights are unavailable: it measures
     local colour/texture statistics; numbers are only comparable with the same seed and channels.
     """
-    return _RandomFeatures(seed, channels)
+    gen = torch.Generator().manual_seed(seed)
+    convs = [nn.Conv2d(3, channels // 2, 3, padding=1), nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1)]
+    for conv in convs:
+        fan_in = conv.weight[0].numel()
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+            conv.bias.zero_()
+    return _RGBFeatures(convs[0], nn.ReLU(), convs[1], nn.ReLU()).eval().requires_grad_(False)
