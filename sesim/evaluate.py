@@ -101,8 +101,9 @@ def _entry(value: Any, model: str, version: str, **details: Any) -> dict:
 
 @dataclass
 class EvaluateOptions:
-    """How to score. The fields with a help text are the scoring flags of ``sesim evaluate`` (the
-    CLI generates them: ``kid_subsets`` -> ``--kid-subsets``); the others are for Python callers
+    """How to score. The fields declared with ``_f`` (default, help text, choices, range) are the
+    scoring flags of ``sesim evaluate`` (the CLI generates them: ``kid_subsets`` ->
+    ``--kid-subsets``); the others are for Python callers
     (networks given built) or filled in by :meth:`resolve`, which also fills the ``None`` defaults.
 
     ``extractor``: a name, or an :class:`~sesim.metrics.features.Extractor` (any network, e.g. a
