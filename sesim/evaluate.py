@@ -141,24 +141,25 @@ class EvaluateOptions:
                                         "$SESIM_DINO_WEIGHTS, else the torch hub cache)")
     drn_weights: str | None = _f(None, "segmentation with --protocol cityscapes: DRN-D-22 Cityscapes checkpoint "
                                        "drn_d_22_cityscapes.pth (else $SESIM_DRN_WEIGHTS, else the torch hub cache)")
-    kid_subsets: int = _f(100, "", range=count(1))
-    kid_subset_size: int = _f(1000, "", range=count(2))
+    kid_subsets: int = _f(100, "KID: random subsets averaged", range=count(1))
+    kid_subset_size: int = _f(1000, "KID: images per subset (at most the smaller set)", range=count(2))
     k: int = _f(DEFAULT_K, "neighbours for precision/recall/density/coverage", range=count(1))
     samples_dir: str | os.PathLike | None = _f(None, "lpips_diversity: files <stem>_s<k>.png, K per input")
-    lpips_net: str = _f("alex", "", choices=("alex", "vgg"))
+    lpips_net: str = _f("alex", "lpips_diversity: LPIPS trunk", choices=("alex", "vgg"))
     lpips_weights: str | None = _f(None, "LPIPS v0.1 linear layers file (else $SESIM_LPIPS_WEIGHTS, hub cache, or "
                                          "the installed lpips package)")
     lpips_backbone_weights: str | None = _f(None, "alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
     segmenter: str | Callable | None = _f(None, "segmentation: TorchScript file or module:function")
     labels: str | os.PathLike | None = _f(None, "segmentation: label maps (class ids, 255 ignored)")
-    num_classes: int | None = _f(None, "", range=count(1))  # None: the protocol's, else 19
+    num_classes: int | None = _f(None, "segmentation: number of classes (default: the protocol's, else 19)",
+                                  range=count(1))
     source: str | os.PathLike | None = _f(None, "selfsim: the inputs the translations were made from")
     backbone: str | None = _f(None, "selfsim: feature network (default: the run's with --run, else auto: ImageNet "
                                     "VGG16 if its file is found, else ImageNet EfficientNet-Lite0)",
                               choices=("auto", *BACKBONES))
     backbone_weights: str | None = _f(None, "selfsim: auto | imagenet | random | path")
-    seed: int = _f(0, "", range=count(0))
-    device: str = _f("cpu", "")
+    seed: int = _f(0, "random seed of the KID subsets", range=count(0))
+    device: str = _f("cpu", "cpu | cuda | cuda:N | mps")
     # Python only: networks given built, and what resolve() fills in for a protocol
     lpips_model: torch.nn.Module | None = None
     sifid_extractor: Callable | None = None
