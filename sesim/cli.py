@@ -1,7 +1,8 @@
 """The ``sesim`` command: ``train``, ``translate``, ``evaluate``, ``viz``, ``view``, ``demo``, ``export``,
 ``presets``. Thin: it parses flags and calls the layers below. Training flags are generated from the config
 dataclasses (one flag per field, help text and range from the field), so the CLI and the saved ``config.json``
-never disagree. Every numeric flag is range-checked at parse time (its ``type=``, a
+never disagree; the ``translate`` and ``evaluate`` flags come the same way from ``TranslateOptions`` and
+``EvaluateOptions``. Every numeric flag is range-checked at parse time (its ``type=``, a
 :class:`~sesim.ranges.Range`; tests/test_cli_validation.py checks that none is missing)."""
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import RESUME_OPTIONS, OptionError, TrainConfig, available_presets, convert, load_preset_text, option_fields
-from .ranges import Choice, count
-from .speedups import PRECISIONS
+from .ranges import count
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,24 +41,6 @@ class _FieldValue:
         return text
 
 
-class _MemorySize:
-    """argparse ``type=`` of ``--max-memory``: a size such as 4G or 512M (bytes), or auto (None)."""
-
-    def __call__(self, text: str) -> int | None:
-        from .memory import parse_size
-
-        if text.strip().lower() == "auto":
-            return None
-        try:
-            return parse_size(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    @staticmethod
-    def bad_values() -> list[str]:
-        return ["0", "-1G", "lots", "4X"]
-
-
 #: ``viz --side``: panel width in pixels
 SIDE = count(16, 4096)
 
@@ -66,6 +48,19 @@ SIDE = count(16, 4096)
 def _flag(name: str) -> str:
     """The command-line flag of an option: ``patch_size`` -> ``--patch-size``."""
     return "--" + name.replace("_", "-")
+
+
+def _add_option_flags(parser: argparse.ArgumentParser, fields) -> None:
+    """One flag per options field (``TranslateOptions``, ``EvaluateOptions``): its default, help,
+    choices, ``metavar`` and argparse ``type`` (its ``type``, else its ``range``) from the field;
+    a boolean field that defaults to false is a switch."""
+    for f in fields:
+        meta = f.metadata
+        if f.default is False:
+            parser.add_argument(_flag(f.name), action="store_true", help=meta["help"])
+            continue
+        parser.add_argument(_flag(f.name), default=f.default, choices=meta.get("choices"), metavar=meta.get("metavar"),
+                            type=meta.get("type") or meta.get("range"), help=meta["help"] or None)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -124,35 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder (holds config.json and generator.safetensors)")
     p.add_argument("--input", required=True, help="an image file or a folder of images (searched recursively)")
     p.add_argument("--output", required=True, help="output folder; files keep their stem, saved as PNG")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--batch-size", type=count(1), default=4, help="images per forward pass (equal sizes are batched)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
-                   help="BtoA uses the reverse generator of two-sided methods (CycleGAN)")
-    p.add_argument("--weights", default=None, help="a generator .safetensors other than the run's latest")
-    p.add_argument("--samples", type=count(1), default=1, metavar="K",
-                   help="multimodal runs: K outputs per input with different style codes, as <stem>_s<k>.png")
-    p.add_argument("--seed", type=count(0), default=0, help="multimodal runs: seed of the style codes (reproducible)")
-    p.add_argument("--style-from", default=None, metavar="IMAGE",
-                   help="multimodal runs with a style encoder: take the appearance of this target-domain image")
-    p.add_argument("--exemplar", default=None, metavar="PHOTO_OR_DIR",
-                   help="exemplar runs (--mode exemplar): the photo whose style to follow, for every input, or a "
-                        "folder of photos paired with the inputs by name")
-    p.add_argument("--tile", default="auto", metavar="PX", type=Choice(("auto", "none", "off"), count(8)),
-                   help="translate in tiles of at most PX pixels (same result as whole-image inference: blended "
-                        "overlapping tiles for single-image runs, exact layer-by-layer tiles with image-wide "
-                        "normalisation statistics for the others); auto (default) tiles only images whose estimated "
-                        "memory exceeds --max-memory, none never tiles")
-    p.add_argument("--skip-unreadable", action="store_true",
-                   help="skip input images that cannot be read (with a warning) instead of stopping")
-    p.add_argument("--max-memory", default=None, metavar="SIZE", type=_MemorySize(),
-                   help="memory limit of the process, e.g. 4G (default: what it uses plus 70%% of the available "
-                        "memory); larger images are translated in tiles, with activations in temporary files "
-                        "if needed")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="bf16: translate under bfloat16 autocast (1.7x the images/s of fp32 at 256 px on a CPU with "
-                        "AVX-512 BF16; outputs about one 8-bit level from fp32 on average; exact layer-wise tiles "
-                        "stay fp32)")
+    from .translate import TranslateOptions
+
+    _add_option_flags(p, dataclasses.fields(TranslateOptions))
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="generate a toy labels->photo task, train on it and write a results page")
@@ -271,14 +240,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from .translate import translate_paths
+    from .translate import TranslateOptions, translate_paths
 
-    written = translate_paths(args.run, args.input, args.output, overwrite=args.overwrite, batch_size=args.batch_size,
-                              device=args.device, direction=args.direction, weights=args.weights,
-                              progress=not args.no_progress, samples=args.samples, seed=args.seed,
-                              style_from=args.style_from, tile=args.tile, max_memory=args.max_memory,
-                              skip_unreadable=args.skip_unreadable, precision=args.precision,
-                              exemplar=args.exemplar)
+    options = TranslateOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TranslateOptions)})
+    written = translate_paths(args.run, args.input, args.output, options, progress=not args.no_progress)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return 0
 
@@ -325,9 +290,7 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--keep-translations", action="store_true", help="--snapshots: keep each snapshot's translations")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics/translations in --out")
-    for f in EvaluateOptions.flag_fields():  # --protocol, --metrics, ...: how to score
-        p.add_argument(_flag(f.name), default=f.default, choices=f.metadata.get("choices"),
-                       type=f.metadata.get("range"), help=f.metadata["help"] or None)
+    _add_option_flags(p, EvaluateOptions.flag_fields())  # --protocol, --metrics, ...: how to score
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

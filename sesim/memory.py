@@ -9,6 +9,7 @@ count, the rest does not). ``bench/tiled_memory.py`` compares it with the measur
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import weakref
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-__all__ = ["parse_size", "format_size", "available_memory", "current_rss", "return_freed_memory_promptly",
+__all__ = ["parse_size", "MemorySize", "format_size", "available_memory", "current_rss", "return_freed_memory_promptly",
            "whole_image_bytes", "WHOLE_IMAGE_MARGIN"]
 
 #: measured peak RSS growth of whole-image inference over :func:`whole_image_bytes`: oneDNN's
@@ -46,6 +47,23 @@ def parse_size(text: str | int) -> int:
     if value <= 0:
         raise ValueError(f"memory size must be positive, got {text!r}")
     return value
+
+
+class MemorySize:
+    """argparse ``type=`` of a memory size (``--max-memory``): a size such as 4G or 512M (bytes), or
+    auto (``None``)."""
+
+    def __call__(self, text: str) -> int | None:
+        if text.strip().lower() == "auto":
+            return None
+        try:
+            return parse_size(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    @staticmethod
+    def bad_values() -> list[str]:
+        return ["0", "-1G", "lots", "4X"]
 
 
 def format_size(n: int | float) -> str:

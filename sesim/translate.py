@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -19,11 +20,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import speedups
-from .config import TrainConfig
+from .config import TrainConfig, _f
 from .data.images import IMAGE_EXTENSIONS, ImageError, keep_readable, list_images, load_image, pil_to_tensor, save_image
 from .layerwise import program_for, run_program
-from .memory import return_freed_memory_promptly
+from .memory import MemorySize, return_freed_memory_promptly
 from .nets.munit import style_codes
+from .ranges import Choice, count
 from .run import Run
 from .runtime import resolve_device
 from .tiled import plan_inference, translate_tiled
@@ -122,31 +124,64 @@ def plan_jobs(input_path: Path, output_dir: Path) -> list[Job]:
     return jobs
 
 
-def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str | Path, *,
-                    overwrite: bool = False, batch_size: int = 4, device: str = "auto", direction: str = "AtoB",
-                    weights: str | Path | None = None, progress: bool = True, samples: int = 1, seed: int = 0,
-                    style_from: str | Path | None = None, tile: int | str | None = "auto",
-                    max_memory: int | None = None, skip_unreadable: bool = False,
-                    precision: str = "fp32", exemplar: str | Path | None = None) -> list[Path]:
+@dataclass
+class TranslateOptions:
+    """How to translate: the flags of ``sesim translate`` (the CLI generates them from these fields,
+    ``batch_size`` -> ``--batch-size``) and the keyword arguments of :func:`translate_paths`."""
+
+    overwrite: bool = _f(False, "replace existing output files")
+    batch_size: int = _f(4, "images per forward pass (equal sizes are batched)", range=count(1))
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    direction: str = _f("AtoB", "BtoA uses the reverse generator of two-sided methods (CycleGAN)",
+                        choices=("AtoB", "BtoA"))
+    weights: str | Path | None = _f(None, "a generator .safetensors other than the run's latest")
+    samples: int = _f(1, "multimodal runs: K outputs per input with different style codes, as <stem>_s<k>.png",
+                      range=count(1), metavar="K")
+    seed: int = _f(0, "multimodal runs: seed of the style codes (reproducible)", range=count(0))
+    style_from: str | Path | None = _f(None, "multimodal runs with a style encoder: take the appearance of this "
+                                             "target-domain image", metavar="IMAGE")
+    exemplar: str | Path | None = _f(None, "exemplar runs (--mode exemplar): the photo whose style to follow, for "
+                                           "every input, or a folder of photos paired with the inputs by name",
+                                     metavar="PHOTO_OR_DIR")
+    tile: int | str | None = _f("auto", "translate in tiles of at most PX pixels (same result as whole-image "
+                                        "inference: blended overlapping tiles for single-image runs, exact "
+                                        "layer-by-layer tiles with image-wide normalisation statistics for the "
+                                        "others); auto (default) tiles only images whose estimated memory exceeds "
+                                        "--max-memory, none never tiles",
+                                metavar="PX", type=Choice(("auto", "none", "off"), count(8)))
+    skip_unreadable: bool = _f(False, "skip input images that cannot be read (with a warning) instead of stopping")
+    max_memory: int | None = _f(None, "memory limit of the process, e.g. 4G (default: what it uses plus 70%% of the "
+                                      "available memory); larger images are translated in tiles, with activations "
+                                      "in temporary files if needed", metavar="SIZE", type=MemorySize())
+    precision: str = _f("fp32", "bf16: translate under bfloat16 autocast (1.7x the images/s of fp32 at 256 px on a "
+                                "CPU with AVX-512 BF16; outputs about one 8-bit level from fp32 on average; exact "
+                                "layer-wise tiles stay fp32)", choices=speedups.PRECISIONS)
+
+
+def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str | Path,
+                    options: TranslateOptions | None = None, *, progress: bool = True, **changes) -> list[Path]:
     """Translate an image file or a folder (recursively) into ``output_dir``; returns written paths.
 
-    Multimodal runs only: ``samples`` > 1 writes ``<stem>_s<k>.png`` for k = 0..samples-1, sample
-    k using style code k of ``style_codes(style_dim, samples, seed)`` (the same code for every
-    input; reproducible); ``samples`` = 1 writes ``<stem>.png`` with code 0. ``style_from`` takes
-    the style code from a reference target-domain image (needs a run trained with a style encoder).
-    ``tile``, ``max_memory``: tiled inference for images that would not fit in memory whole
+    ``options`` (default :class:`TranslateOptions`), with any field changed by keyword
+    (``translate_paths(run, src, out, samples=3)``). Multimodal runs only: ``samples`` > 1 writes
+    ``<stem>_s<k>.png`` for k = 0..samples-1, sample k using style code k of
+    ``style_codes(style_dim, samples, seed)`` (the same code for every input; reproducible);
+    ``samples`` = 1 writes ``<stem>.png`` with code 0. ``style_from`` takes the style code from a
+    reference target-domain image (needs a run trained with a style encoder). ``tile``,
+    ``max_memory``: tiled inference for images that would not fit in memory whole
     (:func:`sesim.tiled.plan_inference`). Inputs are checked before anything is written
     (:func:`sesim.data.images.keep_readable`): an unreadable one stops the command, or is
     skipped with ``skip_unreadable``. ``precision``: ``"fp32"`` or ``"bf16"`` (see :func:`translate_tensor`).
     ``exemplar``: ``--mode exemplar`` runs only, a photo or a folder of photos paired by name
-    (:mod:`sesim.translate_exemplar`).
+    (:mod:`sesim.translate_exemplar`). ``progress``: progress bars.
     """
+    o = dataclasses.replace(options or TranslateOptions(), **changes)
     input_path, output_dir = Path(input_path), Path(output_dir)
     jobs = plan_jobs(input_path, output_dir)
-    dev = resolve_device(device)
-    generator, cfg = load_run_generator(run_dir, weights=weights, direction=direction, device=dev)
+    dev = resolve_device(o.device)
+    generator, cfg = load_run_generator(run_dir, weights=o.weights, direction=o.direction, device=dev)
     try:  # every input is checked before anything is written
-        readable, _ = keep_readable([j.source for j in jobs], skip_unreadable=skip_unreadable)
+        readable, _ = keep_readable([j.source for j in jobs], skip_unreadable=o.skip_unreadable)
     except ImageError as err:
         raise TranslateError(str(err)) from None
     keep = set(readable)
@@ -154,27 +189,27 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
     if not jobs:
         raise TranslateError(f"no readable image in {input_path}")
     if cfg.mode == "exemplar":
-        if samples > 1 or style_from is not None:
+        if o.samples > 1 or o.style_from is not None:
             raise TranslateError("--samples and --style-from are for multimodal runs; an exemplar run takes its "
                                  "style from --exemplar")
-        if exemplar is None:
+        if o.exemplar is None:
             raise TranslateError(f"this run ({cfg.mode} mode) translates with an exemplar: pass --exemplar PHOTO "
                                  "(one for all inputs) or --exemplar DIR (one per input, same names)")
         try:
-            exemplars = match_exemplars([j.source for j in jobs], input_path, Path(exemplar))
+            exemplars = match_exemplars([j.source for j in jobs], input_path, Path(o.exemplar))
             keep_readable(sorted(set(exemplars)), skip_unreadable=False)
         except (ValueError, FileNotFoundError, NotADirectoryError) as err:
             raise TranslateError(str(err)) from None
-    elif exemplar is not None:
+    elif o.exemplar is not None:
         raise TranslateError(f"--exemplar needs a --mode exemplar run; this run's mode is {cfg.mode!r}")
-    elif samples < 1:
-        raise TranslateError(f"--samples must be >= 1, got {samples}")
-    elif samples > 1 and style_from is not None:
+    elif o.samples < 1:
+        raise TranslateError(f"--samples must be >= 1, got {o.samples}")
+    elif o.samples > 1 and o.style_from is not None:
         raise TranslateError("--style-from gives one style: it cannot be combined with --samples > 1")
-    suffixes = [f"_s{k}" for k in range(samples)] if samples > 1 else [""]
+    suffixes = [f"_s{k}" for k in range(o.samples)] if o.samples > 1 else [""]
     targets = {j.source: [j.target.with_name(j.target.stem + sfx + ".png") for sfx in suffixes] for j in jobs}
     existing = [t for variants in targets.values() for t in variants if t.exists()]
-    if existing and not overwrite:
+    if existing and not o.overwrite:
         raise TranslateError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); nothing was written. "
                              "Pass --overwrite to replace them or choose another --output.")
     if cfg.mode == "exemplar":
@@ -183,15 +218,15 @@ def translate_paths(run_dir: str | Path, input_path: str | Path, output_dir: str
         except ImageError as err:
             raise TranslateError(str(err)) from None
     stride = getattr(generator, "stride", 4)
-    styles = style_variants(generator, cfg, samples=samples, seed=seed, style_from=style_from, device=dev)
+    styles = style_variants(generator, cfg, samples=o.samples, seed=o.seed, style_from=o.style_from, device=dev)
     written: list[Path] = []
     bar = tqdm(total=len(jobs) * len(suffixes), disable=not progress, unit="img")
-    for group in _batches_by_size(jobs, cfg.data.channels, batch_size):  # each input loaded once for all styles
+    for group in _batches_by_size(jobs, cfg.data.channels, o.batch_size):  # each input loaded once for all styles
         x = (group[0][1][None] if len(group) == 1 else torch.stack([t for _, t in group])).to(dev)
         for k, style in enumerate(styles):
             try:
-                y = translate_tensor(generator, x, stride, tile=tile, style=style, max_memory=max_memory,
-                                     progress=progress, precision=precision).cpu()
+                y = translate_tensor(generator, x, stride, tile=o.tile, style=style, max_memory=o.max_memory,
+                                     progress=progress, precision=o.precision).cpu()
             except ValueError as err:  # a bad --tile request, or an image that cannot fit
                 raise TranslateError(f"{group[0][0].source}: {err}") from None
             for (job, _), out in zip(group, y):
