@@ -31,13 +31,12 @@ Deterministic given ``seed``; a complete dataset with the same parameters is reu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from sesim.data.demo_scenes import BUILDING, SUN, WATER, random_layout, render_labels, render_photo
-from sesim.data.generated import prepare_folder, save_png
+from sesim.data.generated import finish_dataset, save_png, start_dataset
 
 __all__ = ["random_style", "apply_style", "render_styled", "make_exemplar_scenes", "canny_condition",
            "make_edge_photo_dataset"]
@@ -114,7 +113,7 @@ def make_exemplar_scenes(root, *, size: int = 64, n_train: int = 400, n_test: in
         save_png(root / "second" / stem, render_styled(lay, appearance, style))
         save_png(root / "layouts" / "testA" / stem, lay)
         save_png(root / "layouts" / "exemplars" / stem, other)
-    return _finish(root, meta)
+    return finish_dataset(root, meta)
 
 
 def canny_condition(photo: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -148,30 +147,15 @@ def make_edge_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test:
         save_png(root / "testA" / f"{i:06d}.png", canny_condition(test[i]))
         save_png(root / "testB" / f"{i:06d}.png", test[i])
         save_png(root / "exemplars" / f"{i:06d}.png", test[n_test + i])
-    return _finish(root, meta)
+    return finish_dataset(root, meta)
 
 
 def _start(root: Path, kind: str, subdirs: tuple[str, ...], size: int, n_train: int, n_test: int, seed: int,
            description: str) -> dict:
-    """The meta of a complete dataset of these parameters already in ``root`` (reuse it), or a new,
-    incomplete meta written to a ready ``root`` (the caller writes the files, then :func:`_finish`)."""
-    params = {"size": int(size), "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
-              "generator_version": GENERATOR_VERSION}
+    """:func:`~sesim.data.generated.start_dataset` with this module's parameters and counts."""
     if min(n_train, n_test) < 1:
         raise ValueError("n_train and n_test must be >= 1")
-    existing = prepare_folder(root, kind, params, subdirs)
-    if existing is not None:
-        return existing
+    params = {"size": int(size), "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
+              "generator_version": GENERATOR_VERSION}
     counts = {d: (n_train if d.startswith("train") else n_test) for d in subdirs}
-    meta = {"kind": kind, **params, "counts": counts, "complete": False, "description": description}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "meta.json").write_text(json.dumps(meta, indent=2))  # incomplete until _finish
-    for sub in subdirs:
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    return meta
-
-
-def _finish(root: Path, meta: dict) -> dict:
-    meta["complete"] = True
-    (root / "meta.json").write_text(json.dumps(meta, indent=2))
-    return meta
+    return start_dataset(root, kind, params, counts, description=description)

@@ -34,7 +34,6 @@ blurry (the task is meant for 64-128 px). Everything is deterministic given ``se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sesim.data.generated import prepare_folder, save_png
+from sesim.data.generated import finish_dataset, save_png, start_dataset
 
 __all__ = [
     "PHOTOS",
@@ -162,17 +161,11 @@ def make_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int 
               "generator_version": GENERATOR_VERSION}
     if min(n_train, n_test) < 1 or size < 8:
         raise ValueError("n_train and n_test must be >= 1 and size >= 8")
-    existing = prepare_folder(root, "sesim-photo-task", params, _SUBDIRS)
-    if existing is not None:
-        return existing
-    meta_path = root / "meta.json"
-    root.mkdir(parents=True, exist_ok=True)
     counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test, "targets/testA": n_test}
-    meta = {"kind": "sesim-photo-task", **params, "photos": PHOTOS, "transform": TRANSFORM_NAME,
-            "counts": counts, "description": PHOTO_TASK_DESCRIPTION, "complete": False}
-    meta_path.write_text(json.dumps(meta, indent=2))
-    for sub in _SUBDIRS:
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    meta = start_dataset(root, "sesim-photo-task", params, counts, photos=PHOTOS, transform=TRANSFORM_NAME,
+                         description=PHOTO_TASK_DESCRIPTION)
+    if meta["complete"]:
+        return meta
 
     photos = load_photos()
     streams = dict(zip(("trainA", "trainB", "testA", "testB"), np.random.SeedSequence([int(seed), 0xF070]).spawn(4)))
@@ -185,9 +178,7 @@ def make_photo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int 
             save_png(root / split / f"{i:06d}.png", crop)
             if split == "testA":
                 save_png(root / "targets" / "testA" / f"{i:06d}.png", appearance_transform(crop))
-    meta["complete"] = True
-    meta_path.write_text(json.dumps(meta, indent=2))
-    return meta
+    return finish_dataset(root, meta)
 
 
 # ----------------------------------------------------------------------------- scores

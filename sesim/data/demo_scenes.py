@@ -17,13 +17,12 @@ Everything is numpy, deterministic given a seed, and needs no downloads.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .generated import prepare_folder, save_png
+from .generated import finish_dataset, save_png, start_dataset
 
 __all__ = [
     "CLASSES",
@@ -350,26 +349,11 @@ def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int =
               "generator_version": GENERATOR_VERSION}
     if min(n_train, n_test) < 1:
         raise ValueError("n_train and n_test must be >= 1")
-    existing = prepare_folder(root, "sesim-demo-scenes", params, _SUBDIRS)
-    if existing is not None:
-        return existing
-    meta_path = root / "meta.json"
-    root.mkdir(parents=True, exist_ok=True)
-
     counts = {sub: n_train if "train" in sub else n_test for sub in _SUBDIRS}
-    meta = {
-        "kind": "sesim-demo-scenes",
-        **params,
-        "classes": list(CLASSES),
-        "palette": LABEL_PALETTE.tolist(),
-        "counts": counts,
-        "description": DEMO_DESCRIPTION,
-        "complete": False,
-    }
-    # Written first (incomplete) so an interrupted run is recognised and rebuilt later.
-    meta_path.write_text(json.dumps(meta, indent=2))
-    for sub in _SUBDIRS:
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    meta = start_dataset(root, "sesim-demo-scenes", params, counts, classes=list(CLASSES),
+                         palette=LABEL_PALETTE.tolist(), description=DEMO_DESCRIPTION)
+    if meta["complete"]:
+        return meta
 
     # Independent streams per split: L1, L2, L3, L4 never share layouts.
     ss = np.random.SeedSequence([int(seed), 0x5E51])
@@ -384,10 +368,7 @@ def make_demo_dataset(root, *, size: int = 64, n_train: int = 400, n_test: int =
                 save_png(root / split / stem, render_photo(lay, rng))
             if split != "trainA":
                 save_png(root / "layouts" / split / stem, lay)
-
-    meta["complete"] = True
-    meta_path.write_text(json.dumps(meta, indent=2))
-    return meta
+    return finish_dataset(root, meta)
 
 
 def _sorted_pngs(folder) -> list[Path]:

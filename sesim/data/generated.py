@@ -1,5 +1,5 @@
-"""Folders of generated datasets (the demo scenes; also the benchmarks' photo task, bench/lab/photo_task.py):
-reuse, replace or refuse.
+"""Folders of generated datasets (the demo scenes; also the benchmarks' tasks in bench/lab/): reuse,
+replace or refuse, and the start and finish of a generation.
 
 A generated dataset is a folder of ``NNNNNN.png`` files in fixed sub-folders plus a ``meta.json``
 whose ``kind`` names the generator, whose ``counts`` give the files per sub-folder, and whose
@@ -73,3 +73,30 @@ def prepare_folder(root: Path, kind: str, params: dict, subdirs: tuple[str, ...]
         raise FileExistsError(f"{root} is not empty and is not a {kind} dataset (no meta.json); "
                               "choose an empty or new folder")
     return None
+
+
+def start_dataset(root: Path, kind: str, params: dict, counts: dict[str, int], **fields) -> dict:
+    """Begin writing a dataset of ``kind`` with ``params`` into ``root`` (:func:`prepare_folder` rules).
+
+    Returns the existing meta (its ``complete`` is true) when a complete dataset with the same
+    parameters is already there; else a new meta — ``kind``, ``params``, ``fields``, ``counts`` (files
+    per sub-folder) and ``complete: false`` — written to ``meta.json``, with every sub-folder of
+    ``counts`` created. The caller writes the files, then calls :func:`finish_dataset`.
+    """
+    existing = prepare_folder(root, kind, params, tuple(counts))
+    if existing is not None:
+        return existing
+    meta = {"kind": kind, **params, **fields, "counts": counts, "complete": False}
+    root.mkdir(parents=True, exist_ok=True)
+    # written first (incomplete), so an interrupted generation is recognised and rebuilt later
+    (root / "meta.json").write_text(json.dumps(meta, indent=2))
+    for sub in counts:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return meta
+
+
+def finish_dataset(root: Path, meta: dict) -> dict:
+    """Mark the dataset in ``root`` complete (the last write of a generation); returns ``meta``."""
+    meta["complete"] = True
+    (root / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
